@@ -1,0 +1,140 @@
+"""`curate`: thin typer commands over the pipeline functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from curate.config import ConfigError, PipelineConfig, load_config, parse_config
+from curate.pipeline import all_stages, stage_groups
+from curate.report import print_status, write_run_report
+from curate.run.runner import RunResult, Runner
+
+app = typer.Typer(help="Curate a fine-tuning dataset from documents.", no_args_is_help=True)
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML", exists=False)]
+ExecutorOpt = Annotated[str | None, typer.Option("--executor", help="local | ray")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run stages even when unchanged")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars")]
+
+
+def _load(config_path: Path, executor: str | None = None) -> PipelineConfig:
+    overrides = {"executor.kind": executor} if executor else None
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _finish(config: PipelineConfig, result: RunResult) -> None:
+    report = write_run_report(config.run_path)
+    stopped = result.stopped
+    if stopped is not None:
+        console.print(f"[yellow]stopped at {stopped.name}: {stopped.message}[/yellow]")
+    if result.errors:
+        console.print(f"[yellow]finished with {result.errors} input errors — see `curate status {config.run_path}`[/yellow]")
+    console.print(f"report: {report}")
+    raise typer.Exit(result.exit_code)
+
+
+def _run(config: PipelineConfig, groups: list[str] | None, force: bool, quiet: bool) -> RunResult:
+    stages = all_stages() if groups is None else [s for g in groups for s in stage_groups()[g]]
+    runner = Runner(config, stages, console=console, show_progress=not quiet, force=force)
+    return runner.run()
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    executor: ExecutorOpt = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the teacher cost estimate only")] = False,
+) -> None:
+    """Run every stage of the pipeline (skipping what is unchanged)."""
+    cfg = _load(config, executor)
+    if dry_run:
+        from curate.generate.estimate import print_estimate
+
+        print_estimate(cfg, console)
+        raise typer.Exit(0)
+    _finish(cfg, _run(cfg, None, force, quiet))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="A pipeline YAML, or files and folders to ingest")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (without a config)")] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Discover, read and chunk documents."""
+    if len(paths) == 1 and paths[0].suffix in {".yaml", ".yml"} and out is None:
+        cfg = _load(paths[0])
+    else:
+        if out is None:
+            console.print("[red]without a config, --out DIR is required[/red]")
+            raise typer.Exit(1)
+        cfg = parse_config(
+            {
+                "run_dir": str(out.resolve()),
+                "ingest": {"paths": [str(p.resolve()) for p in paths]},
+                "task": {"type": "freeform", "instruction": "(ingest only)"},
+            },
+            source="command line",
+        )
+    _finish(cfg, _run(cfg, ["ingest"], force, quiet))
+
+
+def _group_command(group: str, help_text: str) -> None:
+    def command(config: ConfigArg, executor: ExecutorOpt = None, force: ForceOpt = False, quiet: QuietOpt = False) -> None:
+        cfg = _load(config, executor)
+        _finish(cfg, _run(cfg, [group], force, quiet))
+
+    command.__doc__ = help_text
+    app.command(name=group)(command)
+
+
+_group_command("redact", "Redact personal data and secrets from chunks before the teacher sees them.")
+_group_command("generate", "Ask the teacher for examples grounded in each chunk.")
+_group_command("filter", "Filter, refine and deduplicate the generated examples.")
+_group_command("dataset", "Validate, split and export the dataset.")
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
+    """Print the per-stage funnel of a run: rows in and out, errors, time, reports."""
+    raise typer.Exit(print_status(run_dir, Console()))
+
+
+def _register_optional_commands() -> None:
+    """Sub-apps owned by stage packages (review push/pull, audit)."""
+    try:
+        from curate.review.cli import app as review_app
+    except ImportError:
+        review_app = None
+    if review_app is not None:
+        app.add_typer(review_app, name="review", help="Expert review in Label Studio")
+    try:
+        from curate.redact.cli import audit
+    except ImportError:
+        audit = None
+    if audit is not None:
+        app.command(name="audit")(audit)
+
+
+_register_optional_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="curate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Configuration of discovery, ingestion and chunking."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    paths: tuple[str, ...] = Field(("docs",), description="Files or folders, relative to the config")
+    include: tuple[str, ...] = Field(
+        ("*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.docx", "*.jsonl", "*.csv"),
+        description="Glob patterns of files to read inside folders",
+    )
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = Field(50.0, gt=0, description="Larger files become errors")
+    text_column: str = Field("text", description="Text column of JSONL/CSV records")
+    id_column: str | None = Field(None, description="Record key column of JSONL/CSV records")
+    title_column: str | None = None
+
+
+class ChunkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_tokens: int = Field(384, gt=0, description="Token budget of one chunk")
+    overlap_tokens: int = Field(0, ge=0, description="Tokens repeated from the previous chunk")
+    min_tokens: int = Field(8, ge=0, description="Smaller trailing pieces merge into a neighbour")
+    tokenizer: str = Field(
+        "words",
+        description='"words" (fast, regex word pieces), "tiktoken:<encoding>", or a tokenizer.json path',
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_budget(self) -> ChunkConfig:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("overlap_tokens must be smaller than max_tokens")
+        return self

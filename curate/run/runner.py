@@ -1,0 +1,193 @@
+"""Runs a list of stages over a run directory, skipping what is already done.
+
+A stage is skipped when its fingerprint (its config sections, the hashes of its inputs,
+the package version) equals the one in the manifest and its outputs exist. Only the
+runner (the driver) writes the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+
+from curate.config import PipelineConfig
+from curate.run.executor import Executor, LocalExecutor
+from curate.run.rundir import RunDir
+from curate.run.stage import Stage, StageContext, StageStopped
+from schemas.ids import sha256_hex
+
+TRACKED_LIBRARIES = (
+    "assay", "polars", "pyarrow", "pydantic", "instructor", "anthropic", "openai",
+    "datasketch", "rapidfuzz", "great-expectations", "label-studio-sdk",
+)
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # complete | skipped | partial | failed
+    rows: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    stages: list[StageResult]
+
+    @property
+    def errors(self) -> int:
+        return sum(stage.errors for stage in self.stages)
+
+    @property
+    def stopped(self) -> StageResult | None:
+        return next((s for s in self.stages if s.status in {"partial", "failed"}), None)
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 a stage failed, 2 finished with bad-input errors, 3 stopped early."""
+        stopped = self.stopped
+        if stopped is not None:
+            return 1 if stopped.status == "failed" else 3
+        return 2 if self.errors else 0
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def make_executor(config: PipelineConfig) -> Executor:
+    if config.executor.kind == "ray":
+        from curate.run.ray_executor import RayExecutor
+
+        return RayExecutor.from_config(config)
+    return LocalExecutor(workers=config.executor.workers, partitions=config.executor.partitions)
+
+
+class Runner:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        stages: Sequence[Stage],
+        *,
+        executor: Executor | None = None,
+        console: Console | None = None,
+        show_progress: bool = True,
+        force: bool = False,
+    ):
+        self.config = config
+        self.stages = list(stages)
+        self.executor = executor or make_executor(config)
+        self.console = console or Console(stderr=True)
+        self.show_progress = show_progress
+        self.force = force
+        self.run_dir = RunDir(config.run_path)
+
+    def fingerprint(self, stage: Stage, manifest: dict[str, Any]) -> str:
+        input_hashes = {}
+        for artifact in stage.inputs:
+            producer, name = artifact.split("/", 1)
+            entry = manifest["stages"].get(producer, {})
+            input_hashes[artifact] = entry.get("output_hashes", {}).get(name)
+        payload = {
+            "stage": stage.name,
+            "config": self.config.section_hash(*stage.config_sections),
+            "inputs": input_hashes,
+            "version": library_versions().get("assay", "dev"),
+        }
+        return sha256_hex(json.dumps(payload, sort_keys=True))
+
+    def run(self, only: Sequence[str] | None = None) -> RunResult:
+        manifest = self.run_dir.load_manifest()
+        manifest["config_hash"] = self.config.config_hash()
+        manifest["config"] = self.config.model_dump(mode="json", by_alias=True)
+        manifest["libraries"] = library_versions()
+        results: list[StageResult] = []
+        for stage in self.stages:
+            if only and stage.name not in only:
+                continue
+            result = self._run_stage(stage, manifest)
+            results.append(result)
+            if result.status in {"partial", "failed"}:
+                break
+        manifest["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
+        self.run_dir.save_manifest(manifest)
+        return RunResult(results)
+
+    def _run_stage(self, stage: Stage, manifest: dict[str, Any]) -> StageResult:
+        fingerprint = self.fingerprint(stage, manifest)
+        previous = manifest["stages"].get(stage.name, {})
+        outputs_exist = all(self.run_dir.exists(f"{stage.name}/{o}") for o in stage.output_names)
+        if (
+            not self.force
+            and not stage.always_run
+            and previous.get("fingerprint") == fingerprint
+            and previous.get("status") == "complete"
+            and outputs_exist
+        ):
+            self.console.print(f"[dim]· {stage.name}: unchanged, skipped[/dim]")
+            return StageResult(stage.name, "skipped", previous.get("rows", {}), previous.get("errors", 0))
+
+        self.console.print(f"[bold]▶ {stage.name}[/bold] {stage.description}")
+        started = time.perf_counter()
+        primary = self._primary_input(stage)
+        ctx = StageContext(
+            config=self.config,
+            run_dir=str(self.run_dir.root),
+            stage=stage.name,
+            show_progress=self.show_progress,
+        )
+        status, message = "complete", ""
+        try:
+            outputs = self.executor.execute(stage, primary, ctx)
+        except StageStopped as stop:
+            outputs, status, message = stop.outputs, "partial", stop.reason
+        hashes = self.run_dir.commit_stage(stage.name, outputs)
+        seconds = time.perf_counter() - started
+        rows = {name: frame.height for name, frame in outputs.items()}
+        errors = outputs["errors"].height if "errors" in outputs else 0
+        entry: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "status": status,
+            "message": message,
+            "kind": stage.kind.value,
+            "inputs": {a: manifest["stages"].get(a.split("/")[0], {}).get("output_hashes", {}).get(a.split("/", 1)[1]) for a in stage.inputs},
+            "rows_in": primary.height,
+            "rows": rows,
+            "errors": errors,
+            "output_hashes": hashes,
+            "seconds": round(seconds, 3),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        if stage.summarize is not None:
+            entry["report"] = stage.summarize(outputs)
+        manifest["stages"][stage.name] = entry
+        self.run_dir.save_manifest(manifest)  # after every stage: a crash loses no finished stage
+        colour = "green" if status == "complete" else "yellow"
+        self.console.print(
+            f"[{colour}]✓ {stage.name}[/{colour}] {primary.height} in → "
+            + ", ".join(f"{n}={c}" for n, c in rows.items())
+            + f" ({seconds:.1f}s){' — ' + message if message else ''}"
+        )
+        return StageResult(stage.name, status, rows, errors, seconds, message)
+
+    def _primary_input(self, stage: Stage) -> pl.DataFrame:
+        if not stage.inputs:
+            return pl.DataFrame()
+        return self.run_dir.read(stage.inputs[0])

@@ -1,0 +1,144 @@
+"""How a stage is declared, once, for every executor.
+
+A stage is a plain function over a Polars frame (a batch of its primary input) plus a
+declaration of what kind of step it is. The local executor and the Ray executor read the
+same declaration; the function never knows where it runs. Modelled on NeMo Curator's
+stages and datatrove's steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from curate.config import PipelineConfig
+
+T = TypeVar("T")
+
+
+class StepKind(StrEnum):
+    """How a stage's work may be divided."""
+
+    MAP = "map"  # any split of the rows works; results are concatenated
+    SHUFFLE = "shuffle"  # rows sharing `key` must be in the same batch
+    GLOBAL = "global"  # needs the whole input at once
+    IO_POOL = "io_pool"  # MAP whose work waits on I/O (teacher calls): many in flight
+
+
+@dataclass(frozen=True)
+class Output:
+    """An artifact a stage writes: `<run_dir>/<stage>/<name>.parquet`, sorted by `key`."""
+
+    name: str
+    key: str | None = None
+
+
+StageFn = Callable[[pl.DataFrame, "StageContext"], Mapping[str, pl.DataFrame]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline step.
+
+    `inputs[0]` is the primary input ("stage/output"), split into batches according to
+    `kind`; further inputs are side inputs the function reads whole with `ctx.side()`.
+    `config_sections` names the parts of the pipeline config whose change invalidates
+    the stage's outputs. `summarize` turns the outputs into a small JSON-able report
+    (a funnel, counts per reason, cost) stored in the manifest.
+    """
+
+    name: str
+    kind: StepKind
+    fn: StageFn
+    inputs: tuple[str, ...]
+    outputs: tuple[Output, ...]
+    config_sections: tuple[str, ...] = ()
+    key: str | None = None
+    summarize: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]] | None = None
+    description: str = ""
+    always_run: bool = False  # for steps that look outside the run (file discovery)
+
+    def __post_init__(self) -> None:
+        if self.kind is StepKind.SHUFFLE and not self.key:
+            raise ValueError(f"stage {self.name!r}: a shuffle step needs a key column")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(out.name for out in self.outputs)
+
+
+class StageStopped(Exception):
+    """A stage stopped cleanly before finishing (a budget reached): keep what it did.
+
+    The runner commits `outputs`, marks the stage partial and runs no later stage; the
+    next run starts the stage again and, through its caches, pays for nothing twice.
+    """
+
+    def __init__(self, reason: str, outputs: Mapping[str, pl.DataFrame]):
+        super().__init__(reason)
+        self.reason = reason
+        self.outputs = dict(outputs)
+
+
+@dataclass
+class StageContext:
+    """What a stage function may use besides its batch. Picklable: it travels to workers."""
+
+    config: PipelineConfig
+    run_dir: str
+    stage: str
+    shard: int = 0
+    num_shards: int = 1
+    show_progress: bool = True
+    _side_cache: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    def path(self, artifact: str) -> str:
+        """Path of an artifact "stage/name" (Parquet) in the run directory."""
+        stage, name = artifact.split("/", 1)
+        return f"{self.run_dir}/{stage}/{name}.parquet"
+
+    @property
+    def stage_dir(self) -> Path:
+        """Folder for this stage's side files (caches, reports); survives re-runs."""
+        directory = Path(self.run_dir) / f"{self.stage}.state"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def side(self, artifact: str) -> pl.DataFrame:
+        """A side input, read whole (cached per worker)."""
+        if artifact not in self._side_cache:
+            self._side_cache[artifact] = pl.read_parquet(self.path(artifact))
+        return self._side_cache[artifact]
+
+    def previous(self, name: str) -> pl.DataFrame | None:
+        """This stage's own output from the last completed run, for incremental work."""
+        path = Path(self.path(f"{self.stage}/{name}"))
+        return pl.read_parquet(path) if path.exists() else None
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        """A progress bar over `items` (rich), silent on workers and in quiet runs."""
+        if not self.show_progress:
+            yield from items
+            return
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            for item in items:
+                yield item
+                progress.advance(task)
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        """Write a side report into the stage's state folder, atomically."""
+        from curate.run.rundir import atomic_write_text
+
+        target = self.stage_dir / name
+        atomic_write_text(target, json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return target
