@@ -1,0 +1,49 @@
+# assay: the two commands a new user runs are `make dataset` (then `make train`) and `make test`.
+# Every target bootstraps the virtual environment from requirements.lock when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.assay-installed
+DEMO ?= data/demo/pipeline.yaml
+TRAIN_CONFIG ?= data/demo/train.yaml
+# pip's configured local wheel folder (the CPU build of torch lives there on our machines)
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+
+.PHONY: venv dataset train test lint review-server review-server-stop lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	uv venv --allow-existing --python $(PYTHON) $(VENV)
+	UV_FIND_LINKS="$(FIND_LINKS)" uv pip install --python $(BIN)/python -r requirements.lock
+	uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+dataset: venv
+	$(BIN)/curate run $(DEMO)
+
+train: venv
+	$(BIN)/train run $(TRAIN_CONFIG)
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check curate train schemas tests bench
+	$(BIN)/mypy curate train schemas
+
+review-server: venv
+	$(BIN)/python -m curate.review.server start
+
+review-server-stop: venv
+	$(BIN)/python -m curate.review.server stop
+
+# Re-resolve the lock file after changing dependencies in pyproject.toml.
+lock:
+	UV_FIND_LINKS="$(FIND_LINKS)" uv pip compile pyproject.toml --extra train --extra review \
+	  --extra ray --extra dev --python-version 3.11 --no-header --constraint .ci/constraints.txt -o requirements.lock
+
+clean:
+	rm -rf runs
