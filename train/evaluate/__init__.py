@@ -1,0 +1,1 @@
+"""Evaluation of a fine-tuned model against a prompted baseline (`train eval`)."""

@@ -1,0 +1,290 @@
+"""`train eval`: the fine-tuned model against a prompted baseline, with a gate.
+
+Both systems answer the same held-out test split. The baseline is the *base* model given
+a few-shot prompt built from training examples, so the comparison answers the question
+"was fine-tuning worth it over prompting the same model?".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.tasks import TaskConfig, TaskType
+from train.evaluate.config import EvalConfig
+from train.evaluate.metrics import TaskScores, classification_report, percentile, score_predictions
+from train.evaluate.predict import (
+    LoadedModel,
+    continuation_logprobs,
+    generate,
+    latencies,
+    load_model,
+    mean_nll,
+    render_prompts,
+)
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass
+class HeldOutRow:
+    prompt: Conversation  # system/user turns
+    reference: str  # the assistant's answer (task output JSON)
+    label: str | None
+
+
+@dataclass
+class SystemResult:
+    name: str
+    scores: TaskScores
+    label_ranking_accuracy: float | None
+    latency_p50_s: float
+    latency_p95_s: float
+    examples_per_s: float
+    general_nll: float | None
+    samples: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scores": self.scores.as_dict(),
+            "label_ranking_accuracy": self.label_ranking_accuracy,
+            "latency_p50_s": self.latency_p50_s,
+            "latency_p95_s": self.latency_p95_s,
+            "examples_per_s": self.examples_per_s,
+            "general_nll": self.general_nll,
+            "samples": self.samples,
+        }
+
+
+@dataclass
+class RunLayout:
+    """Where a training run keeps what evaluation needs."""
+
+    run_dir: Path
+    base_model: Path | str
+    adapter: Path | None
+    merged: Path | None
+    export_dir: Path | None
+
+    @classmethod
+    def discover(cls, run_dir: Path) -> RunLayout:
+        config_path = run_dir / "train_config.yaml"
+        if not config_path.exists():
+            raise FileNotFoundError(f"{run_dir}: no train_config.yaml — is this a `train run` directory?")
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        base = run_dir / "base_model"
+        base_model: Path | str | None = base if base.exists() else config.get("model_path") or config.get("model")
+        if base_model is None:
+            raise ValueError(f"{config_path}: no base model named")
+        data = config.get("data") or {}
+        export = (
+            config.get("export_dir") or config.get("dataset_dir") or data.get("export_dir") or data.get("dir")
+        )
+        adapter, merged = run_dir / "adapter", run_dir / "merged"
+        return cls(
+            run_dir,
+            base_model,
+            adapter if adapter.exists() else None,
+            merged if merged.exists() else None,
+            Path(export) if export else None,
+        )
+
+
+def read_chat_jsonl(path: Path, limit: int | None = None) -> list[HeldOutRow]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            messages = record["messages"]
+            if messages[-1]["role"] != "assistant":
+                raise ValueError(f"{path}: a row does not end with an assistant turn")
+            rows.append(HeldOutRow(messages[:-1], messages[-1]["content"], record.get("label")))
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def few_shot_prompt(row: HeldOutRow, shots: Sequence[HeldOutRow]) -> Conversation:
+    """The row's conversation with example exchanges inserted after the system turn."""
+    head = [m for m in row.prompt if m["role"] == "system"]
+    rest = [m for m in row.prompt if m["role"] != "system"]
+    examples: Conversation = []
+    for shot in shots:
+        examples += [m for m in shot.prompt if m["role"] != "system"]
+        examples.append({"role": "assistant", "content": shot.reference})
+    return head + examples + rest
+
+
+def choose_shots(train_rows: Sequence[HeldOutRow], k: int, seed: int = 0) -> list[HeldOutRow]:
+    """k training rows, spread over labels where there are labels (deterministic)."""
+    if k <= 0 or not train_rows:
+        return []
+    rng = random.Random(seed)
+    by_label: dict[str | None, list[HeldOutRow]] = {}
+    for row in train_rows:
+        by_label.setdefault(row.label, []).append(row)
+    labels = sorted(by_label, key=str)
+    rng.shuffle(labels)
+    shots: list[HeldOutRow] = []
+    while len(shots) < k and any(by_label.values()):
+        for label in labels:
+            if by_label[label] and len(shots) < k:
+                shots.append(by_label[label].pop(rng.randrange(len(by_label[label]))))
+    return shots
+
+
+def rank_labels(loaded: LoadedModel, prompts: Sequence[Conversation], labels: Sequence[str]) -> list[str]:
+    """The most likely label for each prompt, scored as the start of the answer JSON."""
+    rendered = render_prompts(loaded.tokenizer, prompts)
+    flat_prompts = [p for p in rendered for _ in labels]
+    flat_conts = ['{"label": "' + label + '"' for _ in rendered for label in labels]
+    scores = continuation_logprobs(loaded, flat_prompts, flat_conts)
+    best = []
+    for i in range(len(rendered)):
+        row = scores[i * len(labels) : (i + 1) * len(labels)]
+        best.append(labels[max(range(len(labels)), key=row.__getitem__)])
+    return best
+
+
+def evaluate_system(
+    loaded: LoadedModel,
+    task: TaskConfig,
+    rows: Sequence[HeldOutRow],
+    prompts: Sequence[Conversation],
+    config: EvalConfig,
+    general: Sequence[Conversation] | None,
+) -> SystemResult:
+    answers, seconds = generate(
+        loaded, prompts, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size
+    )
+    scores = score_predictions(task, answers, [r.reference for r in rows])
+    ranking = None
+    if task.type is TaskType.CLASSIFICATION and config.label_scoring:
+        predicted = rank_labels(loaded, prompts, task.labels)
+        ranking, _, _ = classification_report(task.labels, predicted, [r.label or "" for r in rows])
+    timed = latencies(loaded, prompts[: config.latency_samples], max_new_tokens=config.max_new_tokens)
+    return SystemResult(
+        name=loaded.name,
+        scores=scores,
+        label_ranking_accuracy=ranking,
+        latency_p50_s=percentile(timed, 50),
+        latency_p95_s=percentile(timed, 95),
+        examples_per_s=len(rows) / seconds if seconds else 0.0,
+        general_nll=mean_nll(loaded, general) if general else None,
+        samples=[
+            {"reference": r.reference, "answer": a} for r, a in zip(rows[:5], answers[:5], strict=False)
+        ],
+    )
+
+
+def teacher_cost_per_1k(export_dir: Path | None) -> float | None:
+    """Teacher USD per 1,000 requests, from the curation run's manifest (usage accounting)."""
+    if export_dir is None:
+        return None
+    for candidate in (export_dir, *export_dir.parents[:2]):
+        manifest = candidate / "manifest.json"
+        if manifest.exists():
+            stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
+            usage = (stages.get("generate", {}).get("report") or {}).get("usage") or {}
+            cost, requests = usage.get("cost_usd"), usage.get("requests")
+            if cost is not None and requests:
+                return 1000 * float(cost) / int(requests)
+    return None
+
+
+def load_task(config: EvalConfig, layout: RunLayout) -> TaskConfig:
+    candidates = [Path(config.task_config)] if config.task_config else []
+    if layout.export_dir is not None:
+        candidates += [layout.export_dir / "pipeline.yaml", layout.export_dir / "config.yaml"]
+    for path in candidates:
+        if path.exists():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return TaskConfig.model_validate(data.get("task", data))
+    raise FileNotFoundError(
+        "no task config found: set eval.task_config, or keep the export's pipeline.yaml beside test.jsonl"
+    )
+
+
+def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
+    """Evaluate a training run; writes `<run_dir>/eval/` and returns the report."""
+    import torch
+
+    from train.evaluate.gate import apply_gate, relative_rise
+    from train.evaluate.report import write_report
+
+    layout = RunLayout.discover(run_dir)
+    test_path = Path(config.test_file) if config.test_file else _export_file(layout, "test.jsonl")
+    train_path = Path(config.train_file) if config.train_file else test_path.with_name("train.jsonl")
+    task = load_task(config, layout)
+    rows = read_chat_jsonl(test_path, config.max_examples)
+    if not rows:
+        raise ValueError(f"{test_path}: no test rows")
+    shots = choose_shots(read_chat_jsonl(train_path), config.few_shot) if train_path.exists() else []
+    general = (
+        [
+            json.loads(line)["messages"]
+            for line in Path(config.general_set).read_text().splitlines()
+            if line.strip()
+        ]
+        if config.general_set
+        else None
+    )
+
+    tuned = (
+        load_model("fine-tuned", layout.merged)
+        if layout.merged is not None
+        else load_model("fine-tuned", layout.base_model, adapter=layout.adapter)
+    )
+    tuned_result = evaluate_system(tuned, task, rows, [r.prompt for r in rows], config, general)
+    del tuned
+    base = load_model("prompted-baseline", layout.base_model)
+    baseline_result = evaluate_system(
+        base, task, rows, [few_shot_prompt(r, shots) for r in rows], config, general
+    )
+
+    regression = relative_rise(baseline_result.general_nll, tuned_result.general_nll)
+    gate = apply_gate(
+        tuned_result.scores.score,
+        baseline_result.scores.score,
+        margin=config.margin,
+        regression=regression,
+        tolerance=config.regression_tolerance,
+    )
+    labels = [r.label for r in rows if r.label]
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "test_file": str(test_path),
+        "n_test": len(rows),
+        "task_type": task.type.value,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "few_shot": len(shots),
+        "systems": [tuned_result.as_dict(), baseline_result.as_dict()],
+        "chance": 1 / len(task.labels) if task.type is TaskType.CLASSIFICATION else None,
+        "majority": max(labels.count(x) for x in set(labels)) / len(labels) if labels else None,
+        "gate": vars(gate),
+        "cost": {
+            "hardware_usd_per_hour": config.hardware_usd_per_hour,
+            "fine_tuned_p50_s": tuned_result.latency_p50_s,
+            "fine_tuned_per_1k_usd": config.hardware_usd_per_hour * tuned_result.latency_p50_s * 1000 / 3600,
+            "teacher_per_1k_usd": teacher_cost_per_1k(layout.export_dir),
+        },
+    }
+    write_report(run_dir / "eval", report)
+    return report
+
+
+def _export_file(layout: RunLayout, name: str) -> Path:
+    if layout.export_dir is None:
+        raise FileNotFoundError(
+            f"{layout.run_dir}: the train config names no export folder; pass eval.test_file"
+        )
+    return layout.export_dir / name
