@@ -80,13 +80,15 @@ class RunLayout:
             raise FileNotFoundError(f"{run_dir}: no train_config.yaml — is this a `train run` directory?")
         config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         base = run_dir / "base_model"
-        base_model: Path | str | None = base if base.exists() else config.get("model_path") or config.get("model")
+        base_model: Path | str | None = (
+            base if base.exists() else config.get("base_model_path") or config.get("model")
+        )
         if base_model is None:
             raise ValueError(f"{config_path}: no base model named")
-        data = config.get("data") or {}
-        export = (
-            config.get("export_dir") or config.get("dataset_dir") or data.get("export_dir") or data.get("dir")
-        )
+        data = config.get("data")
+        export = data if isinstance(data, str) else config.get("export_dir")
+        if export and not Path(export).is_absolute():
+            export = str(Path(config.get("base_dir", ".")) / export)
         adapter, merged = run_dir / "adapter", run_dir / "merged"
         return cls(
             run_dir,
