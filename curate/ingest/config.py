@@ -12,18 +12,28 @@ class IngestConfig(BaseModel):
         ("*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf", "*.docx", "*.jsonl", "*.csv"),
         description="Glob patterns of files to read inside folders",
     )
-    exclude: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = Field(
+        (), description="Glob patterns (matched on the name and on the path below the folder) to skip"
+    )
     max_file_mb: float = Field(50.0, gt=0, description="Larger files become errors")
     text_column: str = Field("text", description="Text column of JSONL/CSV records")
     id_column: str | None = Field(None, description="Record key column of JSONL/CSV records")
-    title_column: str | None = None
+    title_column: str | None = Field(None, description="Title column of JSONL/CSV records")
+    encoding: str | None = Field(
+        None, description="Force this encoding for text files; default: UTF-8, else detected (charset-normalizer)"
+    )
+    skip_duplicate_files: bool = Field(
+        True, description="Read only the first of several files with identical bytes (same sha256)"
+    )
 
 
 class ChunkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_tokens: int = Field(384, gt=0, description="Token budget of one chunk")
-    overlap_tokens: int = Field(0, ge=0, description="Tokens repeated from the previous chunk")
-    min_tokens: int = Field(8, ge=0, description="Smaller trailing pieces merge into a neighbour")
+    overlap_tokens: int = Field(0, ge=0, description="Tokens repeated from the previous chunk of the same section")
+    min_tokens: int = Field(
+        32, ge=0, description="A smaller section (e.g. a title and a preamble) joins the next one when both fit"
+    )
     tokenizer: str = Field(
         "words",
         description='"words" (fast, regex word pieces), "tiktoken:<encoding>", or a tokenizer.json path',

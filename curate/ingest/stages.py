@@ -1,5 +1,306 @@
-"""Stage declarations of this package, in pipeline order (placeholder until built)."""
+"""The ingestion stages: discover files, read them into documents, cut documents into chunks.
 
-from curate.run.stage import Stage
+discover (GLOBAL, always runs: it looks at the file system) -> files, errors
+ingest   (MAP over files; only new or changed files are read again) -> documents, errors
+chunk    (SHUFFLE on doc_id, so that identical documents meet and are chunked once) -> chunks
+"""
 
-STAGES: list[Stage] = []
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.ingest import errors as E
+from curate.ingest.chunker import HEADED_FORMATS, chunk_text
+from curate.ingest.errors import IngestError
+from curate.ingest.readers import Extracted, format_of, reader_for
+from curate.ingest.tokenize import get_tokenizer
+from curate.run.stage import Output, Stage, StageContext, StepKind
+from schemas.ids import content_id, file_sha256, sha256_hex
+from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
+
+READER_VERSION = "1"  # bump when a reader's output changes: previous documents are then re-read
+CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
+
+
+def _error(stage: str, source: str, reason: str, message: str) -> dict[str, str]:
+    return ErrorRecord(stage=stage, source=source, reason=reason, message=message).model_dump()
+
+
+def _display_path(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _matches(patterns: tuple[str, ...], name: str, rel: str) -> bool:
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+
+
+def _walk(root: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[Path]:
+    found = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith((".", "~$")):
+                continue
+            rel = (Path(folder) / name).relative_to(root).as_posix()
+            if _matches(include, name.lower(), rel) and not _matches(exclude, name, rel):
+                found.append(Path(folder) / name)
+    return found
+
+
+# --------------------------------------------------------------------------- discover
+
+
+def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Files under `ingest.paths` with their sha256, size and format."""
+    cfg = ctx.config
+    icfg = cfg.ingest
+    base = Path(cfg.base_dir)
+    limit = int(icfg.max_file_mb * 1024 * 1024)
+    candidates: list[tuple[Path, bool]] = []
+    errors: list[dict[str, str]] = []
+    for given in icfg.paths:
+        root = cfg.resolve(given)
+        if root.is_file():
+            candidates.append((root, True))
+        elif root.is_dir():
+            candidates.extend((path, False) for path in _walk(root, icfg.include, icfg.exclude))
+        else:
+            errors.append(_error("discover", given, E.PATH_NOT_FOUND, f"{given}: no such file or folder (resolved to {root})"))
+    files: list[dict[str, Any]] = []
+    seen_paths: set[str] = set()
+    seen_hashes: dict[str, str] = {}
+    duplicates = 0
+    for path, explicit in ctx.track(candidates, "discover", total=len(candidates)):
+        shown = _display_path(path, base)
+        if shown in seen_paths:
+            continue
+        seen_paths.add(shown)
+        fmt = format_of(path)
+        if fmt is None:
+            if explicit:
+                errors.append(_error("discover", shown, E.UNSUPPORTED_FORMAT, f"{shown}: no reader for {path.suffix or 'files without an extension'}"))
+            continue
+        size = path.stat().st_size
+        if size > limit:
+            errors.append(
+                _error("discover", shown, E.FILE_TOO_LARGE, f"{shown}: {size / 1048576:.1f} MB is over ingest.max_file_mb = {icfg.max_file_mb:g}")
+            )
+            continue
+        digest = file_sha256(str(path))
+        if icfg.skip_duplicate_files and size > 0 and digest in seen_hashes:  # empty files: each an error
+            duplicates += 1
+            continue
+        seen_hashes.setdefault(digest, shown)
+        files.append(SourceFile(path=shown, file_hash=digest, size_bytes=size, format=fmt).model_dump())
+    frame = frame_of(SourceFile, files)
+    ctx.write_json("discover.json", {"duplicate_files_skipped": duplicates, "files": len(files)})
+    return {"files": frame, "errors": frame_of(ErrorRecord, errors)}
+
+
+def summarize_discover(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    files = outputs["files"]
+    by_format = files.group_by("format").agg(pl.len().alias("files"), pl.col("size_bytes").sum().alias("bytes")).sort("format")
+    return {
+        "files by format": by_format.to_dicts(),
+        "errors by reason": _reasons(outputs["errors"]),
+    }
+
+
+def _reasons(errors: pl.DataFrame) -> dict[str, int]:
+    if errors.height == 0:
+        return {}
+    counts = errors.group_by("reason").len().sort("reason")
+    return {row["reason"]: row["len"] for row in counts.iter_rows(named=True)}
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def reader_config_hash(ctx: StageContext) -> str:
+    section = ctx.config.ingest.model_dump(mode="json", exclude={"paths", "include", "exclude", "max_file_mb"})
+    return sha256_hex(json.dumps({"reader": READER_VERSION, "ingest": section}, sort_keys=True))[:16]
+
+
+def document_row(extracted: Extracted, source: str, file_hash: str, fmt: str) -> dict[str, Any]:
+    return Document(
+        doc_id=content_id(extracted.text),
+        source_path=source,
+        file_hash=file_hash,
+        format=fmt,
+        record_key=extracted.record_key,
+        title=extracted.title,
+        text=extracted.text,
+        pages=[PageSpan(page=p, start=s, end=e) for p, s, e in extracted.pages],
+        metadata_json=json.dumps(extracted.metadata, sort_keys=True, ensure_ascii=False, default=str),
+    ).model_dump()
+
+
+def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Documents and error rows of one file; never raises for bad input."""
+    try:
+        result = reader_for(fmt)(path, source, ctx_cfg)
+    except IngestError as error:
+        return [], [_error("ingest", source, error.reason, error.message)]
+    except FileNotFoundError:
+        return [], [_error("ingest", source, E.PATH_NOT_FOUND, f"{source}: the file disappeared after discovery")]
+    except Exception as error:  # a reader bug or an exotic file: named, never fatal
+        return [], [_error("ingest", source, E.READ_FAILED, f"{source}: {type(error).__name__}: {error}")]
+    docs = [document_row(item, source, file_hash, fmt) for item in result.documents]
+    errs = [_error("ingest", where, reason, message) for where, reason, message in result.errors]
+    if not docs and not errs:
+        errs.append(_error("ingest", source, E.NO_TEXT, f"{source}: no document could be read from it"))
+    return docs, errs
+
+
+def _previous_by_file(ctx: StageContext, config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
+    """Last run's documents of files that gave no error, by (path, file_hash), if read with these settings."""
+    previous = ctx.previous("documents")
+    if previous is None or previous.height == 0 or CONFIG_COLUMN not in previous.columns:
+        return {}
+    previous = previous.filter(pl.col(CONFIG_COLUMN) == config_hash)
+    errors = ctx.previous("errors")
+    failed: set[str] = set()
+    if errors is not None:  # a file with any error (a bad record: "path:line") is read again
+        sources = errors["source"].to_list()
+        failed = set(sources) | {source.rsplit(":", 1)[0] for source in sources}
+    groups = previous.partition_by(["source_path", "file_hash"], as_dict=True)
+    return {
+        (str(key[0]), str(key[1])): frame
+        for key, frame in groups.items()
+        if str(key[0]) not in failed
+    }
+
+
+def ingest(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Read each file with its format's reader; reuse unchanged files' documents."""
+    config_hash = reader_config_hash(ctx)
+    reuse = _previous_by_file(ctx, config_hash)
+    docs: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    reused: list[pl.DataFrame] = []
+    for row in ctx.track(batch.iter_rows(named=True), "ingest", total=batch.height):
+        key = (row["path"], row["file_hash"])
+        if key in reuse:
+            reused.append(reuse[key])
+            continue
+        path = ctx.config.resolve(row["path"])
+        file_docs, file_errors = read_one(path, row["path"], row["file_hash"], row["format"], ctx.config.ingest)
+        docs.extend(file_docs)
+        errors.extend(file_errors)
+    fresh = frame_of(Document, docs).with_columns(pl.lit(config_hash).alias(CONFIG_COLUMN))
+    documents = pl.concat([fresh, *(f.select(fresh.columns).cast(fresh.schema) for f in reused)])
+    ctx.write_json(
+        f"incremental.{ctx.shard}.json",
+        {"files": batch.height, "files_reused": len(reused), "files_read": batch.height - len(reused)},
+    )
+    return {"documents": documents, "errors": frame_of(ErrorRecord, errors)}
+
+
+def summarize_ingest(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    docs = outputs["documents"]
+    by_format = (
+        docs.group_by("format")
+        .agg(
+            pl.col("source_path").n_unique().alias("files"),
+            pl.len().alias("documents"),
+            pl.col("text").str.len_chars().sum().alias("chars"),
+        )
+        .sort("format")
+    )
+    return {"documents by format": by_format.to_dicts(), "errors by reason": _reasons(outputs["errors"])}
+
+
+# --------------------------------------------------------------------------- chunk
+
+
+def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Structure-aware chunks of each document (identical documents chunked once)."""
+    ccfg = ctx.config.chunk
+    tokenizer = get_tokenizer(ccfg.tokenizer, ctx.config.base_dir)
+    if batch.height:
+        sort_cols = [c for c in ("doc_id", "source_path", "record_key") if c in batch.columns]
+        batch = batch.sort(sort_cols, nulls_last=True).unique("doc_id", keep="first", maintain_order=True)
+    rows: list[dict[str, Any]] = []
+    columns = ["doc_id", "source_path", "format", "text", "pages"]
+    for doc_id, source, fmt, text, pages in ctx.track(
+        batch.select(columns).iter_rows(), "chunk", total=batch.height
+    ):
+        page_spans = [(p["page"], p["start"], p["end"]) for p in pages or []]
+        for span in chunk_text(text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=page_spans):
+            rows.append(
+                {
+                    "chunk_id": content_id(doc_id, span.start, span.end),
+                    "doc_id": doc_id,
+                    "source_path": source,
+                    "text": text[span.start:span.end],
+                    "start": span.start,
+                    "end": span.end,
+                    "heading_path": list(span.heading_path),
+                    "page": span.page,
+                    "n_tokens": span.n_tokens,
+                }
+            )
+    return {"chunks": frame_of(Chunk, rows)}
+
+
+def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    chunks = outputs["chunks"]
+    if chunks.height == 0:
+        return {"chunks": {"chunks": 0}}
+    tokens = chunks["n_tokens"]
+    return {
+        "chunks": {
+            "chunks": chunks.height,
+            "documents": chunks["doc_id"].n_unique(),
+            "tokens_total": int(tokens.sum()),
+            "tokens_mean": round(float(tokens.mean() or 0), 1),  # type: ignore[arg-type]
+            "tokens_max": int(tokens.max() or 0),  # type: ignore[arg-type]
+        }
+    }
+
+
+STAGES: list[Stage] = [
+    Stage(
+        name="discover",
+        kind=StepKind.GLOBAL,
+        fn=discover,
+        inputs=(),
+        outputs=(Output("files", "path"), Output("errors", "source")),
+        config_sections=("ingest",),
+        summarize=summarize_discover,
+        description="find files to read",
+        always_run=True,
+    ),
+    Stage(
+        name="ingest",
+        kind=StepKind.MAP,
+        fn=ingest,
+        inputs=("discover/files",),
+        outputs=(Output("documents", "doc_id"), Output("errors", "source")),
+        config_sections=("ingest",),
+        summarize=summarize_ingest,
+        description="read files into normalised documents",
+    ),
+    Stage(
+        name="chunk",
+        kind=StepKind.SHUFFLE,
+        key="doc_id",
+        fn=chunk,
+        inputs=("ingest/documents",),
+        outputs=(Output("chunks", "chunk_id"),),
+        config_sections=("chunk",),
+        summarize=summarize_chunk,
+        description="cut documents into structure-aware chunks",
+    ),
+]
+
