@@ -1,5 +1,163 @@
-"""Stage declarations of this package, in pipeline order (placeholder until built)."""
+"""The `generate` stage: n self-consistency samples of the task output per chunk."""
 
-from curate.run.stage import Stage
+from __future__ import annotations
 
-STAGES: list[Stage] = []
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel
+
+from curate.generate import prompts
+from curate.generate.teacher import TeacherAnswer, TeacherRequest, open_teacher
+from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
+from schemas.ids import content_id
+from schemas.records import ErrorRecord, Sample, SampleStatus, frame_of
+from schemas.tasks import output_model
+
+
+def sample_id(chunk_id: str, task_type: str, sample_index: int, round_: int = 0) -> str:
+    return content_id(chunk_id, task_type, sample_index, round_)
+
+
+def requests_for_chunks(ctx_config: Any, chunks: pl.DataFrame) -> list[TeacherRequest]:
+    """The teacher requests of the generate stage: `teacher.samples` per chunk."""
+    task = ctx_config.task
+    model = output_model(task)
+    system = prompts.system_prompt(task)
+    instruction = prompts.instruction(task)
+    return [
+        TeacherRequest(
+            chunk_id=row["chunk_id"], system=system, chunk_text=row["text"], instruction=instruction,
+            response_model=model, sample_index=index, round=0, purpose="generate",
+        )
+        for row in chunks.select("chunk_id", "text").iter_rows(named=True)
+        for index in range(ctx_config.teacher.samples)
+    ]
+
+
+def sample_of(answer: TeacherAnswer, *, doc_id: str, task_type: str) -> Sample:
+    if answer.ok:
+        status, output_json = SampleStatus.OK, answer.raw_json
+    elif answer.error_kind == "schema":
+        status, output_json = SampleStatus.SCHEMA_ERROR, answer.raw_json
+    else:
+        status, output_json = SampleStatus.FAILED, None
+    return Sample(
+        sample_id=sample_id(answer.chunk_id, task_type, answer.sample_index, answer.round),
+        chunk_id=answer.chunk_id,
+        doc_id=doc_id,
+        task_type=task_type,
+        sample_index=answer.sample_index,
+        round=answer.round,
+        status=status,
+        output_json=output_json,
+        error=answer.error,
+        request_hash=answer.request_hash,
+        backend=answer.backend,
+        model=answer.model,
+        input_tokens=answer.usage.input_tokens,
+        output_tokens=answer.usage.output_tokens,
+        cache_read_tokens=answer.usage.cache_read_tokens,
+        cache_write_tokens=answer.usage.cache_write_tokens,
+        cost_usd=answer.usage.cost_usd,
+        cached=answer.cached,
+    )
+
+
+def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Ask the teacher for `teacher.samples` answers per chunk; keep every answer as a Sample.
+
+    Schema failures (after instructor's re-asks) are kept as `schema_error` samples for the
+    filters to count; API failures after retries and cassette misses become `failed`
+    samples and error rows. When the budget is reached the stage stops cleanly with the
+    answers it has (StageStopped); the next run resumes from the response cache.
+    """
+    config = ctx.config
+    task_type = config.task.type.value
+    doc_of = dict(zip(batch["chunk_id"].to_list(), batch["doc_id"].to_list(), strict=True))
+    requests = requests_for_chunks(config, batch)
+    with open_teacher(config, ctx.run_dir, purpose="generate") as teacher:
+        answers = teacher.ask_many(
+            requests, show_progress=ctx.show_progress, description=f"generate ({len(requests)} requests)"
+        )
+        spent = teacher.spent_usd
+        counts = dict(teacher.counts)
+    samples: list[BaseModel] = []
+    errors: list[BaseModel] = []
+    budget_refused = 0
+    for answer in answers:
+        if answer.error_kind == "budget":
+            budget_refused += 1
+            continue
+        samples.append(sample_of(answer, doc_id=doc_of[answer.chunk_id], task_type=task_type))
+        if answer.error_kind in ("api", "cassette_miss"):
+            errors.append(
+                ErrorRecord(
+                    stage=ctx.stage,
+                    source=answer.chunk_id,
+                    reason="teacher_cassette_miss" if answer.error_kind == "cassette_miss" else "teacher_api_error",
+                    message=answer.error or "",
+                )
+            )
+    ctx.write_json(
+        f"usage.shard{ctx.shard}.json",
+        {"spent_usd_run_dir": spent, "counts": counts, "budget_refused": budget_refused},
+    )
+    outputs = {"samples": frame_of(Sample, samples), "errors": frame_of(ErrorRecord, errors)}
+    if budget_refused:
+        raise StageStopped(
+            f"teacher budget ${config.teacher.budget_usd} reached: {len(samples)} of {len(requests)} "
+            f"answers kept, {budget_refused} not asked (spent ${spent:.4f}); raise teacher.budget_usd "
+            "and run again to resume without paying twice",
+            outputs,
+        )
+    return outputs
+
+
+def usage_report(samples: pl.DataFrame) -> dict[str, Any]:
+    """Tokens and cost of a samples frame (cached answers: paid in an earlier run)."""
+    if samples.height == 0:
+        return {"answers": 0}
+    token_cols = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd"]
+    total = samples.select(pl.col(token_cols).sum()).row(0, named=True)
+    paid_now = samples.filter(~pl.col("cached")).select(pl.col("cost_usd").sum()).item()
+    return {
+        "answers": samples.height,
+        "cached_answers": int(samples["cached"].sum()),
+        **{k: (round(v, 6) if k == "cost_usd" else int(v)) for k, v in total.items()},
+        "cost_usd_paid_this_run": round(float(paid_now or 0.0), 6),
+        "backend": samples["backend"][0],
+        "model": samples["model"][0],
+    }
+
+
+def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    samples = outputs["samples"]
+    statuses = Counter(samples["status"].to_list()) if samples.height else Counter()
+    chunks = samples["chunk_id"].n_unique() if samples.height else 0
+    return {
+        "funnel": [
+            {"step": "chunks asked", "rows": chunks},
+            {"step": "samples", "rows": samples.height},
+            {"step": "samples ok", "rows": statuses.get("ok", 0)},
+            {"step": "schema errors", "rows": statuses.get("schema_error", 0)},
+            {"step": "failed", "rows": statuses.get("failed", 0)},
+        ],
+        "usage": {"generate": usage_report(samples)},
+    }
+
+
+STAGES: list[Stage] = [
+    Stage(
+        name="generate",
+        kind=StepKind.IO_POOL,
+        fn=generate,
+        inputs=("redact/chunks",),
+        outputs=(Output("samples", "sample_id"), Output("errors", "source")),
+        config_sections=("task", "teacher"),
+        summarize=summarize,
+        description="teacher samples per chunk (instructor; cached, rate-limited, budgeted)",
+    )
+]

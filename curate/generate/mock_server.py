@@ -1,0 +1,305 @@
+"""MockTeacherServer: a local HTTP server that stands in for a teacher model.
+
+It is NOT a model. It speaks the OpenAI chat-completions API (`POST /v1/chat/completions`,
+tool calls or JSON content) and the Anthropic Messages API (`POST /v1/messages`, tool_use
+blocks, usage with cache fields) and answers each request by filling the requested tool
+schema mechanically (`fill_schema`: first enum value, a quote cut from the passage, ...)
+or with a caller's `answer` function. Used by the tests, by `bench/teacher`, and by
+anyone who wants to run the pipeline's live code path offline.
+
+Knobs: `latency_s` per answer, `requests_per_minute` counted over a sliding window of
+`rate_window_s` (over it: 429 with retry-after),
+`fail_next` (status codes to return to the next requests: 429/500/529...), `hold_after`
+(answer that many requests, then hold every later one open without answering, to
+simulate a crash mid-run). It counts requests received and answered, and keeps their
+bodies (`bodies`) for audits of what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+AnswerFn = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _passage_of(text: str) -> str:
+    match = re.search(r"<passage>\n(.*?)\n</passage>", text, flags=re.S)
+    return match.group(1) if match else text
+
+
+def fill_schema(schema: dict[str, Any], passage: str, defs: dict[str, Any] | None = None, name: str = "") -> Any:
+    """A value that satisfies a JSON schema, mechanically (no model): the stand-in answer."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return fill_schema(defs[schema["$ref"].split("/")[-1]], passage, defs, name)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return fill_schema(options[0], passage, defs, name)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {key: fill_schema(value, passage, defs, key) for key, value in properties.items()}
+    if kind == "array":
+        return [fill_schema(schema.get("items", {}), passage, defs, name)]
+    if kind in ("integer", "number"):
+        return 0
+    if kind == "boolean":
+        return True
+    words = passage.split()
+    if name in ("quote", "value"):
+        return " ".join(words[:8]) if words else "n/a"
+    if name == "question":
+        return "What does the passage require?"
+    return " ".join(words[:16]) if words else "n/a"
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class MockTeacherServer:
+    """Start with `with MockTeacherServer(...) as server:`; `server.url` is the base URL."""
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        requests_per_minute: float | None = None,
+        rate_window_s: float = 60.0,
+        answer: AnswerFn | None = None,
+        hold_after: int | None = None,
+        port: int = 0,
+    ):
+        self.latency_s = latency_s
+        self.requests_per_minute = requests_per_minute
+        self.rate_window_s = rate_window_s
+        self.answer = answer
+        self.hold_after = hold_after
+        self.port = port
+        self.fail_next: collections.deque[int] = collections.deque()
+        self.received = 0
+        self.answered = 0
+        self.rate_limited = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._window: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+        self._release: asyncio.Event | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> MockTeacherServer:
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("mock teacher server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            if self._release is not None:
+                self._loop.call_soon_threadsafe(self._release.set)
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            future.result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> MockTeacherServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._startup())
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _startup(self) -> None:
+        self._release = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._openai)
+        app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_get("/stats", self._stats)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---------------------------------------------------------------- behaviour
+
+    def stats(self) -> dict[str, int]:
+        return {"received": self.received, "answered": self.answered, "rate_limited": self.rate_limited,
+                "max_in_flight": self.max_in_flight}
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _gate(self, body: dict[str, Any]) -> web.Response | None:
+        """Rate limit, injected failures, hold: a response to send instead of an answer."""
+        with self._lock:
+            self.received += 1
+            self.bodies.append(body)
+            if self.fail_next:
+                status = self.fail_next.popleft()
+                return web.json_response(
+                    {"error": {"type": "injected", "message": f"injected {status}"}},
+                    status=status, headers={"retry-after": "0"} if status == 429 else None,
+                )
+            if self.requests_per_minute:
+                now = time.monotonic()
+                window = self.rate_window_s
+                while self._window and now - self._window[0] >= window:
+                    self._window.popleft()
+                if len(self._window) >= self.requests_per_minute * window / 60.0:
+                    self.rate_limited += 1
+                    wait = window - (now - self._window[0])
+                    return web.json_response(
+                        {"error": {"type": "rate_limit_error", "message": "rate limited"}},
+                        status=429, headers={"retry-after": f"{max(wait, 0.0):.3f}"},
+                    )
+                self._window.append(now)
+            hold = self.hold_after is not None and self.answered >= self.hold_after
+        if hold:
+            assert self._release is not None
+            await self._release.wait()
+            return web.json_response({"error": {"message": "server stopped"}}, status=503)
+        return None
+
+    def _fill(self, schema: dict[str, Any], body: dict[str, Any], text: str) -> dict[str, Any]:
+        passage = _passage_of(text)
+        if self.answer is not None:
+            return self.answer(body, passage)
+        value = fill_schema(schema, passage)
+        return value if isinstance(value, dict) else {"value": value}
+
+    async def _respond(self, payload: dict[str, Any]) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+        finally:
+            self.in_flight -= 1
+        with self._lock:
+            if self.hold_after is not None and self.answered >= self.hold_after:
+                held = True
+            else:
+                held = False
+                self.answered += 1
+        if held:
+            assert self._release is not None
+            await self._release.wait()
+            return web.json_response({"error": {"message": "server stopped"}}, status=503)
+        return web.json_response(payload)
+
+    async def _openai(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        blocked = await self._gate(body)
+        if blocked is not None:
+            return blocked
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        tools = body.get("tools") or []
+        if tools:
+            function = tools[0]["function"]
+            arguments = json.dumps(self._fill(function.get("parameters", {}), body, text))
+            message: dict[str, Any] = {
+                "role": "assistant", "content": None,
+                "tool_calls": [{"id": f"call_{self.received}", "type": "function",
+                                "function": {"name": function["name"], "arguments": arguments}}],
+            }
+            finish, out = "tool_calls", arguments
+        else:
+            out = json.dumps(self._fill({"type": "object"}, body, text))
+            message, finish = {"role": "assistant", "content": out}, "stop"
+        prompt = _tokens(json.dumps(body))
+        return await self._respond({
+            "id": f"chatcmpl-{self.received}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "mock"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": _tokens(out), "total_tokens": prompt + _tokens(out)},
+        })
+
+    async def _anthropic(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        blocked = await self._gate(body)
+        if blocked is not None:
+            return blocked
+        parts: list[str] = []
+        for message in body.get("messages", []):
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            else:
+                parts.extend(str(block.get("text", "")) for block in content if isinstance(block, dict))
+        tool = (body.get("tools") or [{}])[0]
+        answer = self._fill(tool.get("input_schema", {}), body, "\n".join(parts))
+        prompt = _tokens(json.dumps(body))
+        return await self._respond({
+            "id": f"msg_{self.received}", "type": "message", "role": "assistant",
+            "model": body.get("model", "mock"),
+            "content": [{"type": "tool_use", "id": f"toolu_{self.received}", "name": tool.get("name", "answer"),
+                         "input": answer}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": prompt, "output_tokens": _tokens(json.dumps(answer)),
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        })
+
+
+def main() -> None:  # pragma: no cover - used by bench/teacher in a process of its own
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run MockTeacherServer (a stand-in for a teacher model).")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm", type=float, default=None)
+    parser.add_argument("--window", type=float, default=60.0)
+    args = parser.parse_args()
+    server = MockTeacherServer(latency_s=args.latency, requests_per_minute=args.rpm,
+                               rate_window_s=args.window, port=args.port).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
