@@ -2,18 +2,88 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_RUBRIC: dict[str, str] = {
+    "accuracy": "Every statement is supported by the passage; nothing contradicts it.",
+    "completeness": "The response covers what the instruction asks for, using the passage.",
+    "format": "The response is well structured and follows the instruction's format.",
+    "actionability": "A practitioner could act on the response without further questions.",
+}
+
+
+class JudgeConfig(BaseModel):
+    """LLM-as-judge through the teacher backend, for tasks grounding cannot check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(False, description="Score examples with the teacher as a judge")
+    task_types: tuple[str, ...] = Field(
+        ("freeform",), description="Task types the judge scores (others pass through)"
+    )
+    rubric: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RUBRIC),
+        description="Criterion name -> what a score of 5 means (each scored 1..5)",
+    )
+    threshold: float = Field(3.5, ge=1, le=5, description="Minimum mean rubric score to keep")
+    min_criterion: int = Field(2, ge=1, le=5, description="Reject if any criterion scores below this")
 
 
 class FilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    min_votes: int = Field(2, ge=1, description="Classification: votes the majority label needs")
-    grounding_threshold: float = Field(90.0, ge=0, le=100, description="rapidfuzz partial ratio")
+    min_votes: int = Field(
+        2, ge=1,
+        description="Self-consistency: votes the consensus needs (capped at teacher.samples)",
+    )
+    qa_similarity: float = Field(
+        70.0, ge=0, le=100,
+        description="QA: rapidfuzz token_set_ratio at which two answers count as agreeing",
+    )
+    grounding_threshold: float = Field(
+        90.0, ge=0, le=100,
+        description="rapidfuzz partial_ratio a quote or text value needs when not found verbatim",
+    )
+    min_quote_chars: int = Field(8, ge=1, description="Shorter quotes are rejected (quote_too_short)")
+    min_response_chars: int = Field(2, ge=0, description="Audit: assistant message lower bound")
+    max_response_chars: int = Field(8000, ge=1, description="Audit: assistant message upper bound")
+    max_prompt_chars: int = Field(60000, ge=1, description="Audit: user message upper bound")
+    label_imbalance_ratio: float = Field(
+        10.0, ge=1, description="Warn when the largest label outnumbers the smallest by this much"
+    )
     dedup_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold")
-    num_perm: int = Field(128, ge=16)
-    shingle_size: int = Field(5, ge=1)
+    num_perm: int = Field(128, ge=16, description="MinHash permutations")
+    shingle_size: int = Field(5, ge=1, description="Words per shingle")
+    lsh_bands: int | None = Field(
+        None, ge=1,
+        description="LSH bands (default: chosen so a pair at the threshold is a candidate with p>=0.99)",
+    )
+    dedup_verify: str = Field(
+        "exact",
+        description="Candidate pairs kept by: estimate (MinHash, signatures only) or exact "
+        "(shingle-set Jaccard of the two texts: higher recall near the threshold)",
+    )
+    dedup_seed: int = Field(1, description="Seed of the MinHash permutations (datasketch's default)")
+    dedup_field: str = Field(
+        "conversation", description="What dedup compares: assistant | user | conversation (user+assistant)"
+    )
+    judge: JudgeConfig = JudgeConfig()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FilterConfig:
+        if self.min_response_chars > self.max_response_chars:
+            raise ValueError("min_response_chars must not exceed max_response_chars")
+        if self.lsh_bands is not None and self.lsh_bands > self.num_perm:
+            raise ValueError("lsh_bands must not exceed num_perm")
+        if self.dedup_verify not in {"exact", "estimate"}:
+            raise ValueError("dedup_verify must be exact or estimate")
+        if self.dedup_field not in {"assistant", "user", "conversation"}:
+            raise ValueError("dedup_field must be assistant, user or conversation")
+        return self
 
 
 class RefineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rounds: int = Field(1, ge=0, description="Repair rounds for rejected examples")
+    round_penalty: float = Field(
+        0.95, gt=0, le=1,
+        description="quality_score factor per repair round (originals win dedup ties)",
+    )

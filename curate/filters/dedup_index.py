@@ -1,0 +1,347 @@
+"""Dedup at scale, built on the vectorised steps of `curate.filters.dedup`.
+
+Two things live here:
+
+- `parallel_dedup_frame`: the same result as `dedup.dedup_frame`, with the per-row work
+  spread over a pool of workers as a map/shuffle/reduce:
+    map     per batch of rows: tokens, exact keys, MinHash signatures, LSH band keys,
+            the band keys split into P partitions by key;
+    shuffle partition p of every batch goes to reducer p, so a (band, key) bucket is
+            whole in one reducer;
+    reduce  per partition: candidate pairs (`dedup.candidate_pairs`);
+    driver  verification of the pairs against the signatures, exact + near edges,
+            connected components (not first-come greedy), survivors by score then id.
+  Any pool with `map(fn, items)` works: a `concurrent.futures.ProcessPoolExecutor`, or
+  `ray.util.multiprocessing.Pool` on a Ray cluster (`dedup_pool(config)` picks one).
+
+- `DedupIndex`: incremental dedup. A persisted index of every row that went through
+  dedup (id, quality score, exact key, signature, component) lets a new batch B be
+  deduplicated against all earlier batches without recomputing their signatures; the
+  result for B's rows equals the dedup of everything together, restricted to B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from curate.filters.dedup import (
+    DedupParams,
+    DedupResult,
+    band_frame,
+    band_keys,
+    candidate_pairs,
+    choose_survivors,
+    components,
+    exact_edges,
+    exact_keys,
+    minhash_signatures,
+    tokenize,
+    verify_pairs,
+)
+
+
+class Pool(Protocol):
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], /) -> Iterable[Any]: ...
+
+
+class SerialPool:
+    """The trivial pool: runs every item in this process (tests, one worker)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], /) -> Iterator[Any]:
+        return map(fn, items)
+
+
+# ------------------------------------------------------------------ map and reduce steps
+@dataclass(frozen=True)
+class _MapTask:
+    texts: pl.Series
+    start: int
+    params: DedupParams
+    partitions: int
+
+
+@dataclass
+class _MapResult:
+    start: int
+    keys: np.ndarray  # exact key per row
+    sig: np.ndarray  # rows x num_perm
+    bands: list[pl.DataFrame]  # (row, band, key) of non-empty rows, by partition
+
+
+def _map_part(task: _MapTask) -> _MapResult:
+    params = task.params
+    words = tokenize(task.texts)
+    keys = exact_keys(words)
+    sig = minhash_signatures(
+        task.texts, words=words, num_perm=params.num_perm, shingle_size=params.shingle_size, seed=params.seed
+    )
+    nonempty = np.flatnonzero(words.list.len().fill_null(0).to_numpy() > 0)
+    bands, rows = params.banding
+    frame = band_frame(band_keys(sig[nonempty], bands, rows), nonempty + task.start)
+    if task.partitions <= 1:
+        parts = [frame]
+    else:
+        bucket = (frame["key"] % task.partitions).cast(pl.Int64).alias("__p")
+        split = frame.with_columns(bucket).partition_by("__p", as_dict=True, include_key=False)
+        parts = [split.get((p,), frame.clear()) for p in range(task.partitions)]
+    return _MapResult(task.start, keys, sig, parts)
+
+
+@dataclass(frozen=True)
+class _ReduceTask:
+    bands: list[pl.DataFrame]
+    keep: np.ndarray  # bool per row: exact-group representatives
+    max_bucket: int
+
+
+def _reduce_part(task: _ReduceTask) -> np.ndarray:
+    frame = pl.concat(task.bands) if task.bands else pl.DataFrame()
+    if frame.height == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    frame = frame.filter(pl.Series(task.keep[frame["row"].to_numpy()]))
+    return candidate_pairs(frame, task.max_bucket)
+
+
+def _finish(
+    ordered: pl.DataFrame, keys: np.ndarray, ex_edges: np.ndarray, near_edges: np.ndarray,
+    n_candidates: int, *, id_col: str, score: str,
+) -> tuple[pl.DataFrame, DedupResult]:
+    """Components, survivors and exact flags: the tail of `dedup.dedup_frame`."""
+    edges = np.concatenate([ex_edges, near_edges]) if len(near_edges) else ex_edges
+    comp = components(ordered.height, edges)
+    with_comp = ordered.with_columns(pl.Series("component", comp))
+    survivor = choose_survivors(with_comp, score=score, id_col=id_col).to_numpy()
+    survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
+        pl.col("key").filter(pl.col("survivor")).first().over("component")
+    )["key"].to_numpy()
+    exact_dup = (~survivor) & (keys == survivor_key)
+    result = DedupResult(
+        ids=ordered[id_col], component=comp, survivor=survivor, exact_duplicate=exact_dup,
+        near_pairs=len(near_edges), candidate_pairs=n_candidates,
+    )
+    out = with_comp.with_columns(pl.Series("survivor", survivor), pl.Series("exact_duplicate", exact_dup))
+    return out, result
+
+
+def parallel_dedup_frame(
+    frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
+    params: DedupParams | None = None, pool: Pool | None = None, partitions: int = 4,
+    batch_rows: int = 50_000,
+) -> tuple[pl.DataFrame, DedupResult]:
+    """`dedup.dedup_frame` with the per-row work spread over `pool` (same result)."""
+    params = params or DedupParams()
+    pool = pool or SerialPool()
+    ordered = frame.sort(id_col)
+    texts = ordered[text]
+    n = ordered.height
+    tasks = [_MapTask(texts.slice(lo, batch_rows), lo, params, partitions) for lo in range(0, n, batch_rows)]
+    mapped = sorted(pool.map(_map_part, tasks), key=lambda part: part.start)
+    if mapped:
+        keys = np.concatenate([part.keys for part in mapped])
+        sig = np.concatenate([part.sig for part in mapped])
+    else:
+        keys = np.zeros(0, dtype=np.uint64)
+        sig = np.zeros((0, params.num_perm), dtype=np.uint32)
+    ex_edges = exact_edges(keys)
+    _, first_index = np.unique(keys, return_index=True)
+    is_rep = np.zeros(n, dtype=bool)
+    is_rep[first_index] = True
+    reduce_tasks = [
+        _ReduceTask([part.bands[p] for part in mapped], is_rep, params.max_bucket) for p in range(partitions)
+    ]
+    found = [pairs for pairs in pool.map(_reduce_part, reduce_tasks) if len(pairs)]
+    pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
+    near, _ = verify_pairs(sig, pairs, params.threshold)
+    return _finish(ordered, keys, ex_edges, near.astype(np.int64), len(pairs), id_col=id_col, score=score)
+
+
+@contextlib.contextmanager
+def dedup_pool(config: Any) -> Iterator[Pool]:
+    """The pool a pipeline config asks for: Ray's on a Ray run, processes for local workers > 1."""
+    executor = config.executor
+    if executor.kind == "ray":
+        import ray
+        from ray.util.multiprocessing import Pool as RayPool
+
+        if not ray.is_initialized():
+            ray.init(address=executor.ray_address, ignore_reinit_error=True, log_to_driver=False)
+        ray_pool = RayPool(processes=max(1, executor.workers))
+        try:
+            yield ray_pool
+        finally:
+            ray_pool.terminate()
+    elif executor.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(executor.workers, mp_context=multiprocessing.get_context("spawn")) as process_pool:
+            yield process_pool
+    else:
+        yield SerialPool()
+
+
+def dedup_frame_for(config: Any) -> Callable[..., tuple[pl.DataFrame, DedupResult]]:
+    """A drop-in for `dedup_frame` that uses the executor of `config` for the per-row work."""
+
+    def run(frame: pl.DataFrame, **kwargs: Any) -> tuple[pl.DataFrame, DedupResult]:
+        workers = max(1, config.executor.workers)
+        if config.executor.kind != "ray" and workers <= 1:
+            from curate.filters.dedup import dedup_frame
+
+            return dedup_frame(frame, **kwargs)
+        with dedup_pool(config) as pool:
+            return parallel_dedup_frame(frame, pool=pool, partitions=max(2, workers), **kwargs)
+
+    return run
+
+
+# ------------------------------------------------------------------ incremental index
+INDEX_SCHEMA = {
+    "id": pl.String,
+    "score": pl.Float64,
+    "exact_key": pl.UInt64,
+    "signature": pl.Binary,
+    "component_id": pl.String,
+}
+
+
+class DedupIndex:
+    """Every row that went through dedup so far, persisted at `location` (a folder or URL).
+
+    `rows.parquet` holds, per row: id, quality score, exact key, MinHash signature
+    (num_perm uint32, as bytes) and component id (the smallest id of its duplicate group);
+    `params.json` the dedup parameters, which must not change between batches (else the
+    signatures are not comparable: start a new index).
+    """
+
+    def __init__(self, location: str):
+        self.location = location.rstrip("/")
+
+    @property
+    def rows_path(self) -> str:
+        return f"{self.location}/rows.parquet"
+
+    @property
+    def params_path(self) -> str:
+        return f"{self.location}/params.json"
+
+    def load(self) -> pl.DataFrame:
+        from curate.run.rundir import path_exists, read_parquet
+
+        if not path_exists(self.rows_path):
+            return pl.DataFrame(schema=INDEX_SCHEMA)
+        return read_parquet(self.rows_path)
+
+    def _check_params(self, params: DedupParams) -> None:
+        from curate.run.rundir import path_exists, read_text
+
+        if path_exists(self.params_path):
+            stored = json.loads(read_text(self.params_path))
+            if stored != _params_json(params):
+                raise ValueError(
+                    f"dedup index {self.location} was built with {stored}, not {_params_json(params)}: "
+                    "signatures are not comparable; use a new index"
+                )
+
+    def dedup(
+        self, frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
+        params: DedupParams | None = None, commit: bool = True,
+    ) -> pl.DataFrame:
+        """Dedup `frame` against itself and every indexed row; add it to the index.
+
+        Returns `frame` sorted by id with `component_id` (smallest id of its group, over
+        all batches), `survivor` and `exact_duplicate`. A row of `frame` that duplicates
+        an indexed row with a better score (or equal score and smaller id) is not a
+        survivor. Ids already in the index are an error (a batch is indexed once).
+        """
+        from curate.run.rundir import atomic_write_parquet, atomic_write_text
+
+        params = params or DedupParams()
+        self._check_params(params)
+        old = self.load()
+        new = frame.sort(id_col)
+        clash = new.filter(pl.col(id_col).is_in(old["id"].implode()))
+        if clash.height:
+            raise ValueError(f"{clash.height} ids are already in the dedup index (first: {clash[id_col][0]})")
+        words = tokenize(new[text])
+        new_keys = exact_keys(words)
+        new_sig = minhash_signatures(
+            new[text], words=words, num_perm=params.num_perm, shingle_size=params.shingle_size, seed=params.seed
+        )
+        old_sig = (
+            np.frombuffer(b"".join(old["signature"].to_list()), dtype=np.uint32).reshape(old.height, params.num_perm)
+            if old.height
+            else np.zeros((0, params.num_perm), dtype=np.uint32)
+        )
+        nonempty_new = words.list.len().fill_null(0).to_numpy() > 0
+        # the union, in id order (the order dedup_frame works in)
+        union = pl.concat([
+            old.select(pl.col("id"), pl.col("score"), pl.col("component_id"), pl.lit(False).alias("is_new")),
+            pl.DataFrame({
+                "id": new[id_col].cast(pl.String), "score": new[score].cast(pl.Float64),
+                "component_id": pl.Series([None] * new.height, dtype=pl.String),
+                "is_new": pl.Series([True] * new.height),
+            }),
+        ]).with_row_index("source")
+        order = union["id"].arg_sort().to_numpy()
+        union = union[order]
+        keys = np.concatenate([old["exact_key"].to_numpy(), new_keys])[order]
+        sig = np.concatenate([old_sig, new_sig])[order]
+        # an empty text has the all-empty signature and no band keys
+        nonempty = np.concatenate([(old_sig != np.uint32(0xFFFFFFFF)).any(axis=1), nonempty_new])[order]
+        is_new = union["is_new"].to_numpy()
+        n = union.height
+        position = pl.DataFrame({"id": union["id"], "pos": np.arange(n, dtype=np.int64)})
+        # earlier groups: a star from each indexed row to its group's first row
+        members = union.with_columns(pl.Series("pos", np.arange(n))).filter(~pl.col("is_new"))
+        stars = members.join(position.rename({"id": "component_id", "pos": "root"}), on="component_id", how="left")
+        star_edges = stars.select("pos", "root").to_numpy().astype(np.int64) if stars.height else np.zeros((0, 2), np.int64)
+        ex_edges = exact_edges(keys)
+        _, first_index = np.unique(keys, return_index=True)
+        reps = np.zeros(n, dtype=bool)
+        reps[first_index] = True
+        candidates = np.flatnonzero(reps & nonempty)
+        bands_n, rows_n = params.banding
+        bands = band_frame(band_keys(sig[candidates], bands_n, rows_n), candidates)
+        # only buckets holding a new row can add edges the index does not already imply
+        touched = bands.filter(pl.Series(is_new[bands["row"].to_numpy()])).select("band", "key").unique()
+        bands = bands.join(touched, on=["band", "key"], how="semi")
+        pairs = candidate_pairs(bands, params.max_bucket)
+        near, _ = verify_pairs(sig, pairs, params.threshold)
+        edges = np.concatenate([star_edges, ex_edges, near.astype(np.int64)])
+        comp = components(n, edges)
+        frame_u = union.select("id", "score").with_columns(pl.Series("component", comp))
+        survivor = choose_survivors(frame_u, score="score", id_col="id").to_numpy()
+        survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
+            pl.col("key").filter(pl.col("survivor")).first().over("component")
+        )["key"].to_numpy()
+        exact_dup = (~survivor) & (keys == survivor_key)
+        component_id = union["id"].gather(comp)
+        result = pl.DataFrame({
+            "id": union["id"], "component_id": component_id, "survivor": survivor, "exact_duplicate": exact_dup,
+        }).filter(pl.Series(is_new))
+        out = new.with_columns(pl.col(id_col).cast(pl.String).alias("__id")).join(
+            result.rename({"id": "__id"}), on="__id", how="left"
+        ).drop("__id")
+        if commit:
+            index = pl.DataFrame({
+                "id": union["id"], "score": union["score"], "exact_key": keys,
+                "signature": [row.tobytes() for row in sig], "component_id": component_id,
+            }, schema=INDEX_SCHEMA)
+            atomic_write_parquet(index, self.rows_path)
+            atomic_write_text(self.params_path, json.dumps(_params_json(params), sort_keys=True))
+        return out.sort(id_col)
+
+
+def _params_json(params: DedupParams) -> dict[str, Any]:
+    return {
+        "threshold": params.threshold, "num_perm": params.num_perm, "shingle_size": params.shingle_size,
+        "bands": list(params.banding), "seed": params.seed, "max_bucket": params.max_bucket,
+    }
