@@ -2,10 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReviewConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = Field("http://127.0.0.1:8080", description="Label Studio server")
-    token_env: str = Field("LABEL_STUDIO_API_KEY", description="Environment variable with the token")
+    token_env: str = Field(
+        "LABEL_STUDIO_API_KEY",
+        description="Environment variable with the token (falls back to LABEL_STUDIO_USER_TOKEN)",
+    )
+    project_title: str | None = Field(
+        None, min_length=3, max_length=50, description='Label Studio project title (default "assay: <name>/<task name>"); matched exactly'
+    )
+    borderline_agreement: float = Field(
+        1.0, ge=0, le=1, description="Examples whose self-consistency agreement is below this are borderline"
+    )
+    borderline_grounding: float = Field(
+        0.95, ge=0, le=1, description="Examples whose grounding score is below this are borderline"
+    )
+    audit_fraction: float = Field(
+        0.1, ge=0, le=1, description="Share of the non-borderline (auto-accepted) examples sent for audit"
+    )
+    seed: str = Field("assay-review", description="Seed of the audit sample (hashed with each example id)")
+    batch_size: int = Field(50, ge=1, description="Tasks per import request (an interrupted push resumes per batch)")
+    annotations_per_task: int = Field(
+        1, ge=1, description="Reviewers Label Studio assigns to each task (its project overlap)"
+    )
+    resolution: Literal["majority", "any_reject", "most_recent"] = Field(
+        "majority", description="How several reviewers' decisions on one example become one"
+    )
+    unreviewed: Literal["keep", "drop", "audited"] = Field(
+        "audited",
+        description="Examples not sent for review: keep, drop, or keep only while the audit passes",
+    )
+    pending: Literal["keep", "drop"] = Field(
+        "keep", description="Examples sent for review but not decided yet"
+    )
+    audit_max_error_rate: float = Field(
+        0.1, ge=0, le=1, description="The audit passes while rejected+corrected audited examples stay at or below this share"
+    )
+    min_grounding: float = Field(
+        0.9, ge=0, le=1, description="A corrected quote must match the chunk at least this well (rapidfuzz, 0-1)"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one Label Studio request")

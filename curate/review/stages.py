@@ -1,5 +1,55 @@
-"""Stage declarations of this package, in pipeline order (placeholder until built)."""
+"""The review stage: reviewers' decisions flow back into the dataset.
 
-from curate.run.stage import Stage
+GLOBAL over `dedup/examples`. Where `<run_dir>/review.state/decisions.parquet` (written by
+`curate review pull`) has a decision, it wins: rejected examples leave (with a Rejection),
+corrections replace the output and the chat, and the reviewer and time go into the
+lineage columns. Elsewhere the config's policy applies (`review.pending`,
+`review.unreviewed`, the audit). With no decisions at all the stage passes through.
+It always runs (`always_run`): decisions change outside the pipeline, and the stage is cheap.
+"""
 
-STAGES: list[Stage] = []
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.review.merge import apply_review
+from curate.review.sync import read_decisions, read_pushed
+from curate.run.stage import Output, Stage, StageContext, StepKind
+
+
+def review_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    run_path = Path(ctx.run_dir)
+    examples, rejected, report = apply_review(
+        batch, read_decisions(run_path), read_pushed(run_path), ctx.config.review
+    )
+    ctx.write_json("merge.json", report)
+    return {"examples": examples, "rejected": rejected}
+
+
+def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    examples, rejected = outputs["examples"], outputs["rejected"]
+    status = examples.group_by("review_status").len().sort("review_status")
+    reasons = rejected.group_by("reason").len().sort("reason")
+    return {
+        "review_status": {name: int(count) for name, count in status.iter_rows()},
+        "removed": {name: int(count) for name, count in reasons.iter_rows()},
+    }
+
+
+STAGES: list[Stage] = [
+    Stage(
+        name="review",
+        kind=StepKind.GLOBAL,
+        fn=review_stage,
+        inputs=("dedup/examples",),
+        outputs=(Output("examples", key="example_id"), Output("rejected", key="item_id")),
+        config_sections=("review", "task"),
+        summarize=summarize,
+        description="apply expert review decisions from Label Studio",
+        always_run=True,
+    )
+]

@@ -1,0 +1,79 @@
+"""`curate review push|pull|server`: expert review in Label Studio."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from curate.config import ConfigError, PipelineConfig, load_config
+from curate.review.client import ReviewServerError
+
+app = typer.Typer(help="Expert review in Label Studio", no_args_is_help=True)
+console = Console(stderr=True)
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML")]
+
+
+def _load(config: Path) -> PipelineConfig:
+    try:
+        return load_config(config)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def push(config: ConfigArg) -> None:
+    """Send borderline and audit examples to Label Studio (idempotent, resumable)."""
+    from curate.review.sync import push as do_push
+
+    cfg = _load(config)
+    try:
+        report = do_push(cfg)
+    except (ReviewServerError, FileNotFoundError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"project {report.project_id} {report.project_title!r} at {report.url} "
+        f"({'created' if report.project_created else 'found'}): {report.selected} selected "
+        f"({report.borderline} borderline, {report.audit} audit), {report.already_present} already there, "
+        f"{report.imported} imported in {report.batches} batches"
+    )
+    console.print(f"review them at {report.url}/projects/{report.project_id}/data")
+
+
+@app.command()
+def pull(config: ConfigArg) -> None:
+    """Fetch reviewers' annotations and store the resolved decisions for the review stage."""
+    from curate.review.sync import pull as do_pull
+
+    cfg = _load(config)
+    try:
+        report = do_pull(cfg)
+    except ReviewServerError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(json.dumps(asdict(report), indent=2))
+    if report.invalid_corrections:
+        console.print(
+            f"[yellow]{len(report.invalid_corrections)} corrections failed validation or grounding and were "
+            "not applied: fix them in Label Studio and pull again[/yellow]"
+        )
+    console.print("apply them with `curate run CONFIG` (the review stage reads the decisions)")
+
+
+@app.command()
+def server(
+    action: Annotated[str, typer.Argument(help="start | stop | status | install")],
+    port: Annotated[int | None, typer.Option(help="Port (default 8080, or a free one if busy)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Label Studio data folder")] = None,
+) -> None:
+    """Run a local Label Studio in its own environment (.ls-venv)."""
+    from curate.review import server as srv
+
+    argv = [action] + (["--port", str(port)] if port else []) + (["--data-dir", str(data_dir)] if data_dir else [])
+    raise typer.Exit(srv.main(argv))
