@@ -1,0 +1,77 @@
+"""``train`` command line: ``train run CONFIG``, ``train export RUN_DIR`` (+ ``train eval``)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="QLoRA fine-tuning of the exported dataset (unsloth or peft).", no_args_is_help=True)
+console = Console()
+
+
+@app.command("run")
+def run_command(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Train config YAML"),
+    backend: str | None = typer.Option(None, help="Override backend: auto|unsloth|peft"),
+    data: Path | None = typer.Option(None, help="Override the export folder"),
+    output_dir: Path | None = typer.Option(None, help="Override the run directory"),
+    no_export: bool = typer.Option(False, "--no-export", help="Skip merge/Modelfile/GGUF"),
+) -> None:
+    """Train a LoRA adapter as the config says; write the run directory."""
+    from train.config import ConfigError, load_config
+    from train.runner import run_training
+
+    try:
+        cfg = load_config(
+            config,
+            backend=backend,
+            data=str(data.resolve()) if data else None,
+            output_dir=str(output_dir.resolve()) if output_dir else None,
+        )
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    report = run_training(cfg, export=not no_export)
+    m = report["metrics"]
+    if report["random_init_standin"]:
+        console.print("[yellow]base model is a random-init stand-in (model: tiny-random)[/yellow]")
+    console.print(
+        f"[green]done[/green] {cfg.run_path}: backend {report['backend']}, "
+        f"{m['global_step']} steps, loss {m['first_train_loss']:.3f} -> {m['last_train_loss']:.3f}, "
+        f"best val {m['best_eval_loss']}, {m['tokens_per_s']:.0f} tok/s, "
+        f"peak {m['peak_memory_gib']:.2f} GiB, {m['wall_time_s']:.0f} s"
+    )
+    console.print(f"report: {cfg.run_path / 'report.md'}")
+
+
+@app.command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A train run directory"),
+    gguf: bool | None = typer.Option(None, "--gguf/--no-gguf", help="Override the config's export_gguf"),
+) -> None:
+    """Merge the adapter into a 16-bit model, write the Ollama Modelfile and GGUF if possible."""
+    from train.export import export_run
+
+    info = export_run(run_dir, gguf=gguf)
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+def _register_optional_commands() -> None:
+    """Mount commands of packages that may not exist yet (``train eval`` from train.evaluate)."""
+    try:
+        module = importlib.import_module("train.evaluate.cli")
+    except ImportError:
+        return
+    command = getattr(module, "eval_command", None)
+    if command is not None:
+        app.command("eval")(command)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    app()

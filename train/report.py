@@ -1,0 +1,78 @@
+"""Training report: report.json, report.md and the loss curves (loss.png)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def loss_curves(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    train = [(float(e["step"]), float(e["loss"])) for e in log_history if "loss" in e]
+    evals = [(float(e["step"]), float(e["eval_loss"])) for e in log_history if "eval_loss" in e]
+    return {"train": train, "eval": evals}
+
+
+def plot_losses(curves: dict[str, list[tuple[float, float]]], out: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if curves["train"]:
+        ax.plot(*zip(*curves["train"], strict=True), label="train loss", lw=1.2)
+    if curves["eval"]:
+        ax.plot(*zip(*curves["eval"], strict=True), "o-", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (assistant tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    m = report["metrics"]
+    curves = report["curves"]
+    lines = [
+        f"# Training report: {report['name']}",
+        "",
+    ]
+    if report.get("random_init_standin"):
+        lines += [
+            "> Base model is a RANDOMLY INITIALISED stand-in (`model: tiny-random`): these figures "
+            "show the pipeline runs, not model quality.",
+            "",
+        ]
+    lines += [
+        "| | |",
+        "|---|---|",
+        f"| base model | `{report['base_model']}` |",
+        f"| backend | {report['backend']} ({report['device']}, 4-bit: {report['quantized']}) |",
+        f"| dataset | `{report['data']}` sha256 `{report['dataset_sha256'][:16]}…` |",
+        f"| examples (train / validation) | {report['examples']['train']} / "
+        f"{report['examples']['validation']} |",
+        f"| optimizer steps | {m['global_step']} (epochs {m['epochs_done']:.2f}) |",
+        f"| first / last train loss | {m['first_train_loss']:.4f} / {m['last_train_loss']:.4f} |",
+        f"| best validation loss | {m['best_eval_loss']} |",
+        f"| tokens seen (non-padding) | {m['tokens_seen']} |",
+        f"| tokens/s | {m['tokens_per_s']:.1f} |",
+        f"| peak memory | {m['peak_memory_gib']:.2f} GiB ({m['peak_memory_kind']}) |",
+        f"| wall time | {m['wall_time_s']:.1f} s (training {m['train_runtime_s']:.1f} s) |",
+        f"| stopped early | {m['stopped_early']} |",
+        f"| resumed from | {report.get('resumed_from')} |",
+        "",
+        "![loss](loss.png)",
+        "",
+        "## Outputs",
+        "",
+    ]
+    for key, value in report["outputs"].items():
+        lines.append(f"- {key}: `{value}`")
+    lines += ["", f"Train/eval loss points: {len(curves['train'])} / {len(curves['eval'])}", ""]
+    (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
