@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
     )
     tiny: TinyModelConfig = Field(TinyModelConfig(), description="Shape of the tiny stand-in")
     data: str = Field(
-        "runs/demo/export",
+        "runs/demo/dataset",
         description="Export folder with train.jsonl / validation.jsonl (OpenAI chat format)",
     )
     output_dir: str = Field("runs/demo/train", description="Run directory of this training run")
