@@ -1,5 +1,237 @@
-"""Stage declarations of this package, in pipeline order (placeholder until built)."""
+"""validate -> split -> export: the final dataset, checked, split without leakage, written out.
 
-from curate.run.stage import Stage
+- validate (GLOBAL): a great-expectations suite derived from the task config; a critical
+  failure raises `ValidationFailed` naming the failing expectations (after writing the
+  Data Docs to `<run_dir>/validate.state/data_docs/`).
+- split (GLOBAL): group-aware stratified assignment (documents never span splits), then a
+  cross-split near-duplicate check; leaking pairs are reported and, by default, resolved.
+- export (GLOBAL): chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets and a dataset card,
+  into `<run_dir>/<export.dir>/`, swapped in atomically.
+"""
 
-STAGES: list[Stage] = []
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.dataset import chat
+from curate.dataset.card import load_manifest, plot_distributions, render_card
+from curate.dataset.export import FILES_SCHEMA, export_columns, staging_dir, swap_in, write_exports
+from curate.dataset.splitting import (
+    LEAK_SCHEMA,
+    SPLITS,
+    assert_disjoint,
+    cross_split_pairs,
+    distribution,
+    split_frame,
+)
+from curate.dataset.validation import (
+    ValidationFailed,
+    build_checks,
+    critical_failures,
+    redacted_originals,
+    run_suite,
+    validation_view,
+)
+from curate.run.stage import Output, Stage, StageContext, StepKind
+from schemas.tasks import TaskType
+
+__all__ = ["STAGES", "ValidationFailed"]
+
+
+# ------------------------------------------------------------------ validate
+def validate_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    config = ctx.config.validate_
+    task = ctx.config.task
+    frame = batch.sort("example_id") if "example_id" in batch.columns else batch
+    rejected = 0
+    if config.drop_rejected and "review_status" in frame.columns:
+        keep = frame.get_column("review_status").fill_null("") != "rejected"
+        rejected = frame.height - int(keep.sum())
+        frame = frame.filter(keep)
+    checks = build_checks(task, config)
+    docs_dir = ctx.stage_dir / "data_docs" if config.data_docs else None
+    doc_ids = frame.get_column("doc_id").drop_nulls().unique().to_list() if frame.height else []
+    originals = redacted_originals(ctx.run_dir, doc_ids)
+    results, index = run_suite(
+        validation_view(frame, task, originals), checks, docs_dir=docs_dir, site_name=config.site_name,
+        suite_name=f"{task.name}-examples",
+    )
+    results = results.with_columns(pl.lit(rejected).alias("rejected_dropped"))
+    ctx.write_json("validation_results.json", {"data_docs": index, "rejected_dropped": rejected,
+                                               "results": results.to_dicts()})
+    failures = critical_failures(results)
+    if failures:
+        raise ValidationFailed(failures, index)
+    return {"examples": frame, "results": results}
+
+
+def summarize_validate(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    results = outputs["results"]
+    return {
+        "summary": {
+            "evaluated": results.height,
+            "passed": int(results.get_column("success").sum()),
+            "warnings": ", ".join(results.filter(~pl.col("success")).get_column("check").to_list()),
+            "rejected_dropped": int(results.get_column("rejected_dropped")[0]) if results.height else 0,
+            "examples": outputs["examples"].height,
+        },
+        "checks": results.drop("rejected_dropped").to_dicts(),
+    }
+
+
+# ------------------------------------------------------------------ split
+def _stratify_column(ctx: StageContext) -> str:
+    mode = ctx.config.split.stratify_by
+    if mode == "auto":
+        return "label" if ctx.config.task.type is TaskType.CLASSIFICATION else "task_type"
+    return mode
+
+
+def leak_text(messages: list[dict[str, Any]], instruction: str) -> str:
+    """What must not repeat across splits: the user text (less the shared task instruction) + answer."""
+    prompt = chat.user_text(messages)
+    if instruction and prompt.startswith(instruction):
+        prompt = prompt[len(instruction):]
+    return prompt.strip() + "\n\n" + chat.response_text(messages)
+
+
+def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    config = ctx.config.split
+    by = _stratify_column(ctx)
+    frame = split_frame(batch, ratios=config.ratios(), seed=config.seed, group_by=config.group_by, stratify_by=by)
+    assert_disjoint(frame, config.group_by)
+    instruction = ctx.config.task.instruction.strip()
+    texts = [leak_text(m, instruction) for m in frame.get_column("messages").to_list()] if frame.height else []
+    with_text = frame.select("example_id", "split").with_columns(pl.Series("leak_text", texts, dtype=pl.String))
+    params: dict[str, Any] = {
+        "threshold": config.near_dup_threshold, "num_perm": config.num_perm, "shingle_words": config.shingle_words,
+    }
+    leaks = cross_split_pairs(with_text, text="leak_text", **params)
+    if config.leak_policy == "drop" and leaks.height:
+        dropped = set(leaks.get_column("example_id").to_list())
+        leaks = leaks.with_columns(pl.lit("dropped").alias("action"))
+        frame = frame.filter(~pl.col("example_id").is_in(sorted(dropped)))
+        remaining = cross_split_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
+        leaks = pl.concat([leaks, remaining.with_columns(pl.lit("remaining").alias("action"))])
+    else:
+        leaks = leaks.with_columns(pl.lit("reported").alias("action"))
+    actions = leaks.get_column("action").to_list()
+    dist = distribution(frame, by)
+    report = {
+        "summary": {
+            "group_by": config.group_by,
+            "stratify_by": by,
+            "seed": config.seed,
+            "ratios": "/".join(f"{r:g}" for r in config.ratios().values()),
+        },
+        "rows": {s: int((frame.get_column("split") == s).sum()) for s in SPLITS},
+        "groups": {s: frame.filter(pl.col("split") == s).get_column(config.group_by).n_unique() for s in SPLITS},
+        "distribution": [
+            {"class": c, **{s: dist[s].get(c, 0) for s in SPLITS}}
+            for c in sorted({c for counts in dist.values() for c in counts})
+        ],
+        "leakage": {
+            "method": "MinHash/LSH (curate.filters.dedup) over user text without the task instruction + answer",
+            "threshold": config.near_dup_threshold,
+            "policy": config.leak_policy,
+            "pairs_found": sum(1 for a in actions if a in {"dropped", "reported"}),
+            "dropped": leaks.filter(pl.col("action") == "dropped").get_column("example_id").n_unique(),
+            "pairs_remaining": sum(1 for a in actions if a in {"remaining", "reported"}),
+        },
+    }
+    ctx.write_json("split_report.json", report)
+    return {
+        "examples": frame,
+        "leaks": leaks.select(list(LEAK_SCHEMA)),
+        "report": pl.DataFrame({"json": [json.dumps(report, sort_keys=True)]}),
+    }
+
+
+def summarize_split(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(outputs["report"].get_column("json")[0])
+    return report
+
+
+# ------------------------------------------------------------------ export
+def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    config = ctx.config.export
+    run_dir = Path(ctx.run_dir)
+    final = run_dir / config.dir
+    rows = export_columns(batch)
+    staging = staging_dir(final)
+    try:
+        files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
+                              openai_metadata=config.openai_metadata)
+        if config.card:
+            card_rows = rows.with_columns(batch.sort("example_id").get_column("cost_usd")) if "cost_usd" in batch.columns else rows
+            plots = plot_distributions(rows, staging / "plots") if rows.height else {}
+            card = render_card(
+                card_rows,
+                manifest=load_manifest(run_dir),
+                config=ctx.config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
+                files=files,
+                plots=plots,
+                name=ctx.config.name,
+            )
+            leaked = [v for values in redacted_originals(ctx.run_dir).values()
+                      for v in values if v in card]
+            if leaked:
+                raise RuntimeError(f"the dataset card would contain {len(leaked)} redacted original value(s); not written")
+            (staging / "README.md").write_text(card, encoding="utf-8")
+        swap_in(staging, final)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
+    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
+
+
+def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    manifest = outputs["manifest"]
+    return {
+        "summary": {"dir": manifest.get_column("export_dir")[0] if manifest.height else None,
+                    "files": manifest.height},
+        "files": manifest.drop("export_dir").to_dicts(),
+    }
+
+
+STAGES: list[Stage] = [
+    Stage(
+        name="validate",
+        kind=StepKind.GLOBAL,
+        fn=validate_examples,
+        inputs=("review/examples",),
+        outputs=(Output("examples", "example_id"), Output("results")),
+        config_sections=("task", "validate"),
+        summarize=summarize_validate,
+        description="great-expectations suite over the final examples",
+    ),
+    Stage(
+        name="split",
+        kind=StepKind.GLOBAL,
+        fn=split_examples,
+        inputs=("validate/examples",),
+        outputs=(Output("examples", "example_id"), Output("leaks", "example_id"), Output("report")),
+        config_sections=("task", "split"),
+        summarize=summarize_split,
+        description="group-aware stratified split + cross-split near-duplicate check",
+    ),
+    Stage(
+        name="export",
+        kind=StepKind.GLOBAL,
+        fn=export_dataset,
+        inputs=("split/examples",),
+        outputs=(Output("manifest"),),
+        config_sections=("task", "validate", "split", "export", "name"),
+        summarize=summarize_export,
+        description="chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets + dataset card",
+        always_run=True,  # the folder lives outside the artifacts and the card reads the manifest
+    ),
+]

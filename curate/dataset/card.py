@@ -1,0 +1,307 @@
+"""The dataset card (README.md in the export folder), with PNG plots.
+
+Sources: the run manifest (`<run_dir>/manifest.json`: per-stage row counts and reports,
+written by the runner after every stage), the exported rows and the pipeline config.
+Only row counts, the generate stage's `usage` figures and the validate/split summaries are
+taken from the manifest, never free-form report contents of other stages, so redaction
+state (kept in `<run_dir>/redact.state/`) cannot reach the card; config keys that look like
+secrets are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from curate.dataset import chat
+from curate.dataset.splitting import SPLITS
+
+_SECRET_KEY = re.compile(r"(secret|token|password|passwd|salt|api_key|apikey|credential|^key$)", re.I)
+
+
+def mask_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else mask_secrets(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "manifest.json"
+    if not path.exists():
+        return {"stages": {}}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per finished stage but export, in the order they ran: rows in and out per output."""
+    ordered = [(n, e) for n, e in _in_run_order(manifest) if n != "export"]
+    return [
+        {
+            "stage": name,
+            "status": str(entry.get("status", "")),
+            "rows_in": int(entry.get("rows_in", 0) or 0),
+            "rows": {str(k): int(v) for k, v in (entry.get("rows") or {}).items()},
+            "errors": int(entry.get("errors", 0) or 0),
+        }
+        for name, entry in ordered
+    ]
+
+
+USAGE_COLUMNS = (
+    "answers", "cached_answers", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cost_usd", "cost_usd_paid_this_run",
+)
+
+
+def _number_items(mapping: Any) -> dict[str, float | int]:
+    if not isinstance(mapping, dict):
+        return {}
+    return {str(k): v for k, v in mapping.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def usage_rows(manifest: dict[str, Any]) -> list[tuple[str, dict[str, float | int]]]:
+    """Numeric usage figures of every stage report with a `usage` entry (generate, refine, judge).
+
+    `usage` is either flat ({"cost_usd": ..}) or per source ({"generate": {"cost_usd": ..}}).
+    """
+    found = []
+    for name, entry in _in_run_order(manifest):
+        usage = (entry.get("report") or {}).get("usage")
+        if not isinstance(usage, dict):
+            continue
+        flat = _number_items(usage)
+        if flat:
+            found.append((name, flat))
+        for source, figures in usage.items():
+            numbers = _number_items(figures)
+            if numbers:
+                found.append((f"{name}/{source}", numbers))
+    return found
+
+
+def funnel_steps(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `funnel` lists of stage reports, numbers and step names only, without repeats.
+
+    Items are {"step": str, "rows": int} or {"step", "rows_in", "rows_out", "rejected"}
+    (the filters' funnel). When a report's funnel names steps of other stages (the dedup
+    report holds the whole filters package funnel), those stages' own funnels are skipped.
+    """
+    steps: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    reports = [(n, (e.get("report") or {}).get("funnel")) for n, e in _in_run_order(manifest)]
+    # a consolidated funnel (the dedup report names filter/refine steps) replaces theirs
+    covered = {
+        item["stage"] for name, items in reports if isinstance(items, list) for item in items
+        if isinstance(item, dict) and isinstance(item.get("stage"), str) and item["stage"] != name
+    }
+    consolidators = {
+        name for name, items in reports if isinstance(items, list)
+        and any(isinstance(i, dict) and i.get("stage") not in (None, name) for i in items)
+    }
+    for name, items in reports:
+        if not isinstance(items, list) or (name in covered and name not in consolidators):
+            continue
+        for item in items:
+            if not (isinstance(item, dict) and isinstance(item.get("step"), str) and len(item["step"]) <= 80):
+                continue
+            numbers = {k: item.get(k) for k in ("rows", "rows_in", "rows_out", "rejected")}
+            if not any(isinstance(v, int) for v in numbers.values()):
+                continue
+            stage = item.get("stage") if isinstance(item.get("stage"), str) else name
+            row = {"stage": stage, "step": item["step"],
+                   "rows_in": numbers["rows_in"] if isinstance(numbers["rows_in"], int) else "",
+                   "rows_out": next((v for v in (numbers["rows_out"], numbers["rows"]) if isinstance(v, int)), ""),
+                   "rejected": numbers["rejected"] if isinstance(numbers["rejected"], int) else ""}
+            key = tuple(row.values())
+            if key not in seen:
+                seen.add(key)
+                steps.append(row)
+    return steps
+
+
+def _in_run_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    stages = manifest.get("stages", {})
+    return sorted(stages.items(), key=lambda item: str(item[1].get("finished_at", "")))
+
+
+def lengths(rows: pl.DataFrame) -> pl.DataFrame:
+    messages = rows.get_column("messages").to_list()
+    return pl.DataFrame(
+        {
+            "split": rows.get_column("split"),
+            "prompt_chars": [len(chat.user_text(m)) for m in messages],
+            "response_chars": [len(chat.response_text(m)) for m in messages],
+        }
+    )
+
+
+def stratum_of(rows: pl.DataFrame) -> pl.Series:
+    column = "label" if rows.get_column("label").null_count() < rows.height else "task_type"
+    return rows.get_column(column).fill_null("(none)")
+
+
+def plot_distributions(rows: pl.DataFrame, folder: Path) -> dict[str, str]:
+    """label_distribution.png and length_distribution.png (matplotlib, Agg); relative paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    strata = stratum_of(rows)
+    classes = sorted(set(strata.to_list()))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.6 * len(classes) + 2)), 4))
+    width = 0.8 / len(SPLITS)
+    for i, split in enumerate(SPLITS):
+        mask = rows.get_column("split") == split
+        counts = strata.filter(mask).value_counts()
+        by_class = dict(zip(counts[counts.columns[0]].to_list(), counts["count"].to_list(), strict=True))
+        ax.bar([x + i * width for x in range(len(classes))], [by_class.get(c, 0) for c in classes], width, label=split)
+    ax.set_xticks([x + width for x in range(len(classes))], classes, rotation=30, ha="right")
+    ax.set_ylabel("examples")
+    ax.set_title("Examples per class and split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "label_distribution.png", dpi=110)
+    plt.close(fig)
+
+    frame = lengths(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, column in zip(axes, ("prompt_chars", "response_chars"), strict=True):
+        bins = np.histogram_bin_edges(frame.get_column(column).to_numpy(), bins=20)  # shared by the splits
+        for split in SPLITS:
+            values = frame.filter(pl.col("split") == split).get_column(column).to_list()
+            if values:
+                ax.hist(values, bins=bins, alpha=0.5, label=split)
+        ax.set_xlabel(column.replace("_", " "))
+        ax.set_ylabel("examples")
+        ax.legend()
+    fig.suptitle("Length distribution (characters)")
+    fig.tight_layout()
+    fig.savefig(folder / "length_distribution.png", dpi=110)
+    plt.close(fig)
+    return {"labels": "plots/label_distribution.png", "lengths": "plots/length_distribution.png"}
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_card(
+    rows: pl.DataFrame,
+    *,
+    manifest: dict[str, Any],
+    config: dict[str, Any],
+    files: list[dict[str, Any]],
+    plots: dict[str, str],
+    name: str,
+) -> str:
+    stages = manifest.get("stages", {})
+    strata = stratum_of(rows)
+    classes = sorted(set(strata.to_list()))
+    per_split = {s: int((rows.get_column("split") == s).sum()) for s in SPLITS}
+    out = [f"# {name}: fine-tuning dataset", ""]
+    out.append(
+        f"{rows.height} examples ({', '.join(f'{s} {n}' for s, n in per_split.items())}), "
+        f"task `{config.get('task', {}).get('type', '?')}` "
+        f"(`{config.get('task', {}).get('name', '?')}`), produced by assay. "
+        f"Config hash `{manifest.get('config_hash', '?')}`."
+    )
+    out += ["", "## Files", ""]
+    out.append(_table(["format", "split", "path", "rows"], [[f["format"], f["split"], f"`{f['path']}`", f["rows"]] for f in files]))
+    out += ["", "Chat JSONL records: `{\"messages\": [{\"role\", \"content\"}, ...]}` plus metadata "
+            "(example_id, chunk_id, doc_id, task_type, label, split, review_status, grounding_score, "
+            "agreement, quality_score). No document appears in two splits."]
+
+    out += ["", "## Funnel", ""]
+    steps = funnel(manifest)
+    if steps:
+        out.append(_table(
+            ["stage", "status", "rows in", "rows out", "errors"],
+            [[s["stage"], s["status"], s["rows_in"], ", ".join(f"{k}={v}" for k, v in s["rows"].items()), s["errors"]] for s in steps],
+        ))
+    else:
+        out.append("No earlier stage is recorded in the run manifest.")
+
+    detail = funnel_steps(manifest)
+    if detail:
+        out += ["", "Steps reported by the stages:", ""]
+        out.append(_table(["stage", "step", "rows in", "rows out", "rejected"],
+                          [[d["stage"], d["step"], d["rows_in"], d["rows_out"], d["rejected"]] for d in detail]))
+
+    out += ["", "## Cost", ""]
+    usage = usage_rows(manifest)
+    if usage:
+        columns = [k for k in USAGE_COLUMNS if any(k in u for _, u in usage)]
+        out.append(_table(["source", *columns], [[source, *[u.get(k, "") for k in columns]] for source, u in usage]))
+        total = sum(float(u.get("cost_usd", 0.0)) for _, u in usage)
+        out.append(f"\nTotal teacher cost recorded: ${total:.4f}.")
+    else:
+        out.append("No stage recorded a usage report in this run.")
+    if "cost_usd" in rows.columns:
+        out.append(f"\nTeacher cost attributed to the exported examples: ${float(rows['cost_usd'].sum()):.4f}.")
+
+    out += ["", "## Class distribution", "", f"![labels]({plots['labels']})", ""] if plots else ["", "## Class distribution", ""]
+    table_rows = []
+    for cls in classes:
+        counts = [int(((strata == cls) & (rows.get_column("split") == s)).sum()) for s in SPLITS]
+        table_rows.append([cls, *[f"{c} ({c / per_split[s]:.1%})" if per_split[s] else "0" for c, s in zip(counts, SPLITS, strict=True)]])
+    out.append(_table(["class", *SPLITS], table_rows))
+
+    out += ["", "## Length distribution (characters)", ""]
+    if plots:
+        out += [f"![lengths]({plots['lengths']})", ""]
+    frame = lengths(rows)
+    stats = []
+    for column in ("prompt_chars", "response_chars"):
+        series = frame.get_column(column)
+        if series.len():
+            stats.append([column, int(series.min()), int(series.median()), int(series.quantile(0.95)), int(series.max())])  # type: ignore[arg-type]
+    out.append(_table(["", "min", "median", "p95", "max"], stats))
+
+    out += ["", "## Validation", ""]
+    validate = stages.get("validate", {}).get("report") or {}
+    checks = validate.get("checks") or []
+    vsum = validate.get("summary") or {}
+    if checks:
+        out.append(
+            f"great-expectations suite: {vsum.get('passed', 0)}/{vsum.get('evaluated', 0)} expectations passed; "
+            f"{vsum.get('rejected_dropped', 0)} reviewer-rejected examples left out. "
+            "Data Docs: `validate.state/data_docs/index.html` in the run directory."
+        )
+        out.append("")
+        out.append(_table(
+            ["check", "expectation", "column", "severity", "result", "unexpected"],
+            [[c["check"], c["expectation"], c["column"], c["severity"], "pass" if c["success"] else "FAIL", c["unexpected_count"]] for c in checks],
+        ))
+    else:
+        out.append("No validation report in the run manifest.")
+
+    out += ["", "## Split", ""]
+    split_report = stages.get("split", {}).get("report") or {}
+    if split_report:
+        leaks = split_report.get("leakage", {})
+        ssum = split_report.get("summary") or {}
+        group_counts = split_report.get("groups") or {}
+        groups = ", ".join(f"{s} {group_counts.get(s, 0)}" for s in SPLITS)
+        out.append(
+            f"Grouped by `{ssum.get('group_by')}` (groups per split: {groups}), "
+            f"stratified by `{ssum.get('stratify_by')}`, ratios {ssum.get('ratios')}, seed {ssum.get('seed')}. "
+            f"Near-duplicate check across splits (MinHash Jaccard >= {leaks.get('threshold')}): "
+            f"{leaks.get('pairs_found', 0)} pair(s) found, {leaks.get('dropped', 0)} example(s) dropped, "
+            f"{leaks.get('pairs_remaining', 0)} remaining."
+        )
+    out += ["", "## Config", "", "```yaml", yaml.safe_dump(mask_secrets(config), sort_keys=False).rstrip(), "```", ""]
+    return "\n".join(out)

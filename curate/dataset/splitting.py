@@ -1,0 +1,151 @@
+"""Group-aware stratified split and the cross-split near-duplicate (leakage) check.
+
+Assignment (why not sklearn's StratifiedGroupKFold): that splitter makes k *equal* folds,
+so 80/10/10 means k=10 folds merged 8/1/1, and 70/15/15 needs k=20; with few documents
+most folds stay empty and the small splits can end up with nothing. The assignment here
+follows the same greedy idea (place the hardest groups first, each where it best repairs
+the per-class distribution) but against the *configured* split targets directly:
+
+1. each group (document) is a vector of per-stratum counts;
+2. groups are placed largest first; groups of equal size are ordered by
+   `content_id(seed, group)`, so the result depends on the seed and the content, never on
+   row order;
+3. when there are at least as many groups as splits, each smaller split (validation, test)
+   is first given one of the smallest groups, so none stays empty on a small corpus;
+4. each remaining group goes to the split that minimises the total squared, target-normalised
+   deviation of (split, stratum) counts and of split sizes from their targets.
+
+A group is placed once, whole, so no document can appear in two splits (by construction,
+and re-checked by `assert_disjoint`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import polars as pl
+
+from schemas.ids import content_id
+
+SPLITS = ("train", "validation", "test")
+LEAK_SCHEMA = pl.Schema(
+    {
+        "example_id": pl.String(),
+        "split": pl.String(),
+        "other_example_id": pl.String(),
+        "other_split": pl.String(),
+        "similarity": pl.Float64(),
+        "action": pl.String(),
+    }
+)
+
+
+def assign_groups(
+    groups: Mapping[str, Mapping[str, int]], ratios: Mapping[str, float], seed: int
+) -> dict[str, str]:
+    """Map each group to a split; `groups[g][stratum]` is the number of rows of g in stratum."""
+    splits = [s for s in SPLITS if ratios.get(s, 0.0) > 0]
+    strata = sorted({s for counts in groups.values() for s in counts})
+    totals = Counter[str]()
+    for counts in groups.values():
+        totals.update(counts)
+    grand = sum(totals.values())
+    target = {s: {c: ratios[s] * totals[c] for c in strata} for s in splits}
+    size_target = {s: ratios[s] * grand for s in splits}
+    current = {s: dict.fromkeys(strata, 0) for s in splits}
+    sizes = dict.fromkeys(splits, 0)
+
+    def cost_delta(split: str, counts: Mapping[str, int]) -> float:
+        delta = 0.0
+        for stratum, n in sorted(counts.items()):
+            t = target[split][stratum]
+            before = current[split][stratum] - t
+            delta += ((before + n) ** 2 - before**2) / (t + 1.0)
+        size = sum(counts.values())
+        before = sizes[split] - size_target[split]
+        delta += ((before + size) ** 2 - before**2) / (size_target[split] + 1.0)
+        return delta
+
+    order = sorted(groups, key=lambda g: (-sum(groups[g].values()), content_id("split", seed, g)))
+    assignment: dict[str, str] = {}
+
+    def place(group: str, best: str) -> None:
+        counts = groups[group]
+        assignment[group] = best
+        sizes[best] += sum(counts.values())
+        for stratum, n in counts.items():
+            current[best][stratum] += n
+
+    # With few documents the greedy pass would give every one to train: first seed each
+    # smaller split with one of the smallest documents, so no split with a ratio is empty.
+    if len(order) >= len(splits):
+        for split, group in zip(splits[1:], reversed(order), strict=False):
+            place(group, split)
+    for group in order:
+        if group not in assignment:
+            place(group, min(splits, key=lambda s: (cost_delta(s, groups[group]), splits.index(s))))
+    return assignment
+
+
+def strata_column(frame: pl.DataFrame, by: str) -> pl.Series:
+    return frame.get_column(by).fill_null("(none)").cast(pl.String)
+
+
+def split_frame(
+    frame: pl.DataFrame, *, ratios: Mapping[str, float], seed: int, group_by: str, stratify_by: str
+) -> pl.DataFrame:
+    """The frame with a `split` column (rows sorted by example_id)."""
+    frame = frame.sort("example_id")
+    if frame.height == 0:
+        return frame.with_columns(pl.lit(None, dtype=pl.String).alias("split"))
+    keyed = pl.DataFrame(
+        {"group": frame.get_column(group_by).cast(pl.String), "stratum": strata_column(frame, stratify_by)}
+    )
+    groups: dict[str, dict[str, int]] = {}
+    # sorted: the float sums of the cost depend on iteration order (ties must break the same way)
+    for group, stratum, n in keyed.group_by("group", "stratum").len().sort("group", "stratum").iter_rows():
+        groups.setdefault(group, {})[stratum] = n
+    assignment = assign_groups(groups, ratios, seed)
+    split = keyed.get_column("group").replace_strict(assignment, return_dtype=pl.String)
+    return frame.with_columns(split.alias("split"))
+
+
+def assert_disjoint(frame: pl.DataFrame, group_by: str) -> None:
+    spread = frame.group_by(group_by).agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1)
+    if spread.height:
+        raise AssertionError(f"{spread.height} {group_by} value(s) appear in more than one split")
+
+
+def distribution(frame: pl.DataFrame, by: str) -> dict[str, dict[str, int]]:
+    """{split: {stratum: count}} in split order."""
+    out: dict[str, dict[str, int]] = {}
+    counts = frame.with_columns(strata_column(frame, by).alias("__s")).group_by("split", "__s").len()
+    for split in SPLITS:
+        part = counts.filter(pl.col("split") == split).sort("__s")
+        out[split] = dict(zip(part.get_column("__s").to_list(), part.get_column("len").to_list(), strict=True))
+    return out
+
+
+def cross_split_pairs(
+    frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int
+) -> pl.DataFrame:
+    """Near-duplicate (or exact) pairs whose members are in different splits.
+
+    Uses the filters package's MinHash/LSH (`curate.filters.dedup.cross_group_pairs`,
+    signatures identical to datasketch's). Returns LEAK_SCHEMA rows with the member in the
+    later split (test > validation > train) as `example_id`, action still empty.
+    """
+    from curate.filters.dedup import DedupParams, cross_group_pairs
+
+    if frame.height < 2:
+        return pl.DataFrame(schema=LEAK_SCHEMA)
+    params = DedupParams(threshold=threshold, num_perm=num_perm, shingle_size=shingle_words)
+    pairs = cross_group_pairs(frame, text=text, group="split", id_col="example_id", params=params)
+    rank = {s: i for i, s in enumerate(SPLITS)}
+    rows = []
+    for id_a, split_a, id_b, split_b, similarity in pairs.iter_rows():
+        if rank[split_a] < rank[split_b]:
+            id_a, split_a, id_b, split_b = id_b, split_b, id_a, split_a
+        rows.append((id_a, split_a, id_b, split_b, round(float(similarity), 4), ""))
+    return pl.DataFrame(rows, schema=LEAK_SCHEMA, orient="row").sort("example_id", "other_example_id")
