@@ -1,5 +1,157 @@
-"""Stage declarations of this package, in pipeline order (placeholder until built)."""
+"""The redact stage: personal data and secrets out of the chunks before the teacher sees them.
 
-from curate.run.stage import Stage
+Input chunk/chunks; outputs
+- `chunks`: the Chunk schema with `text` redacted (same `chunk_id`, `start`/`end` still
+  the span of the ORIGINAL document) plus `redactions`: one struct per replaced span
+  {entity, start, end, placeholder, orig_start, orig_end, action} (redacted-text and
+  original-chunk offsets; see `curate.redact.redactor.to_document_offset`). No raw value.
+- `findings`: one row per detected entity (type, recognizer, score, policy applied,
+  chunk-relative offsets) — never the value itself.
+- `recognizers`: the recognizers that were active, for the run report.
 
-STAGES: list[Stage] = []
+Rows sharing a `doc_id` are processed together (a SHUFFLE on doc_id, any split of the
+documents works) so that a value gets the same placeholder throughout its document. The
+mapping placeholder -> value is written to `<run_dir>/redact.state/mapping/` only.
+With `redact.enabled: false` the chunks pass through unchanged (same ids, empty `redactions`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import polars as pl
+
+from curate.run.stage import Output, Stage, StageContext, StepKind
+
+REDACTION_DTYPE = pl.Struct(
+    {
+        "entity": pl.String,
+        "start": pl.Int64,
+        "end": pl.Int64,
+        "placeholder": pl.String,
+        "orig_start": pl.Int64,
+        "orig_end": pl.Int64,
+        "action": pl.String,
+    }
+)
+
+FINDINGS_SCHEMA = pl.Schema(
+    {
+        "chunk_id": pl.String,
+        "doc_id": pl.String,
+        "entity_type": pl.String,
+        "recognizer": pl.String,
+        "detail": pl.String,
+        "score": pl.Float64,
+        "action": pl.String,
+        "start": pl.Int64,
+        "end": pl.Int64,
+        "placeholder": pl.String,
+    }
+)
+
+RECOGNIZERS_SCHEMA = pl.Schema({"name": pl.String(), "entities": pl.List(pl.String()), "source": pl.String()})
+
+
+def redact_chunks(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    cfg = ctx.config.redact
+    if not cfg.enabled or batch.height == 0:
+        return {
+            "chunks": batch.with_columns(pl.lit([], dtype=pl.List(REDACTION_DTYPE)).alias("redactions")),
+            "findings": pl.DataFrame(schema=FINDINGS_SCHEMA),
+            "recognizers": pl.DataFrame(schema=RECOGNIZERS_SCHEMA),
+        }
+    # Presidio (and the transformers it imports) loads only when redaction runs.
+    from curate.redact.engine import get_engine
+    from curate.redact.mapping import write_mapping
+    from curate.redact.redactor import PlaceholderBook, redact_text
+    from curate.redact.rescan import ner_model_path
+
+    engine = get_engine(cfg, ner_model_path(ctx.config))
+    ordered = batch.sort(["doc_id", "start", "end"])
+    texts: list[str] = []
+    redactions: list[list[dict[str, Any]]] = []
+    findings: list[dict[str, Any]] = []
+    books: dict[str, PlaceholderBook] = {}
+    rows = ordered.select("chunk_id", "doc_id", "source_path", "text").iter_rows()
+    for chunk_id, doc_id, source_path, text in ctx.track(rows, "redact", total=ordered.height):
+        book = books.setdefault(doc_id, PlaceholderBook())
+        result = redact_text(engine, text, book, chunk_id=chunk_id, source_path=source_path, cfg=cfg)
+        texts.append(result.text)
+        redactions.append([asdict(r) for r in result.redactions])
+        findings.extend(
+            {
+                "chunk_id": chunk_id,
+                "doc_id": doc_id,
+                "entity_type": f.entity,
+                "recognizer": f.recognizer,
+                "detail": f.detail,
+                "score": f.score,
+                "action": f.action,
+                "start": f.start,
+                "end": f.end,
+                "placeholder": f.placeholder,
+            }
+            for f in result.findings
+        )
+    for doc_id, book in books.items():
+        write_mapping(ctx.run_dir, doc_id, book.entries())
+    chunks = ordered.with_columns(
+        pl.Series("text", texts, dtype=pl.String),
+        pl.Series("redactions", redactions, dtype=pl.List(REDACTION_DTYPE)),
+    )
+    recognizers = pl.DataFrame(
+        [{"name": a.name, "entities": list(a.entities), "source": a.source} for a in engine.active],
+        schema=RECOGNIZERS_SCHEMA,
+        orient="row",
+    )
+    return {
+        "chunks": chunks,
+        "findings": pl.DataFrame(findings, schema=FINDINGS_SCHEMA, orient="row"),
+        "recognizers": recognizers,
+    }
+
+
+def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    """Counts per entity type and policy applied, and the recognizers that were active."""
+    findings = outputs["findings"]
+    chunks = outputs["chunks"]
+    per_entity = [
+        {"entity_type": entity, "action": action, "count": count}
+        for entity, action, count in findings.group_by("entity_type", "action").len().sort("entity_type", "action").iter_rows()
+    ]
+    recognizers = outputs["recognizers"].unique("name", maintain_order=True).sort("name") if "recognizers" in outputs else None
+    active = [] if recognizers is None else [
+        {"recognizer": name, "source": source, "entities": ", ".join(entities)} for name, entities, source in recognizers.iter_rows()
+    ]
+    ner = any(item["source"] == "spacy-ner" for item in active)
+    return {
+        "summary": {
+            "enabled": bool(active),
+            "chunks": chunks.height,
+            "chunks_with_findings": findings["chunk_id"].n_unique() if findings.height else 0,
+            "findings": int(findings.height),
+            "ner": "active" if ner else "NOT active: PERSON/ORGANIZATION/LOCATION are not detected (no spaCy NER model configured)",
+        },
+        "per_entity": per_entity,
+        "per_action": dict(sorted(Counter(findings["action"].to_list()).items())),
+        "active_recognizers": active,
+    }
+
+
+STAGES: list[Stage] = [
+    Stage(
+        name="redact",
+        kind=StepKind.SHUFFLE,
+        key="doc_id",
+        fn=redact_chunks,
+        inputs=("chunk/chunks",),
+        outputs=(Output("chunks", key="chunk_id"), Output("findings", key="chunk_id"), Output("recognizers", key="name")),
+        config_sections=("redact",),
+        summarize=summarize,
+        description="personal data and secrets out before the teacher (Presidio + detect-secrets)",
+    )
+]

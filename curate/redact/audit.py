@@ -1,0 +1,166 @@
+"""`curate audit RUN_DIR`: what left the machine, to whom, and proof that no redacted value did.
+
+Reads the request log the teacher client writes (`<run_dir>/generate.state/requests.jsonl`,
+one JSON per request: provider, model, chunk_id, payload, payload_sha256, tokens, cost,
+sent/cached) and the placeholder mapping of the redact stage
+(`<run_dir>/redact.state/mapping/`). It
+
+1. totals requests, tokens and cost per provider and model (sent vs answered locally);
+2. checks each logged payload against its recorded sha256 (the log was not edited);
+3. searches every payload's strings for every original value of the mapping (each
+   replaced or masked value): one hit is a leak, and the audit fails;
+4. re-scans every payload with the redact stage's detector and counts what it still finds
+   per entity type (types whose policy is `keep` aside), shown as a warning, or failing
+   the audit with `--strict`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate.redact.config import RedactConfig
+from curate.redact.mapping import load_mappings
+from schemas.ids import sha256_hex
+
+REQUEST_LOG = ("generate.state", "requests.jsonl")
+MIN_VALUE_CHARS = 4  # shorter originals (e.g. a 3-digit fragment) would match by chance
+
+
+@dataclass
+class Leak:
+    line: int
+    chunk_id: str
+    entity: str
+    placeholder: str | None
+
+
+@dataclass
+class AuditResult:
+    requests: int = 0
+    sent: int = 0
+    per_target: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    hash_mismatches: list[int] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
+    residual: dict[str, int] = field(default_factory=dict)
+    values_checked: int = 0
+    payloads_checked: int = 0
+    redact_enabled: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def ok(self, strict: bool = False) -> bool:
+        if self.leaks or self.hash_mismatches or self.problems:
+            return False
+        return not (strict and self.residual)
+
+
+def canonical_json(value: Any) -> str:
+    """The text the request log hashes (same as curate.generate.store.canonical_json)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def read_requests(run_dir: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    path = run_dir.joinpath(*REQUEST_LOG)
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, json.loads(line)
+
+
+def payload_strings(value: Any) -> Iterator[str]:
+    """Every string in a payload (JSON escapes undone), keys left out."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from payload_strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from payload_strings(item)
+
+
+def _redact_config(run_dir: Path) -> tuple[RedactConfig | None, str | None]:
+    manifest = run_dir / "manifest.json"
+    if not manifest.exists():
+        return None, None
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    section = (data.get("config") or {}).get("redact")
+    if section is None:
+        return None, None
+    cfg = RedactConfig.model_validate(section)
+    ner = None
+    if cfg.ner_model:
+        base = Path((data.get("config") or {}).get("base_dir", "."))
+        candidate = Path(cfg.ner_model) if Path(cfg.ner_model).is_absolute() else base / cfg.ner_model
+        ner = str(candidate) if candidate.exists() else cfg.ner_model
+    return cfg, ner
+
+
+def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResult:
+    run_dir = Path(run_dir)
+    result = AuditResult()
+    if not run_dir.joinpath(*REQUEST_LOG).exists():
+        result.problems.append(f"no request log at {run_dir.joinpath(*REQUEST_LOG)}")
+    cfg, ner = _redact_config(run_dir)
+    result.redact_enabled = None if cfg is None else cfg.enabled
+    mappings = load_mappings(run_dir)
+    values: list[tuple[str, str, str | None]] = sorted(
+        {
+            (entry["value"], entry["entity"], entry.get("placeholder"))
+            for entries in mappings.values()
+            for entry in entries
+            if len(entry["value"]) >= MIN_VALUE_CHARS
+        },
+        key=lambda item: (-len(item[0]), item[0]),
+    )
+    result.values_checked = len(values)
+    engine = None
+    if rescan_payloads and cfg is not None:
+        from curate.redact.engine import get_engine
+
+        engine = get_engine(cfg, ner)
+    residual: Counter[str] = Counter()
+    scanned: set[str] = set()
+    for number, record in read_requests(run_dir):
+        result.requests += 1
+        sent = bool(record.get("sent", not record.get("cached", False)))
+        key = (str(record.get("provider", "?")), str(record.get("model", "?")))
+        totals = result.per_target.setdefault(
+            key, {"requests": 0, "sent": 0, "local": 0, "input_tokens": 0, "output_tokens": 0,
+                  "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0},
+        )
+        totals["requests"] += 1
+        totals["sent" if sent else "local"] += 1
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            totals[name] += int(record.get(name) or 0)
+        totals["cost_usd"] += float(record.get("cost_usd", record.get("cost")) or 0.0)
+        result.sent += int(sent)
+        payload = record.get("payload")
+        if payload is None:
+            continue
+        recorded = record.get("payload_sha256")
+        if recorded and recorded != sha256_hex(canonical_json(payload)):
+            result.hash_mismatches.append(number)
+        result.payloads_checked += 1
+        texts = list(payload_strings(payload))
+        for value, entity, placeholder in values:
+            if any(value in text for text in texts):
+                result.leaks.append(Leak(number, str(record.get("chunk_id")), entity, placeholder))
+        if engine is not None:
+            digest = record.get("payload_sha256") or sha256_hex(canonical_json(payload))
+            if digest in scanned:  # retries and cached answers repeat a payload
+                continue
+            scanned.add(digest)
+            assert cfg is not None
+            for text in texts:
+                for finding in engine.detect(text):
+                    if cfg.policy_for(finding.entity_type) != "keep":
+                        residual[finding.entity_type] += 1
+    result.residual = dict(sorted(residual.items()))
+    return result
