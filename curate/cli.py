@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from curate.config import ConfigError, PipelineConfig, load_config, parse_config
 from curate.pipeline import all_stages, stage_groups
 from curate.report import print_status, write_run_report
-from curate.run.runner import RunResult, Runner
+from curate.run.runner import Runner, RunResult
 
 app = typer.Typer(help="Curate a fine-tuning dataset from documents.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -44,9 +43,16 @@ def _finish(config: PipelineConfig, result: RunResult) -> None:
 
 
 def _run(config: PipelineConfig, groups: list[str] | None, force: bool, quiet: bool) -> RunResult:
+    """Run stages; a stage that fails is reported in one message (its traceback is in the manifest)."""
     stages = all_stages() if groups is None else [s for g in groups for s in stage_groups()[g]]
     runner = Runner(config, stages, console=console, show_progress=not quiet, force=force)
-    return runner.run()
+    try:
+        return runner.run()
+    except Exception as error:
+        console.print(f"[red]{type(error).__name__}: {error}[/red]")
+        console.print(f"[dim]traceback: {config.run_path / 'manifest.json'}; status: curate status {config.run_path}[/dim]")
+        write_run_report(config.run_path)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -113,23 +119,16 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
     raise typer.Exit(print_status(run_dir, Console()))
 
 
-def _register_optional_commands() -> None:
-    """Sub-apps owned by stage packages (review push/pull, audit)."""
-    try:
-        from curate.review.cli import app as review_app
-    except ImportError:
-        review_app = None
-    if review_app is not None:
-        app.add_typer(review_app, name="review", help="Expert review in Label Studio")
-    try:
-        from curate.redact.cli import audit
-    except ImportError:
-        audit = None
-    if audit is not None:
-        app.command(name="audit")(audit)
+def _register_package_commands() -> None:
+    """Commands owned by stage packages: `curate review ...` and `curate audit`."""
+    from curate.redact.cli import audit
+    from curate.review.cli import app as review_app
+
+    app.add_typer(review_app, name="review", help="Expert review in Label Studio")
+    app.command(name="audit")(audit)
 
 
-_register_optional_commands()
+_register_package_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry
@@ -137,4 +136,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -207,6 +207,7 @@ def render_card(
     files: list[dict[str, Any]],
     plots: dict[str, str],
     name: str,
+    residual: dict[str, Any] | None = None,
 ) -> str:
     stages = manifest.get("stages", {})
     strata = stratum_of(rows)
@@ -288,6 +289,18 @@ def render_card(
         ))
     else:
         out.append("No validation report in the run manifest.")
+
+    out += ["", "## Personal data and secrets (residual scan)", ""]
+    if residual is None:
+        out.append("Redaction was disabled for this run: the final dataset was not re-scanned.")
+    else:
+        found: dict[str, int] = residual.get("counts") or {}
+        out.append(
+            f"The final dataset was scanned again with the redaction detectors: {residual.get('total', 0)} "
+            f"finding(s) (limit {residual.get('max_residual')})."
+        )
+        if found:
+            out += ["", _table(["entity type", "findings"], [[k, v] for k, v in found.items()])]
 
     out += ["", "## Split", ""]
     split_report = stages.get("split", {}).get("report") or {}

@@ -163,6 +163,11 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
     run_dir = Path(ctx.run_dir)
     final = run_dir / config.dir
     rows = export_columns(batch)
+    residual = residual_scan(rows, ctx)
+    if ctx.config.redact.restore_in_final:
+        from curate.redact.mapping import restore_placeholders
+
+        rows = restore_placeholders(rows, ctx.run_dir)
     staging = staging_dir(final)
     try:
         files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
@@ -177,6 +182,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
                 files=files,
                 plots=plots,
                 name=ctx.config.name,
+                residual=residual,
             )
             leaked = [v for values in redacted_originals(ctx.run_dir).values()
                       for v in values if v in card]
@@ -191,6 +197,20 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
         raise
     manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
     return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
+
+
+def residual_scan(rows: pl.DataFrame, ctx: StageContext) -> dict[str, Any] | None:
+    """Scan the final rows again for personal data and secrets; fail past `redact.max_residual`.
+
+    Runs only when redaction is enabled (the client asked for it); the card says which.
+    """
+    if not ctx.config.redact.enabled:
+        return None
+    from curate.redact.rescan import check_residual, residual_report
+
+    report = residual_report(rows, ctx.config)
+    check_residual(report["counts"], ctx.config)
+    return report
 
 
 def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:

@@ -50,6 +50,10 @@ def test_stage_killed_midway_leaves_previous_outputs_whole(tmp_path: Path) -> No
     before = (tmp_path / "run/double/rows.parquet").read_bytes()
     with pytest.raises(RuntimeError, match="killed midway"):
         Runner(config, [SOURCE, EXPLODE], show_progress=False, force=True).run()
+    manifest = Runner(config, []).run_dir.load_manifest()
+    assert manifest["stages"]["double"]["status"] == "failed"
+    assert manifest["stages"]["double"]["message"] == "RuntimeError: killed midway"
+    assert "killed midway" in manifest["stages"]["double"]["traceback"]
     assert (tmp_path / "run/double/rows.parquet").read_bytes() == before
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
