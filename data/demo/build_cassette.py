@@ -16,7 +16,8 @@ code, so that the `replay` backend answers the demo offline:
 Usage: .venv/bin/python data/demo/build_cassette.py [--config data/demo/pipeline.yaml]
        [--out data/demo/cassette.handwritten-sample.jsonl] [--answers ...] [--no-refine]
 Checks: every chunk has answers, every entry matches one chunk, and every quote not
-marked as a flaw occurs verbatim in its chunk.
+marked as a flaw occurs verbatim in its chunk. An entry's optional `note:` (e.g. the
+near-duplicate passage planted in the corpus) is copied into its answers' `source`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ HAND_WRITTEN = "hand-written sample teacher output (not produced by a model)"
 
 def _key(entry: dict[str, Any]) -> str:
     return f"{entry['doc']} § {entry.get('heading') or entry.get('contains')}"
+
+
+def _source_key(entry: dict[str, Any]) -> str:
+    """The entry's key, with its `note:` (e.g. a near-duplicate passage planted in the corpus)."""
+    note = entry.get("note")
+    return _key(entry) + (f" [note: {note}]" if note else "")
 
 
 def match_chunks(chunks: pl.DataFrame, entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -153,7 +160,7 @@ def build(config_path: Path, answers_path: Path, out: Path, refine: bool) -> dic
             stats["flawed"] += bool(sample.get("flaw"))
             entries.append(cassette_entry(
                 request_hash(config.teacher, request), request.chunk_id, request.sample_index, 0,
-                "generate", config.teacher.model, sample, _key(entry),
+                "generate", config.teacher.model, sample, _source_key(entry),
             ))
         for chunk_id, entry in matched.items():
             problems.extend(check_quotes(text_of[chunk_id], entry["samples"], _key(entry)))
