@@ -79,11 +79,12 @@ def write_run_report(run_path: Path) -> Path:
     run_dir = RunDir(run_path)
     manifest = run_dir.load_manifest()
     errors = error_frame(run_dir)
+    stages: dict[str, dict[str, Any]] = {
+        name: {k: entry.get(k) for k in ("status", "rows_in", "rows", "errors", "seconds", "report", "message")}
+        for name, entry in manifest.get("stages", {}).items()
+    }
     summary = {
-        "stages": {
-            name: {k: entry.get(k) for k in ("status", "rows_in", "rows", "errors", "seconds", "report", "message")}
-            for name, entry in manifest.get("stages", {}).items()
-        },
+        "stages": stages,
         "errors_by_reason": (
             {r["reason"]: r["count"] for r in errors.group_by("reason").len(name="count").iter_rows(named=True)}
             if errors.height else {}
@@ -91,12 +92,12 @@ def write_run_report(run_path: Path) -> Path:
         "config_hash": manifest.get("config_hash"),
         "libraries": manifest.get("libraries"),
     }
-    atomic_write_text(run_path / "report.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    atomic_write_text(run_path / "report.json", json.dumps(summary, indent=2, default=str))
     lines = ["# Run report", "", "| stage | status | rows in | rows out | errors | seconds |", "|---|---|---|---|---|---|"]
-    for name, entry in summary["stages"].items():
+    for name, entry in stages.items():
         out = ", ".join(f"{k}={v}" for k, v in (entry.get("rows") or {}).items())
         lines.append(f"| {name} | {entry.get('status')} | {entry.get('rows_in')} | {out} | {entry.get('errors')} | {entry.get('seconds')} |")
-    for name, entry in summary["stages"].items():
+    for name, entry in stages.items():
         for title, section in (entry.get("report") or {}).items():
             lines += ["", f"## {name}: {title}", "", "```json", json.dumps(section, indent=2, default=str), "```"]
     if summary["errors_by_reason"]:

@@ -101,7 +101,7 @@ def output_model(task: TaskConfig) -> type[BaseModel]:
 def _output_model(task_json: str) -> type[BaseModel]:
     task = TaskConfig.model_validate_json(task_json)
     if task.type is TaskType.CLASSIFICATION:
-        label_type = Literal[task.labels]  # type: ignore[valid-type]
+        label_type: Any = Literal[task.labels]
         return create_model(
             "ClassificationResult",
             __base__=ClassificationOutput,

@@ -16,6 +16,8 @@ import polars as pl
 from curate.filters.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
 from curate.filters.checks import FilterEnv, run_filters
 from curate.filters.dedup import DedupParams, dedup_frame
+from curate.filters.dedup_index import dedup_frame_for
+from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
 
@@ -72,7 +74,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
                 "funnel": _repair_row(0, 0, 0, 0.0)}
     from curate.generate.teacher import open_teacher
 
-    with open_teacher(ctx.config, ctx.run_dir, purpose="refine") as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config)) as teacher:
         outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds)
     new_rejections = records_frame(Rejection, outcome.rejections).with_columns(
         pl.lit(None, dtype=pl.String).alias("recovered_by"))
@@ -134,7 +136,7 @@ def judge_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
     from curate.generate.teacher import open_teacher
 
     chunks, _ = _chunk_texts(ctx, selected["chunk_id"].unique().to_list())
-    with open_teacher(ctx.config, ctx.run_dir, purpose="judge") as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=limiter_for(ctx.config)) as teacher:
         outcome = judge(selected, chunks, config, teacher)
     judgments = pl.DataFrame(outcome.judgments, schema=JUDGMENT_SCHEMA, orient="row")
     scores = pl.DataFrame({"example_id": list(outcome.scores), "__judge": list(outcome.scores.values())},
@@ -185,12 +187,18 @@ def dedup_params(ctx_config: Any) -> DedupParams:
                        bands=f.lsh_bands, seed=f.dedup_seed, verify=f.dedup_verify)
 
 
-def dedup_examples(frame: pl.DataFrame, params: DedupParams, field: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Survivors (Example columns) and dedup rejections of a frame of examples."""
+def dedup_examples(
+    frame: pl.DataFrame, params: DedupParams, field: str, run_dedup: Any = dedup_frame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Survivors (Example columns) and dedup rejections of a frame of examples.
+
+    `run_dedup` is `dedup_frame` or a drop-in spreading its per-row work over the executor's
+    workers (`curate.filters.dedup_index.dedup_frame_for`): the result is the same.
+    """
     if frame.height == 0:
         return frame.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     with_text = frame.with_columns(dedup_text(frame, field).alias("__text"))
-    out, _ = dedup_frame(with_text, text="__text", params=params)
+    out, _ = run_dedup(with_text, text="__text", params=params)
     survivor_of = out.select(
         "component", pl.col("example_id").filter(pl.col("survivor")).first().over("component").alias("__survivor"),
         pl.len().over("component").alias("__size"),
@@ -207,7 +215,9 @@ def dedup_examples(frame: pl.DataFrame, params: DedupParams, field: str) -> tupl
 
 
 def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
-    survivors, rejected = dedup_examples(batch, dedup_params(ctx.config), ctx.config.filter.dedup_field)
+    survivors, rejected = dedup_examples(
+        batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, dedup_frame_for(ctx.config)
+    )
     report = package_report(ctx, batch, survivors, rejected)
     ctx.write_json("funnel.json", report)
     return {

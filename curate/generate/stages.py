@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from curate.generate import prompts
 from curate.generate.teacher import TeacherAnswer, TeacherRequest, open_teacher
+from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.ids import content_id
 from schemas.records import ErrorRecord, Sample, SampleStatus, frame_of
@@ -78,7 +79,7 @@ def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
     task_type = config.task.type.value
     doc_of = dict(zip(batch["chunk_id"].to_list(), batch["doc_id"].to_list(), strict=True))
     requests = requests_for_chunks(config, batch)
-    with open_teacher(config, ctx.run_dir, purpose="generate") as teacher:
+    with open_teacher(config, ctx.run_dir, purpose="generate", limiter=limiter_for(config)) as teacher:
         answers = teacher.ask_many(
             requests, show_progress=ctx.show_progress, description=f"generate ({len(requests)} requests)"
         )

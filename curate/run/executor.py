@@ -3,19 +3,43 @@
 The Ray executor (curate.run.ray_executor) reads the same `Stage` declaration; both
 concatenate per-shard outputs and sort them by their key, so the result does not depend
 on the number of shards or workers.
+
+Shard checkpoints (`ShardStore`): with `checkpoint=True` every finished shard's outputs
+are written under `<run_dir>/<stage>.state/shards/<token>/<shard>/` followed by a
+completion marker; a run killed midway and started again reloads the finished shards
+instead of recomputing them. The token covers the stage, its config sections and the
+hashes of its inputs in the manifest; a shard's name is a hash of its rows, so the
+checkpoints of a run stay valid whatever order the shards finish in.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import multiprocessing
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 import polars as pl
+import xxhash
 
+from curate.run.rundir import (
+    RunDir,
+    atomic_write_parquet,
+    atomic_write_text,
+    path_exists,
+    read_parquet,
+    read_text,
+    remove_tree,
+)
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
+from schemas.ids import sha256_hex
+
+SHARDS_FOLDER = "shards"
+DONE_MARKER = "_SUCCESS"
 
 
 class Executor(Protocol):
@@ -31,13 +55,13 @@ def shard_frame(frame: pl.DataFrame, stage: Stage, num_shards: int) -> list[pl.D
     if stage.kind is StepKind.SHUFFLE:
         assert stage.key is not None
         bucket = (pl.col(stage.key).hash(seed=0) % num_shards).alias("__shard")
-        parts = frame.with_columns(bucket).partition_by("__shard", include_key=False)
+        parts = frame.with_columns(bucket).partition_by("__shard", include_key=False, maintain_order=True)
         return parts
     size = -(-frame.height // num_shards)
     return [frame.slice(offset, size) for offset in range(0, frame.height, size)]
 
 
-def combine(stage: Stage, results: list[Mapping[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
+def combine(stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
     """Concatenate per-shard outputs and put them in canonical (key) order."""
     combined: dict[str, pl.DataFrame] = {}
     for output in stage.outputs:
@@ -55,16 +79,116 @@ def canonical_order(frame: pl.DataFrame, key: str | None) -> pl.DataFrame:
     return frame
 
 
-def _run_shard(stage: Stage, shard: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
-    return dict(stage.fn(shard, ctx))
+# ------------------------------------------------------------------ shard checkpoints
+def frame_digest(frame: pl.DataFrame) -> str:
+    """A 64-bit content hash of a frame (schema, then every row in order)."""
+    hasher = xxhash.xxh3_64()
+    hasher.update(json.dumps([[name, str(dtype)] for name, dtype in frame.schema.items()]).encode())
+    hasher.update(frame.height.to_bytes(8, "little"))
+    if frame.height and frame.width:
+        hasher.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def stage_token(stage: Stage, ctx: StageContext) -> str:
+    """What a stage's shard checkpoints depend on: the stage, its config, its inputs."""
+    manifest = RunDir(ctx.run_dir).load_manifest()
+    inputs = {}
+    for artifact in stage.inputs:
+        producer, name = artifact.split("/", 1)
+        inputs[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
+    payload = {
+        "stage": stage.name,
+        "fn": f"{stage.fn.__module__}.{getattr(stage.fn, '__qualname__', stage.fn)}",
+        "config": ctx.config.section_hash(*stage.config_sections),
+        "inputs": inputs,
+    }
+    return sha256_hex(json.dumps(payload, sort_keys=True))[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardStore:
+    """Finished shards of one stage run: outputs then a marker, written by the worker."""
+
+    run_dir: str
+    stage: str
+    token: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.run_dir}/{self.stage}.state/{SHARDS_FOLDER}"
+
+    def folder(self, shard_id: str) -> str:
+        return f"{self.base}/{self.token}/{shard_id}"
+
+    def done(self, shard_id: str) -> bool:
+        return path_exists(f"{self.folder(shard_id)}/{DONE_MARKER}")
+
+    def load(self, shard_id: str) -> dict[str, pl.DataFrame]:
+        marker = json.loads(read_text(f"{self.folder(shard_id)}/{DONE_MARKER}"))
+        return {name: read_parquet(f"{self.folder(shard_id)}/{name}.parquet") for name in marker["outputs"]}
+
+    def save(self, shard_id: str, outputs: Mapping[str, pl.DataFrame]) -> None:
+        for name, frame in outputs.items():
+            atomic_write_parquet(frame, f"{self.folder(shard_id)}/{name}.parquet")
+        marker = {"outputs": sorted(outputs), "rows": {n: f.height for n, f in outputs.items()}}
+        atomic_write_text(f"{self.folder(shard_id)}/{DONE_MARKER}", json.dumps(marker))
+
+    def clear(self) -> None:
+        """Drop every checkpoint of the stage (after its outputs are combined)."""
+        remove_tree(self.base)
+
+
+def run_shard(
+    stage: Stage, shard: pl.DataFrame, ctx: StageContext, store: ShardStore | None = None
+) -> dict[str, pl.DataFrame]:
+    """Run a stage function on one shard, reusing or writing its checkpoint.
+
+    A shard that stops (`StageStopped`) writes no marker: the next run does it again.
+    """
+    shard_id = frame_digest(shard) if store is not None else ""
+    if store is not None and store.done(shard_id):
+        return store.load(shard_id)
+    result = dict(stage.fn(shard, ctx))
+    if store is not None:
+        store.save(shard_id, result)
+    return result
+
+
+def _run_shard(
+    stage: Stage, shard: pl.DataFrame, ctx: StageContext, store: ShardStore | None = None
+) -> dict[str, pl.DataFrame]:
+    return run_shard(stage, shard, ctx, store)
+
+
+# ------------------------------------------------------------------ frames over pipes
+def frame_to_ipc(frame: pl.DataFrame) -> bytes:
+    """Polars' own IPC encoding: keeps every dtype exactly (Arrow round trips may not)."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="uncompressed")
+    return buffer.getvalue()
+
+
+def frame_from_ipc(data: bytes) -> pl.DataFrame:
+    return pl.read_ipc(io.BytesIO(data))
 
 
 @dataclasses.dataclass
 class LocalExecutor:
-    """Runs shards in this process (workers=1) or in a spawn-started process pool."""
+    """Runs shards in this process (workers=1) or in a spawn-started process pool.
+
+    Robustness: a worker process that dies (killed for memory, a segfault in a native
+    library) breaks the pool; the shards it took are run again in a fresh pool, up to
+    `max_pool_restarts` times, while the shards already finished are kept. An exception
+    raised by the stage function itself is not retried: it is a bug or a bad input and
+    is raised as is.
+    """
 
     workers: int = 1
     partitions: int | None = None
+    checkpoint: bool = False
+    max_pool_restarts: int = 2
+    max_tasks_per_child: int | None = None
 
     def execute(
         self, stage: Stage, primary: pl.DataFrame, ctx: StageContext
@@ -74,33 +198,66 @@ class LocalExecutor:
             num_shards = 1  # one event loop holds the request budget; concurrency is inside
         shards = shard_frame(primary, stage, num_shards)
         contexts = [
-            dataclasses.replace(ctx, shard=i, num_shards=len(shards), show_progress=ctx.show_progress and self.workers <= 1)
+            dataclasses.replace(
+                ctx, shard=i, num_shards=len(shards),
+                show_progress=ctx.show_progress and self.workers <= 1,
+            )
             for i in range(len(shards))
         ]
-        results: list[dict[str, pl.DataFrame]] = []
+        store = ShardStore(ctx.run_dir, stage.name, stage_token(stage, ctx)) if self.checkpoint else None
+        results: dict[int, dict[str, pl.DataFrame]] = {}
         stopped: StageStopped | None = None
         if self.workers <= 1 or len(shards) == 1:
-            for shard, shard_ctx in zip(shards, contexts, strict=True):
+            for index, (shard, shard_ctx) in enumerate(zip(shards, contexts, strict=True)):
                 try:
-                    results.append(_run_shard(stage, shard, shard_ctx))
+                    results[index] = run_shard(stage, shard, shard_ctx, store)
                 except StageStopped as stop:
-                    results.append(stop.outputs)
+                    results[index] = stop.outputs
                     stopped = stop
                     break
         else:
-            pool_ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=self.workers, mp_context=pool_ctx) as pool:
-                futures = [
-                    pool.submit(_run_shard, stage, shard, shard_ctx)
-                    for shard, shard_ctx in zip(shards, contexts, strict=True)
-                ]
-                for future in futures:
-                    try:
-                        results.append(future.result())
-                    except StageStopped as stop:
-                        results.append(stop.outputs)
-                        stopped = stop
-        combined = combine(stage, results)
+            stopped = self._run_pool(stage, shards, contexts, store, results)
+        combined = combine(stage, [results[i] for i in sorted(results)])
         if stopped is not None:
             raise StageStopped(stopped.reason, combined)
+        if store is not None:
+            store.clear()
         return combined
+
+    def _run_pool(
+        self,
+        stage: Stage,
+        shards: list[pl.DataFrame],
+        contexts: list[StageContext],
+        store: ShardStore | None,
+        results: dict[int, dict[str, pl.DataFrame]],
+    ) -> StageStopped | None:
+        pending = list(range(len(shards)))
+        stopped: StageStopped | None = None
+        restarts = 0
+        pool_ctx = multiprocessing.get_context("spawn")
+        while pending:
+            broken: list[int] = []
+            with ProcessPoolExecutor(
+                max_workers=min(self.workers, len(pending)), mp_context=pool_ctx,
+                max_tasks_per_child=self.max_tasks_per_child,
+            ) as pool:
+                futures: dict[int, Future[dict[str, pl.DataFrame]]] = {
+                    i: pool.submit(_run_shard, stage, shards[i], contexts[i], store) for i in pending
+                }
+                for index, future in futures.items():
+                    try:
+                        results[index] = future.result()
+                    except StageStopped as stop:
+                        results[index] = stop.outputs
+                        stopped = stop
+                    except BrokenProcessPool:
+                        broken.append(index)
+            if broken and restarts >= self.max_pool_restarts:
+                raise RuntimeError(
+                    f"stage {stage.name!r}: worker processes died {restarts + 1} times "
+                    f"({len(broken)} shards unfinished; out of memory? try more partitions)"
+                )
+            restarts += 1 if broken else 0
+            pending = broken
+        return stopped

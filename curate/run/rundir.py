@@ -1,32 +1,89 @@
-"""The run directory: atomic stage outputs and the manifest.
+"""The run directory: atomic stage outputs and the manifest, on a local disk or object storage.
 
 Layout:
     <run_dir>/manifest.json          per-stage fingerprint, row counts, timings, report
     <run_dir>/<stage>/<name>.parquet  stage outputs, replaced as a whole, never half-written
-    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports)
+    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports,
+                                      per-shard completion markers of a cluster run)
+
+The run directory may be a local path, a shared filesystem, or a URL (`s3://bucket/prefix`,
+`gs://`, `memory://`...) opened through fsspec, so that cluster nodes without a shared disk
+work on the same run. Credentials and endpoints come from the usual environment variables
+of the filesystem (for S3: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`).
+
+Atomicity: locally every file goes through a temp file and `os.replace`, and a stage's
+outputs are swapped in as one folder. Object stores have no rename: there each object is
+written by one PUT (readers see the old or the new object, never half of one) and the
+stage's objects are written to a staging prefix first and copied into place only when all
+of them are complete; the manifest, written last by the driver, names the hashes of the
+outputs it vouches for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from schemas.ids import file_sha256
 
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
 MANIFEST = "manifest.json"
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers never see a half file."""
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """True for `scheme://...` locations other than plain local files."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def run_location(config: Any) -> str:
+    """Where a config's run directory lives: its URL as written, or the resolved local path.
+
+    `PipelineConfig.run_path` is a `Path`, which would fold `s3://b/x` into `s3:/b/x`;
+    use this for anything that may be remote.
+    """
+    raw = str(config.run_dir)
+    return raw if is_url(raw) else str(config.run_path)
+
+
+def filesystem(location: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem of a URL and the path inside it."""
+    from fsspec.core import url_to_fs
+
+    options: dict[str, Any] = {}
+    if location.startswith(("s3://", "s3a://")):
+        # several processes write the same prefix: never trust a cached listing
+        options["use_listings_cache"] = False
+    fs, path = url_to_fs(location, **options)
+    return fs, path.rstrip("/")
+
+
+def _join(location: str, *parts: str) -> str:
+    return "/".join([location.rstrip("/"), *parts])
+
+
+def atomic_write_text(target: Path | str, text: str) -> None:
+    """Write through a temp file in the same folder and rename: readers never see a half file.
+
+    For a URL the object is written in one PUT, which object stores make atomic.
+    """
+    if is_url(target):
+        fs, path = filesystem(str(target))
+        fs.pipe_file(path, text.encode("utf-8"))
+        return
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -40,7 +97,19 @@ def atomic_write_text(target: Path, text: str) -> None:
         raise
 
 
-def atomic_write_parquet(frame: pl.DataFrame, target: Path) -> None:
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
+
+
+def atomic_write_parquet(frame: pl.DataFrame, target: Path | str) -> None:
+    """Write a frame as Parquet so that readers never see a half-written file."""
+    if is_url(target):
+        fs, path = filesystem(str(target))
+        fs.pipe_file(path, parquet_bytes(frame))
+        return
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -51,25 +120,87 @@ def atomic_write_parquet(frame: pl.DataFrame, target: Path) -> None:
         raise
 
 
-@dataclass
-class RunDir:
-    root: Path
+def read_parquet(location: Path | str) -> pl.DataFrame:
+    """Read a Parquet file from a local path or a URL."""
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        with fs.open(path, "rb") as handle:
+            return pl.read_parquet(handle)
+    return pl.read_parquet(location)
 
-    def __post_init__(self) -> None:
-        self.root = Path(self.root)
+
+def path_exists(location: Path | str) -> bool:
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        return bool(fs.exists(path))
+    return Path(location).exists()
+
+
+def read_text(location: Path | str) -> str:
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        return bytes(fs.cat_file(path)).decode("utf-8")
+    return Path(location).read_text(encoding="utf-8")
+
+
+def remove_tree(location: Path | str) -> None:
+    """Delete a folder (or prefix) and everything in it; a missing one is fine."""
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        return
+    shutil.rmtree(location, ignore_errors=True)
+
+
+class RunDir:
+    """A run directory at a local path or a URL.
+
+    `root` is the local folder (for a remote run: the key prefix inside the bucket, not to be
+    opened locally); `location` is the string to hand to workers and `StageContext`.
+    """
+
+    def __init__(self, root: Path | str):
+        text = str(root)
+        self.remote = is_url(text)
+        if self.remote:
+            self.location = text.rstrip("/")
+            self.root: Path = Path(filesystem(self.location)[1])  # a key prefix, not a local folder
+        else:
+            self.root = Path(root)
+            self.location = str(self.root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.location!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and other.location == self.location
+
+    def __hash__(self) -> int:
+        return hash(self.location)
+
+    def path(self, *parts: str) -> str:
+        return _join(self.location, *parts)
 
     def artifact_path(self, artifact: str) -> Path:
+        """Local path of an artifact "stage/name" (for a remote run: the path in the bucket)."""
         stage, name = artifact.split("/", 1)
-        return self.root / stage / f"{name}.parquet"
+        return Path(self.root) / stage / f"{name}.parquet"
+
+    def artifact_location(self, artifact: str) -> str:
+        stage, name = artifact.split("/", 1)
+        return self.path(stage, f"{name}.parquet")
 
     def read(self, artifact: str) -> pl.DataFrame:
-        path = self.artifact_path(artifact)
-        if not path.exists():
-            raise FileNotFoundError(f"{artifact}: no such artifact in {self.root} (run its stage first)")
-        return pl.read_parquet(path)
+        location = self.artifact_location(artifact)
+        if not path_exists(location):
+            raise FileNotFoundError(
+                f"{artifact}: no such artifact in {self.location} (run its stage first)"
+            )
+        return read_parquet(location)
 
     def exists(self, artifact: str) -> bool:
-        return self.artifact_path(artifact).exists()
+        return path_exists(self.artifact_location(artifact))
 
     def commit_stage(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
         """Write all outputs of a stage into a fresh folder and swap it in as a whole.
@@ -77,8 +208,11 @@ class RunDir:
         A stage killed midway leaves its previous outputs (or none) in place: the new
         folder only replaces the old one once every file in it is complete.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".{stage}.{uuid.uuid4().hex}.tmp"
+        if self.remote:
+            return self._commit_remote(stage, outputs)
+        root = Path(self.root)
+        root.mkdir(parents=True, exist_ok=True)
+        staging = root / f".{stage}.{uuid.uuid4().hex}.tmp"
         staging.mkdir()
         try:
             hashes = {}
@@ -86,8 +220,8 @@ class RunDir:
                 path = staging / f"{name}.parquet"
                 frame.write_parquet(path, compression="zstd", statistics=True)
                 hashes[name] = file_sha256(str(path))
-            final = self.root / stage
-            trash = self.root / f".{stage}.{uuid.uuid4().hex}.old"
+            final = root / stage
+            trash = root / f".{stage}.{uuid.uuid4().hex}.old"
             if final.exists():
                 os.replace(final, trash)
             os.replace(staging, final)
@@ -97,13 +231,37 @@ class RunDir:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def _commit_remote(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
+        fs, base = filesystem(self.location)
+        staging = f"{base}/.{stage}.{uuid.uuid4().hex}.tmp"
+        final = f"{base}/{stage}"
+        hashes: dict[str, str] = {}
+        try:
+            for name, frame in outputs.items():
+                data = parquet_bytes(frame)
+                hashes[name] = hashlib.sha256(data).hexdigest()
+                fs.pipe_file(f"{staging}/{name}.parquet", data)
+            # every object is complete in staging: now replace the stage's objects
+            if fs.exists(final):
+                for old in fs.find(final):
+                    if PurePosixPath(old).stem not in outputs:
+                        fs.rm_file(old)
+            for name in outputs:
+                fs.copy(f"{staging}/{name}.parquet", f"{final}/{name}.parquet")
+            return hashes
+        finally:
+            if fs.exists(staging):
+                fs.rm(staging, recursive=True)
+
     def load_manifest(self) -> dict[str, Any]:
-        path = self.root / MANIFEST
-        if not path.exists():
+        location = self.path(MANIFEST)
+        if not path_exists(location):
             return {"stages": {}}
-        return json.loads(path.read_text(encoding="utf-8"))
+        loaded: dict[str, Any] = json.loads(read_text(location))
+        return loaded
 
     def save_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(
-            self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str)
+            self.path(MANIFEST) if self.remote else Path(self.root) / MANIFEST,
+            json.dumps(manifest, indent=2, sort_keys=False, default=str),
         )

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import platform
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from rich.console import Console
 
 from curate.config import PipelineConfig
 from curate.run.executor import Executor, LocalExecutor
-from curate.run.rundir import RunDir
+from curate.run.rundir import RunDir, run_location
 from curate.run.stage import Stage, StageContext, StageStopped
 from schemas.ids import sha256_hex
 
@@ -97,7 +98,7 @@ class Runner:
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
         self.force = force
-        self.run_dir = RunDir(config.run_path)
+        self.run_dir = RunDir(run_location(config))  # a local path or an s3:// (fsspec) URL
 
     def fingerprint(self, stage: Stage, manifest: dict[str, Any]) -> str:
         input_hashes = {}
@@ -149,7 +150,7 @@ class Runner:
         primary = self._primary_input(stage)
         ctx = StageContext(
             config=self.config,
-            run_dir=str(self.run_dir.root),
+            run_dir=self.run_dir.location,
             stage=stage.name,
             show_progress=self.show_progress,
         )
@@ -158,6 +159,9 @@ class Runner:
             outputs = self.executor.execute(stage, primary, ctx)
         except StageStopped as stop:
             outputs, status, message = stop.outputs, "partial", stop.reason
+        except Exception as error:  # recorded in the manifest, previous outputs kept, then raised
+            self._record_failure(stage, manifest, primary.height, started, error)
+            raise
         hashes = self.run_dir.commit_stage(stage.name, outputs)
         seconds = time.perf_counter() - started
         rows = {name: frame.height for name, frame in outputs.items()}
@@ -186,6 +190,30 @@ class Runner:
             + f" ({seconds:.1f}s){' — ' + message if message else ''}"
         )
         return StageResult(stage.name, status, rows, errors, seconds, message)
+
+    def _record_failure(
+        self,
+        stage: Stage,
+        manifest: dict[str, Any],
+        rows_in: int,
+        started: float,
+        error: Exception,
+    ) -> None:
+        seconds = time.perf_counter() - started
+        message = f"{type(error).__name__}: {error}"
+        previous = manifest["stages"].get(stage.name, {})
+        manifest["stages"][stage.name] = {
+            **previous,
+            "fingerprint": None,  # never skipped next time
+            "status": "failed",
+            "message": message,
+            "traceback": traceback.format_exc(),
+            "rows_in": rows_in,
+            "seconds": round(seconds, 3),
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        self.run_dir.save_manifest(manifest)
+        self.console.print(f"[red]✗ {stage.name} failed after {seconds:.1f}s[/red]")
 
     def _primary_input(self, stage: Stage) -> pl.DataFrame:
         if not stage.inputs:

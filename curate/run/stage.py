@@ -114,13 +114,17 @@ class StageContext:
     def side(self, artifact: str) -> pl.DataFrame:
         """A side input, read whole (cached per worker)."""
         if artifact not in self._side_cache:
-            self._side_cache[artifact] = pl.read_parquet(self.path(artifact))
+            from curate.run.rundir import read_parquet  # local path or s3:// URL
+
+            self._side_cache[artifact] = read_parquet(self.path(artifact))
         return self._side_cache[artifact]
 
     def previous(self, name: str) -> pl.DataFrame | None:
         """This stage's own output from the last completed run, for incremental work."""
-        path = Path(self.path(f"{self.stage}/{name}"))
-        return pl.read_parquet(path) if path.exists() else None
+        from curate.run.rundir import path_exists, read_parquet  # local path or s3:// URL
+
+        location = self.path(f"{self.stage}/{name}")
+        return read_parquet(location) if path_exists(location) else None
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over `items` (rich), silent on workers and in quiet runs."""

@@ -1,0 +1,211 @@
+"""bench/scale: ingest -> chunk -> dedup of millions of chunks with 1, 2, 4 and 8 workers.
+
+    .venv/bin/python bench/scale/run.py                      # 5,000,000 chunks, 1/2/4/8 workers
+    .venv/bin/python bench/scale/run.py --chunks 200000 --workers 1,2
+
+A synthetic corpus (JSONL records of random words from a 20,000-word vocabulary, with
+planted exact and near-duplicate paragraphs) is written once; then, for each worker
+count, in a fresh process: the pipeline's own `discover`, `ingest` and `chunk` stages
+through the local executor's process pool (`workers` processes, `4 x workers` shards),
+then `parallel_dedup_frame` (MinHash/LSH map, band shuffle, candidate pairs per
+partition, components and survivors) over the chunks with a pool of `workers` processes.
+
+Printed per worker count: wall time per step and in total, chunks/s, speed-up and
+parallel efficiency against 1 worker (T1 / (w x Tw)), peak memory (driver and the
+largest worker process), and whether the outputs (chunks, dedup survivors) are identical
+to the 1-worker run (content hashes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+PARAGRAPH_WORDS = 48
+PARAGRAPHS_PER_DOC = 5
+VOCAB_SIZE = 20_000
+
+
+def make_corpus(folder: Path, chunks: int, files: int, seed: int = 0) -> dict[str, Any]:
+    """Documents of PARAGRAPHS_PER_DOC paragraphs (one chunk each at the bench's budget);
+    5% of paragraphs repeat an earlier one exactly, 5% with their last word changed."""
+    import numpy as np
+    import polars as pl
+
+    marker = folder / "corpus.json"
+    if marker.exists():
+        meta: dict[str, Any] = json.loads(marker.read_text())
+        if meta["chunks"] == chunks and meta["files"] == files:
+            return meta
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    vocab = pl.Series([f"{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}w{i}" for i in range(VOCAB_SIZE)])
+    n_par = chunks
+    idx = rng.integers(0, VOCAB_SIZE, size=(n_par, PARAGRAPH_WORDS), dtype=np.int64)
+    dup = rng.random(n_par)
+    source = rng.integers(0, np.maximum(np.arange(n_par), 1))
+    exact = (dup < 0.05) & (np.arange(n_par) > 0)
+    near = (dup >= 0.05) & (dup < 0.10) & (np.arange(n_par) > 0)
+    idx[exact] = idx[source[exact]]
+    idx[near, :-1] = idx[source[near], :-1]
+    words = vocab.gather(pl.Series(idx.ravel()))
+    paragraphs = (
+        pl.DataFrame({"w": words, "p": np.repeat(np.arange(n_par), PARAGRAPH_WORDS)})
+        .group_by("p", maintain_order=True)
+        .agg(pl.col("w").str.join(" ").alias("text"))
+        .with_columns(pl.col("text").str.slice(0, 1).str.to_uppercase() + pl.col("text").str.slice(1) + ".")
+    )
+    docs = (
+        paragraphs.with_columns((pl.col("p") // PARAGRAPHS_PER_DOC).alias("doc"))
+        .group_by("doc", maintain_order=True)
+        .agg(pl.col("text").str.join("\n\n"))
+        .with_columns(pl.format("doc-{}", "doc").alias("id"))
+    )
+    per_file = -(-docs.height // files)
+    for i in range(files):
+        docs.slice(i * per_file, per_file).select("id", "text").write_ndjson(folder / f"part-{i:04d}.jsonl")
+    meta = {"chunks": chunks, "files": files, "documents": docs.height,
+            "planted_exact": int(exact.sum()), "planted_near": int(near.sum()),
+            "seconds": round(time.perf_counter() - started, 1)}
+    marker.write_text(json.dumps(meta))
+    return meta
+
+
+def peak_mb() -> tuple[float, float]:
+    """Peak resident memory (MiB) of this process and of its largest child process."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return round(own, 1), round(children, 1)
+
+
+def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
+    """One configuration, in this (fresh) process."""
+    import polars as pl
+
+    from curate.config import parse_config
+    from curate.filters.dedup import DedupParams
+    from curate.filters.dedup_index import SerialPool, parallel_dedup_frame
+    from curate.ingest.stages import STAGES
+    from curate.run.executor import LocalExecutor, frame_digest
+    from curate.run.runner import Runner
+
+    run_dir = out / f"run-w{workers}"
+    config = parse_config({
+        "name": "bench-scale",
+        "run_dir": str(run_dir),
+        "executor": {"workers": workers, "partitions": 4 * workers},
+        "ingest": {"paths": [str(corpus)], "include": ["*.jsonl"], "text_column": "text", "id_column": "id"},
+        "chunk": {"max_tokens": 80, "min_tokens": 8, "overlap_tokens": 0},
+        "task": {"type": "freeform", "instruction": "bench"},
+    }, base_dir=out)
+    stages = [s for s in STAGES if s.name in {"discover", "ingest", "chunk"}]
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    executor = LocalExecutor(workers=workers, partitions=4 * workers)
+    result = Runner(config, stages, executor=executor, show_progress=False, force=True).run()
+    for stage in result.stages:
+        timings[stage.name] = round(stage.seconds, 2)
+    assert result.stopped is None, result.stages
+    chunks = pl.read_parquet(run_dir / "chunk/chunks.parquet", columns=["chunk_id", "text"])
+    dedup_started = time.perf_counter()
+    params = DedupParams(threshold=0.8)
+    frame = chunks.with_columns(pl.lit(0.0).alias("score"))
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
+                                                 params=params, pool=pool, partitions=2 * workers,
+                                                 batch_rows=100_000)
+    else:
+        deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
+                                             params=params, pool=SerialPool(), partitions=1,
+                                             batch_rows=100_000)
+    timings["dedup"] = round(time.perf_counter() - dedup_started, 2)
+    timings["total"] = round(time.perf_counter() - started, 2)
+    survivors = deduped.filter(pl.col("survivor")).select("chunk_id")
+    own, child = peak_mb()
+    return {
+        "workers": workers,
+        "chunks": chunks.height,
+        "survivors": survivors.height,
+        "exact_duplicates": int(deduped["exact_duplicate"].sum()),
+        "near_pairs": info.near_pairs,
+        "candidate_pairs": info.candidate_pairs,
+        "seconds": timings,
+        "chunks_digest": frame_digest(chunks.sort("chunk_id")),
+        "survivors_digest": frame_digest(survivors.sort("chunk_id")),
+        "peak_mb_driver": own,
+        "peak_mb_worker": child,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    base = results[0]
+    lines = [
+        "| workers | ingest s | chunk s | dedup s | total s | chunks/s | speed-up | efficiency | peak MiB driver | peak MiB worker | same output |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        s = r["seconds"]
+        speedup = base["seconds"]["total"] / s["total"]
+        same = r["chunks_digest"] == base["chunks_digest"] and r["survivors_digest"] == base["survivors_digest"]
+        lines.append(
+            f"| {r['workers']} | {s['discover'] + s['ingest']:.1f} | {s['chunk']:.1f} | {s['dedup']:.1f} | {s['total']:.1f} "
+            f"| {r['chunks'] / s['total']:,.0f} | {speedup:.2f}x | {speedup / r['workers'] * base['workers']:.0%} "
+            f"| {r['peak_mb_driver']:,.0f} | {r['peak_mb_worker']:,.0f} | {'yes' if same else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=5_000_000)
+    parser.add_argument("--workers", default="1,2,4,8")
+    parser.add_argument("--files", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/out/scale")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one configuration
+    args = parser.parse_args()
+    corpus = args.out / "corpus"
+    if args.one:
+        print(json.dumps(run_one(corpus, args.one, args.out)))
+        return 0
+    meta = make_corpus(corpus, args.chunks, args.files)
+    print(f"corpus: {meta}", flush=True)
+    results = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(workers), "--out", str(args.out),
+             "--chunks", str(args.chunks), "--files", str(args.files)],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            return 1
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(f"workers={workers}: {json.dumps(result['seconds'])}", flush=True)
+    print()
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"chunks: {results[0]['chunks']:,}  survivors: {results[0]['survivors']:,}  "
+          f"exact duplicates: {results[0]['exact_duplicates']:,}  near pairs: {results[0]['near_pairs']:,}")
+    print(table(results))
+    (args.out / "results.json").write_text(json.dumps({"corpus": meta, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
