@@ -94,6 +94,8 @@ def _load_peft(cfg: TrainConfig, model_path: str) -> Loaded:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from train.distributed import local_rank
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     on_cuda = cuda_available()
     quantized = on_cuda and cfg.load_in_4bit
@@ -108,10 +110,10 @@ def _load_peft(cfg: TrainConfig, model_path: str) -> Loaded:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         kwargs["dtype"] = torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": local_rank()}  # one whole copy per data-parallel process
     elif on_cuda:
         kwargs["dtype"] = torch.bfloat16
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": local_rank()}
     else:
         kwargs["dtype"] = torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)

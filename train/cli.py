@@ -20,10 +20,17 @@ def run_command(
     data: Path | None = typer.Option(None, help="Override the export folder"),
     output_dir: Path | None = typer.Option(None, help="Override the run directory"),
     no_export: bool = typer.Option(False, "--no-export", help="Skip merge/Modelfile/GGUF"),
+    processes: int = typer.Option(
+        1, min=1, help="Data-parallel processes (one per GPU; CPU processes without CUDA); peft backend"
+    ),
 ) -> None:
     """Train a LoRA adapter as the config says; write the run directory."""
     from train.config import ConfigError, load_config
+    from train.distributed import under_launcher
     from train.runner import run_training
+
+    if processes > 1 and not under_launcher():
+        raise typer.Exit(_relaunch(processes, config, backend, data, output_dir, no_export))
 
     try:
         cfg = load_config(
@@ -36,6 +43,8 @@ def run_command(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
     report = run_training(cfg, export=not no_export)
+    if "metrics" not in report:  # a data-parallel worker: the main process reports
+        return
     m = report["metrics"]
     if report["random_init_standin"]:
         console.print("[yellow]base model is a random-init stand-in (model: tiny-random)[/yellow]")
@@ -46,6 +55,29 @@ def run_command(
         f"peak {m['peak_memory_gib']:.2f} GiB, {m['wall_time_s']:.0f} s"
     )
     console.print(f"report: {cfg.run_path / 'report.md'}")
+
+
+def _relaunch(
+    processes: int, config: Path, backend: str | None, data: Path | None, output_dir: Path | None, no_export: bool
+) -> int:
+    """Run this same command on `processes` processes through torchrun."""
+    import subprocess
+
+    from train.distributed import launch_command
+
+    if backend == "unsloth":
+        console.print("[red]the unsloth backend trains on one GPU; use --backend peft for several[/red]")
+        return 1
+    args = [str(config.resolve()), "--backend", backend or "peft"]
+    if data:
+        args += ["--data", str(data.resolve())]
+    if output_dir:
+        args += ["--output-dir", str(output_dir.resolve())]
+    if no_export:
+        args.append("--no-export")
+    command = launch_command(processes, args)
+    console.print(f"launching {processes} processes: {' '.join(command)}")
+    return subprocess.run(command, check=False).returncode
 
 
 @app.command("export")

@@ -30,6 +30,7 @@ from train.data import (
     texts_of,
     to_dataset,
 )
+from train.distributed import accumulation_steps, barrier, is_main_process, world_size
 from train.export import ADAPTER, export_run
 from train.report import loss_curves, plot_losses, write_report
 from train.tiny import build_tiny_model, is_random_init_standin
@@ -58,8 +59,9 @@ def _base_model(cfg: TrainConfig, rows: list[dict[str, Any]], resuming: bool) ->
     if not cfg.is_tiny:
         return cfg.model_path_or_id()
     base = cfg.run_path / "base_model"
-    if not (resuming and (base / "config.json").exists()):
+    if is_main_process() and not (resuming and (base / "config.json").exists()):
         build_tiny_model(base, texts_of(rows), cfg.tiny, seed=cfg.seed)
+    barrier()  # other processes load the stand-in once the main process has written it
     return str(base.resolve())
 
 
@@ -87,13 +89,14 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         per_device_eval_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_accumulation_steps=accumulation_steps(cfg.effective_batch_size, cfg.per_device_batch_size),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of the steps in transformers 5
         weight_decay=cfg.weight_decay,
         optim=optim,
         bf16=on_cuda,
+        use_cpu=not on_cuda,  # also what makes several CPU processes a gloo data-parallel group
         # the unsloth backend does its own (offloaded) checkpointing inside the model
         gradient_checkpointing=cfg.gradient_checkpointing and loaded.backend == "peft",
         gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -162,13 +165,15 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
     all_rows = [row for rows in splits.values() for row in rows]
     base_path = _base_model(cfg, all_rows, resuming=resume is not None)
     standin = is_random_init_standin(base_path)
-    dump_config(
-        cfg,
-        run_dir / "train_config.yaml",
-        base_model_path=base_path,
-        backend_used=backend,
-        random_init_standin=standin,
-    )
+    if is_main_process():
+        dump_config(
+            cfg,
+            run_dir / "train_config.yaml",
+            base_model_path=base_path,
+            backend_used=backend,
+            random_init_standin=standin,
+            processes=world_size(),
+        )
 
     loaded = load_for_training(cfg, base_path, backend)
     tokenizer = loaded.tokenizer
@@ -190,7 +195,9 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
     peak_gib, peak_kind = _peak_memory_gib(loaded.device)
 
     adapter_dir = run_dir / ADAPTER
-    trainer.save_model(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # the Trainer saves from the main process only
+    if not is_main_process():
+        return {"processes": world_size(), "global_step": trainer.state.global_step}
     tokenizer.save_pretrained(str(adapter_dir))
 
     curves = loss_curves(state.log_history)
@@ -214,6 +221,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "peak_memory_kind": peak_kind,
         "stopped_early": state.global_step < state.max_steps,
         "resumed_at_step": resumed_step,
+        "processes": world_size(),
     }
     del trainer, loaded
     gc.collect()

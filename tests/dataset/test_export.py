@@ -133,7 +133,7 @@ def test_card_has_funnel_cost_distributions_validation_config(exported: dict[str
     for heading in ("## Funnel", "## Cost", "## Class distribution", "## Length distribution", "## Validation",
                     "## Split", "## Config"):
         assert heading in card
-    assert "| generate | complete | 900 | errors=3, samples=2700 | 3 |" in card
+    assert "| generate | complete | 900 | samples=2700, errors=3 | 3 |" in card
     assert "| validate | complete |" in card and "| split | complete |" in card
     assert "| generate/generate | 123456 | 7890 | 1.2345 |" in card
     assert "| refine | 1000 | 100 | 0.5 |" in card and "Total teacher cost recorded: $1.7345" in card
