@@ -55,8 +55,9 @@ def fill_schema(schema: dict[str, Any], passage: str, defs: dict[str, Any] | Non
         return {key: fill_schema(value, passage, defs, key) for key, value in properties.items()}
     if kind == "array":
         return [fill_schema(schema.get("items", {}), passage, defs, name)]
-    if kind in ("integer", "number"):
-        return 0
+    if kind in ("integer", "number"):  # the lowest value the schema allows (0 if unbounded)
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        return low + 1 if "exclusiveMinimum" in schema and "minimum" not in schema else low
     if kind == "boolean":
         return True
     words = passage.split()

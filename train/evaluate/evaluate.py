@@ -49,6 +49,7 @@ class SystemResult:
     examples_per_s: float
     general_nll: float | None
     samples: list[dict[str, str]] = field(default_factory=list)
+    judge: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class SystemResult:
             "examples_per_s": self.examples_per_s,
             "general_nll": self.general_nll,
             "samples": self.samples,
+            "judge": self.judge,
         }
 
 
@@ -164,6 +166,7 @@ def evaluate_system(
     prompts: Sequence[Conversation],
     config: EvalConfig,
     general: Sequence[Conversation] | None,
+    judge_dir: Path | None = None,
 ) -> SystemResult:
     answers, seconds = generate(
         loaded, prompts, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size
@@ -173,6 +176,13 @@ def evaluate_system(
     if task.type is TaskType.CLASSIFICATION and config.label_scoring:
         predicted = rank_labels(loaded, prompts, task.labels)
         ranking, _, _ = classification_report(task.labels, predicted, [r.label or "" for r in rows])
+    judged = None
+    if task.type is TaskType.FREEFORM and config.judge:
+        from train.evaluate.judge import judge_answers
+
+        if not config.task_config or judge_dir is None:
+            raise ValueError("eval.judge needs eval.task_config: the pipeline YAML whose teacher judges")
+        judged = judge_answers(config.task_config, prompts, answers, judge_dir / loaded.name, loaded.name)
     timed = latencies(loaded, prompts[: config.latency_samples], max_new_tokens=config.max_new_tokens)
     return SystemResult(
         name=loaded.name,
@@ -182,6 +192,7 @@ def evaluate_system(
         latency_p95_s=percentile(timed, 95),
         examples_per_s=len(rows) / seconds if seconds else 0.0,
         general_nll=mean_nll(loaded, general) if general else None,
+        judge=judged,
         samples=[
             {"reference": r.reference, "answer": a} for r, a in zip(rows[:5], answers[:5], strict=False)
         ],
@@ -246,11 +257,12 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
         if layout.merged is not None
         else load_model("fine-tuned", layout.base_model, adapter=layout.adapter)
     )
-    tuned_result = evaluate_system(tuned, task, rows, [r.prompt for r in rows], config, general)
+    judge_dir = run_dir / "eval" / "judge"
+    tuned_result = evaluate_system(tuned, task, rows, [r.prompt for r in rows], config, general, judge_dir)
     del tuned
     base = load_model("prompted-baseline", layout.base_model)
     baseline_result = evaluate_system(
-        base, task, rows, [few_shot_prompt(r, shots) for r in rows], config, general
+        base, task, rows, [few_shot_prompt(r, shots) for r in rows], config, general, judge_dir
     )
 
     regression = relative_rise(baseline_result.general_nll, tuned_result.general_nll)

@@ -93,6 +93,13 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"General-capability check: perplexity rise {_pct(gate['regression'])} (tolerance {gate['tolerance']:.0%}).",
     ]
+    judged = [s for s in report["systems"] if s.get("judge")]
+    if judged:
+        lines += ["", "## LLM-as-judge (teacher, the filter stage's rubric; mean score scaled to 0..1)", ""]
+        lines += ["| system | judge score | scored | failed | cost USD |", "|---|---|---|---|---|"]
+        for s in judged:
+            j = s["judge"]
+            lines.append(f"| {s['name']} | {_f(j['mean'])} | {j['scored']} | {j['failed']} | {j['cost_usd']:.4f} |")
     for s in report["systems"]:
         if s["scores"]["per_class"]:
             lines += [
