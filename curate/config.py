@@ -53,7 +53,7 @@ class PipelineConfig(BaseModel):
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+        return candidate if candidate.is_absolute() else (Path(self.base_dir) / candidate).resolve()
 
     @property
     def run_path(self) -> Path:

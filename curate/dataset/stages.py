@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
 
 from curate.dataset import chat
-from curate.dataset.card import load_manifest, plot_distributions, render_card
+from curate.dataset.card import load_manifest, mask_secrets, plot_distributions, render_card
 from curate.dataset.export import FILES_SCHEMA, export_columns, staging_dir, swap_in, write_exports
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
@@ -172,6 +173,9 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
     try:
         files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
                               openai_metadata=config.openai_metadata)
+        # the config that produced the export (secret-looking keys masked): `train eval` reads its task
+        config_dump = mask_secrets(ctx.config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}))
+        (staging / "pipeline.yaml").write_text(yaml.safe_dump(config_dump, sort_keys=False), encoding="utf-8")
         if config.card:
             card_rows = rows.with_columns(batch.sort("example_id").get_column("cost_usd")) if "cost_usd" in batch.columns else rows
             plots = plot_distributions(rows, staging / "plots") if rows.height else {}

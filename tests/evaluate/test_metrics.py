@@ -110,3 +110,7 @@ def test_few_shot_prompt_keeps_system_first_and_spreads_labels() -> None:
     assert prompt[0] == {"role": "system", "content": "sys"}
     assert prompt[-1] == {"role": "user", "content": "q"}
     assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * 3
+
+
+def test_gate_fails_on_a_tie_with_the_baseline() -> None:
+    assert not apply_gate(0.0, 0.0, margin=0.0, regression=None, tolerance=0.25).passed

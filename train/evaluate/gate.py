@@ -32,7 +32,7 @@ def apply_gate(
 ) -> GateResult:
     reasons = []
     improvement = tuned_score - baseline_score
-    if improvement < margin:
+    if improvement <= margin:  # "beat": a tie with the baseline is not a win
         reasons.append(
             f"fine-tuned score {tuned_score:.4f} does not beat the prompted baseline "
             f"{baseline_score:.4f} by the margin {margin:.4f}"
