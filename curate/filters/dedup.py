@@ -498,6 +498,14 @@ def dedup_frame(
     reps = np.sort(first_index)
     reps = reps[lengths[reps] > 0]
     near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts)
+    return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
+
+
+def finish_dedup(
+    ordered: pl.DataFrame, keys: np.ndarray, ex_edges: np.ndarray, near_edges: np.ndarray,
+    n_candidates: int, *, id_col: str, score: str,
+) -> tuple[pl.DataFrame, DedupResult]:
+    """Components, survivors and exact flags from the edges (shared with the parallel dedup)."""
     edges = np.concatenate([ex_edges, near_edges]) if len(near_edges) else ex_edges
     comp = components(ordered.height, edges)
     with_comp = ordered.with_columns(pl.Series("component", comp))

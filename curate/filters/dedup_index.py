@@ -41,6 +41,7 @@ from curate.filters.dedup import (
     components,
     exact_edges,
     exact_keys,
+    finish_dedup,
     minhash_signatures,
     tokenize,
     verify_pairs,
@@ -109,27 +110,6 @@ def _reduce_part(task: _ReduceTask) -> np.ndarray:
     return candidate_pairs(frame, task.max_bucket)
 
 
-def _finish(
-    ordered: pl.DataFrame, keys: np.ndarray, ex_edges: np.ndarray, near_edges: np.ndarray,
-    n_candidates: int, *, id_col: str, score: str,
-) -> tuple[pl.DataFrame, DedupResult]:
-    """Components, survivors and exact flags: the tail of `dedup.dedup_frame`."""
-    edges = np.concatenate([ex_edges, near_edges]) if len(near_edges) else ex_edges
-    comp = components(ordered.height, edges)
-    with_comp = ordered.with_columns(pl.Series("component", comp))
-    survivor = choose_survivors(with_comp, score=score, id_col=id_col).to_numpy()
-    survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
-        pl.col("key").filter(pl.col("survivor")).first().over("component")
-    )["key"].to_numpy()
-    exact_dup = (~survivor) & (keys == survivor_key)
-    result = DedupResult(
-        ids=ordered[id_col], component=comp, survivor=survivor, exact_duplicate=exact_dup,
-        near_pairs=len(near_edges), candidate_pairs=n_candidates,
-    )
-    out = with_comp.with_columns(pl.Series("survivor", survivor), pl.Series("exact_duplicate", exact_dup))
-    return out, result
-
-
 def parallel_dedup_frame(
     frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
     params: DedupParams | None = None, pool: Pool | None = None, partitions: int = 4,
@@ -159,7 +139,7 @@ def parallel_dedup_frame(
     found = [pairs for pairs in pool.map(_reduce_part, reduce_tasks) if len(pairs)]
     pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
     near, _ = verify_pairs(sig, pairs, params.threshold)
-    return _finish(ordered, keys, ex_edges, near.astype(np.int64), len(pairs), id_col=id_col, score=score)
+    return finish_dedup(ordered, keys, ex_edges, near.astype(np.int64), len(pairs), id_col=id_col, score=score)
 
 
 @contextlib.contextmanager
