@@ -42,6 +42,8 @@ def print_status(run_path: Path, console: Console) -> int:
     console.print(stage_table(manifest))
     for name, entry in manifest["stages"].items():
         for title, section in (entry.get("report") or {}).items():
+            if section in ({}, [], None):
+                continue  # e.g. "errors by reason" of a clean run
             console.print(report_section_table(f"{name}: {title}", section))
     errors = error_frame(run_dir)
     if errors.height:
