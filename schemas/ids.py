@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from typing import Any
 
-import polars as pl
 import xxhash
 
 ID_HEX_CHARS = 16
@@ -39,14 +37,6 @@ def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk_bytes), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def content_ids(frame: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
-    """`content_id` of each row over `columns` (row-wise: xxhash per row, no Python per byte)."""
-    cols = list(columns)
-    return pl.Series(
-        [content_id(*row) for row in frame.select(cols).iter_rows()], dtype=pl.String
-    )
 
 
 def _canonical(value: Any) -> str:
