@@ -177,9 +177,16 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--files", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/scale")
+    parser.add_argument("--results", type=Path, help="results file, rewritten after each worker count "
+                        "(default: OUT/results.json)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print one table from results files of "
+                        "separate runs (the fewest workers is the baseline) and exit")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge)
     corpus = args.out / "corpus"
+    results_path = args.results or args.out / "results.json"
     if args.one:
         print(json.dumps(run_one(corpus, args.one, args.out)))
         return 0
@@ -198,12 +205,33 @@ def main() -> int:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(result)
         print(f"workers={workers}: {json.dumps(result['seconds'])}", flush=True)
+        results_path.write_text(json.dumps({"corpus": meta, "machine": machine(), "results": results}, indent=2))
     print()
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
+    summary(results)
+    return 0
+
+
+def machine() -> str:
+    return f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def summary(results: list[dict[str, Any]]) -> None:
     print(f"chunks: {results[0]['chunks']:,}  survivors: {results[0]['survivors']:,}  "
           f"exact duplicates: {results[0]['exact_duplicates']:,}  near pairs: {results[0]['near_pairs']:,}")
     print(table(results))
-    (args.out / "results.json").write_text(json.dumps({"corpus": meta, "results": results}, indent=2))
+
+
+def merge(paths: list[Path]) -> int:
+    """One table over runs made separately (one worker count per run fits a time limit)."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    for path, run in zip(paths, runs, strict=True):
+        print(f"{path}: {run.get('machine', '?')}, corpus {run['corpus']}")
+    corpora = {json.dumps({k: v for k, v in run["corpus"].items() if k != "seconds"}, sort_keys=True) for run in runs}
+    if len(corpora) > 1:
+        print("results come from different corpora", file=sys.stderr)
+        return 1
+    summary(sorted((r for run in runs for r in run["results"]), key=lambda r: r["workers"]))
     return 0
 
 

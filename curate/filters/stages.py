@@ -1,6 +1,6 @@
 """Stage declarations of the quality package, in pipeline order.
 
-filter (SHUFFLE by chunk_id) -> refine (IO_POOL) -> judge (IO_POOL) -> dedup (GLOBAL).
+filter (SHUFFLE by chunk_id) -> refine (IO_POOL by chunk_id) -> judge (IO_POOL) -> dedup (GLOBAL).
 `dedup/examples` is the final auto-curated artifact; `dedup` also assembles the funnel of
 the whole package (rows in/out per filter, reasons, recovery, cost per accepted example),
 writes it to `<run_dir>/dedup.state/funnel.json`, and returns it as its report.
@@ -61,6 +61,8 @@ def summarize_filter(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ refine
 def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Repairs of one batch of rejections (all of a chunk's together); `examples` holds only
+    the repaired ones: the executor adds filter's examples once (`passthrough`)."""
     from curate.filters.refine import refine, repair_targets
 
     examples = ctx.side("filter/examples")
@@ -70,7 +72,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
     targets = repair_targets(batch, done) if rounds else []
     rejected = batch.with_columns(pl.lit(None, dtype=pl.String).alias("recovered_by"))
     if not targets:
-        return {"examples": examples, "rejected": rejected, "samples": empty_frame(Sample),
+        return {"examples": examples.clear(), "rejected": rejected, "samples": empty_frame(Sample),
                 "funnel": _repair_row(0, 0, 0, 0.0)}
     from curate.generate.teacher import open_teacher
 
@@ -89,7 +91,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
     funnel_frames.append(_repair_row(len(outcome.attempted_chunks), len(outcome.recovered_chunks),
                                      outcome.skipped, float(samples["cost_usd"].sum() or 0.0)))
     outputs = {
-        "examples": pl.concat([examples, records_frame(Example, outcome.examples)]),
+        "examples": pl.concat([examples.clear(), records_frame(Example, outcome.examples)]),
         "rejected": all_rejected,
         "samples": samples,
         "funnel": pl.concat(funnel_frames, how="diagonal_relaxed"),
@@ -357,8 +359,9 @@ STAGES: list[Stage] = [
         description="schema, self-consistency, grounding and audit filters",
     ),
     Stage(
-        name="refine", kind=StepKind.IO_POOL, fn=refine_stage,
+        name="refine", kind=StepKind.IO_POOL, fn=refine_stage, key="chunk_id",
         inputs=("filter/rejected", "redact/chunks", "filter/examples"),
+        passthrough={"examples": "filter/examples"},
         outputs=(Output("examples", "example_id"), Output("rejected", "item_id"),
                  Output("samples", "sample_id"), Output("funnel")),
         config_sections=("task", "filter", "refine", "teacher"),

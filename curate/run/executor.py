@@ -52,8 +52,7 @@ def shard_frame(frame: pl.DataFrame, stage: Stage, num_shards: int) -> list[pl.D
     """Split a stage's input as its kind allows; a shuffle keeps each key in one shard."""
     if stage.kind is StepKind.GLOBAL or num_shards <= 1 or frame.height == 0:
         return [frame]
-    if stage.kind is StepKind.SHUFFLE:
-        assert stage.key is not None
+    if stage.key is not None and stage.kind in (StepKind.SHUFFLE, StepKind.IO_POOL):
         bucket = (pl.col(stage.key).hash(seed=0) % num_shards).alias("__shard")
         parts = frame.with_columns(bucket).partition_by("__shard", include_key=False, maintain_order=True)
         return parts
@@ -61,13 +60,17 @@ def shard_frame(frame: pl.DataFrame, stage: Stage, num_shards: int) -> list[pl.D
     return [frame.slice(offset, size) for offset in range(0, frame.height, size)]
 
 
-def combine(stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
-    """Concatenate per-shard outputs and put them in canonical (key) order."""
+def combine(
+    stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]], ctx: StageContext
+) -> dict[str, pl.DataFrame]:
+    """Concatenate per-shard outputs (plus passed-through side inputs, once) in key order."""
     combined: dict[str, pl.DataFrame] = {}
     for output in stage.outputs:
         frames = [result[output.name] for result in results if output.name in result]
         if not frames:
             raise ValueError(f"stage {stage.name!r} did not return output {output.name!r}")
+        if output.name in stage.passthrough:
+            frames.insert(0, ctx.side(stage.passthrough[output.name]))
         frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
         combined[output.name] = canonical_order(frame, output.key)
     return combined
@@ -217,7 +220,7 @@ class LocalExecutor:
                     break
         else:
             stopped = self._run_pool(stage, shards, contexts, store, results)
-        combined = combine(stage, [results[i] for i in sorted(results)])
+        combined = combine(stage, [results[i] for i in sorted(results)], ctx)
         if stopped is not None:
             raise StageStopped(stopped.reason, combined)
         if store is not None:

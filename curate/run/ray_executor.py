@@ -8,14 +8,13 @@
   each block is one batch, so a key never splits across batches. (Ray Data's
   `repartition(keys=...)` also groups by key, but Ray may split an oversized block
   afterwards; bucketing while building the blocks keeps the guarantee unconditional.)
-- IO_POOL: stages named in `row_independent_io` (generate, judge: their function is a
-  pure map, fn(A ++ B) == fn(A) ++ fn(B), which tests/scale checks) are split like a MAP
-  and their batches go to a pool of actors that ask for no CPU
-  (`ActorPoolStrategy`, `num_cpus=0`): I/O-bound workers must not starve the CPU-bound
-  reads (on a small cluster, fractional-CPU actors can hang a Parquet read silently).
-  Teacher calls inside share one cluster-wide limit (`curate.run.limits`). Other
-  IO_POOL stages (refine: it passes its side input through) keep the local executor's
-  contract, one batch, run in one such actor.
+- IO_POOL (generate, refine, judge): split like a MAP, or like a SHUFFLE when the stage
+  has a key (refine: all rejections of a chunk in one batch); every one is a pure map,
+  fn(A ++ B) == fn(A) ++ fn(B), which tests/scale checks. The batches go to a pool of
+  actors that ask for no CPU (`ActorPoolStrategy`, `num_cpus=0`): I/O-bound workers must
+  not starve the CPU-bound reads (on a small cluster, fractional-CPU actors can hang a
+  Parquet read silently). Teacher calls inside share one cluster-wide limit
+  (`curate.run.limits`).
 - GLOBAL: on the driver, like the local executor (it needs the whole input in one place).
 
 A stage function's exception is caught on the worker and returned with the batch: the
@@ -156,7 +155,6 @@ class RayExecutor:
     partitions: int | None = None
     batch_size: int | None = None
     checkpoint: bool = True
-    row_independent_io: frozenset[str] = frozenset({"generate", "judge"})
     init_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -194,7 +192,7 @@ class RayExecutor:
         self._quiet_data_context()
         store = ShardStore(ctx.run_dir, stage.name, stage_token(stage, ctx)) if self.checkpoint else None
         results, stopped = self._run_dataset(stage, primary, ctx, store)
-        combined = combine(stage, results)
+        combined = combine(stage, results, ctx)
         if stopped is not None:
             raise StageStopped(stopped, combined)
         if store is not None:
@@ -204,8 +202,6 @@ class RayExecutor:
     def _blocks(self, stage: Stage, primary: pl.DataFrame) -> list[pa.Table]:
         numbered = primary.with_row_index(ROW_COLUMN).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
         num = max(1, min(self.partitions or self._default_partitions(), numbered.height))
-        if stage.kind is StepKind.IO_POOL and stage.name not in self.row_independent_io:
-            num = 1
         shards = shard_frame(numbered, stage, num)
         return [shard.to_arrow() for shard in shards if shard.height]
 
@@ -223,10 +219,7 @@ class RayExecutor:
         from ray.data import ActorPoolStrategy
 
         dataset = ray.data.from_arrow(self._blocks(stage, primary))
-        splittable = stage.kind is StepKind.MAP or (
-            stage.kind is StepKind.IO_POOL and stage.name in self.row_independent_io
-        )
-        batch_size = self.batch_size if splittable else None
+        batch_size = self.batch_size if stage.key is None else None  # a keyed block is one batch
         if stage.kind is StepKind.IO_POOL:
             mapped = dataset.map_batches(
                 _PoolWorker,

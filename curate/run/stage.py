@@ -29,7 +29,7 @@ class StepKind(StrEnum):
     MAP = "map"  # any split of the rows works; results are concatenated
     SHUFFLE = "shuffle"  # rows sharing `key` must be in the same batch
     GLOBAL = "global"  # needs the whole input at once
-    IO_POOL = "io_pool"  # MAP whose work waits on I/O (teacher calls): many in flight
+    IO_POOL = "io_pool"  # MAP (keyed like SHUFFLE when `key` is set) whose work waits on I/O: many in flight
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ class Stage:
     `inputs[0]` is the primary input ("stage/output"), split into batches according to
     `kind`; further inputs are side inputs the function reads whole with `ctx.side()`.
     `config_sections` names the parts of the pipeline config whose change invalidates
-    the stage's outputs. `summarize` turns the outputs into a small JSON-able report
+    the stage's outputs. `passthrough` maps an output to a side input that it also
+    carries whole (refine's examples: filter's plus the repaired ones): the function
+    returns only its new rows and the executor adds the side input once, so the stage
+    still splits into batches. `summarize` turns the outputs into a small JSON-able report
     (a funnel, counts per reason, cost) stored in the manifest.
     """
 
@@ -64,10 +67,15 @@ class Stage:
     summarize: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]] | None = None
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
+    passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input
 
     def __post_init__(self) -> None:
         if self.kind is StepKind.SHUFFLE and not self.key:
             raise ValueError(f"stage {self.name!r}: a shuffle step needs a key column")
+        for output, artifact in self.passthrough.items():
+            if output not in self.output_names or artifact not in self.inputs[1:]:
+                raise ValueError(f"stage {self.name!r}: passthrough {output!r} <- {artifact!r} must name "
+                                 "one of its outputs and one of its side inputs")
 
     @property
     def output_names(self) -> tuple[str, ...]:

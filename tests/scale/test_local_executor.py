@@ -1,4 +1,4 @@
-"""The local executor's process pool survives a dead worker; shard checkpoints."""
+"""The local executor: its process pool survives a dead worker; shard checkpoints; keyed splits."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.run.executor import LocalExecutor, ShardStore, frame_digest, shard_frame
+from curate.run.executor import LocalExecutor, ShardStore, combine, frame_digest, shard_frame
 from curate.run.runner import Runner
+from curate.run.stage import Output, Stage, StageContext, StepKind
 from tests.scale.helpers import toy_config
-from tests.scale.toy_stages import DIES, SOURCE, STATS
+from tests.scale.toy_stages import BUCKET, DIES, SOURCE, STATS, TOTALS, bucket_totals
 
 
 def test_pool_reruns_shards_of_a_dead_worker(tmp_path: Path) -> None:
@@ -59,3 +60,24 @@ def test_shuffle_shards_never_split_a_key(shards: int) -> None:
         for key in part["bucket"].unique().to_list():
             assert seen.setdefault(key, index) == index
     assert sum(p.height for p in parts) == 100
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_keyed_io_stage_splits_by_key_and_passes_side_input_once(tmp_path: Path, shards: int) -> None:
+    run = tmp_path / "run"
+    config = toy_config(run, n=50)
+    Runner(config, [SOURCE, BUCKET], show_progress=False).run()
+    rows = pl.read_parquet(run / "bucket/rows.parquet")
+    ctx = StageContext(config=config, run_dir=str(run), stage="totals", show_progress=False)
+    parts = shard_frame(rows, TOTALS, shards)
+    assert len({key for part in parts for key in part["bucket"].unique()}) == rows["bucket"].n_unique()
+    assert sum(part["bucket"].n_unique() for part in parts) == rows["bucket"].n_unique()  # no key in two
+    combined = combine(TOTALS, [bucket_totals(part, ctx) for part in parts], ctx)["rows"]
+    assert combined.height == 50 + rows["bucket"].n_unique()
+    assert combined["id"].is_sorted() and combined["id"].n_unique() == combined.height
+
+
+def test_passthrough_must_name_an_output_and_a_side_input() -> None:
+    with pytest.raises(ValueError, match="passthrough"):
+        Stage("bad", StepKind.IO_POOL, bucket_totals, ("bucket/rows",), (Output("rows", "id"),),
+              key="bucket", passthrough={"rows": "source/rows"})

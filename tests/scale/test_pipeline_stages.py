@@ -69,8 +69,7 @@ def test_demo_pipeline_same_on_ray(
 
 
 def _split(stage: Stage, frame: pl.DataFrame, cut: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    if stage.kind is StepKind.SHUFFLE:
-        assert stage.key is not None
+    if stage.key is not None:  # SHUFFLE, or keyed IO_POOL (refine): a key stays on one side
         left = (pl.col(stage.key).hash(seed) % 1000) < int(cut * 1000)
         return frame.filter(left), frame.filter(~left)
     at = round(cut * frame.height)
@@ -78,22 +77,20 @@ def _split(stage: Stage, frame: pl.DataFrame, cut: float, seed: int) -> tuple[pl
 
 
 NON_GLOBAL = [s for s in all_stages() if s.kind is not StepKind.GLOBAL]
-# IO_POOL stages that run as one batch under both executors (not split, so not required
-# to be row-independent): refine passes its side input (filter/examples) through.
-ONE_BATCH_IO = {s.name for s in NON_GLOBAL if s.kind is StepKind.IO_POOL} - set(RayExecutor.row_independent_io)
 
 
-def test_ray_splits_only_row_independent_io_stages() -> None:
-    io_stages = {s.name for s in NON_GLOBAL if s.kind is StepKind.IO_POOL}
-    assert set(RayExecutor.row_independent_io) <= io_stages
-    assert "generate" in RayExecutor.row_independent_io and "refine" in ONE_BATCH_IO
+def test_refine_is_keyed_by_chunk_and_passes_examples_through() -> None:
+    """No stage is left as one batch on the cluster: refine, which must see all of a
+    chunk's rejections at once, is keyed; filter's examples join its output once."""
+    refine = next(s for s in NON_GLOBAL if s.name == "refine")
+    assert refine.key == "chunk_id" and refine.passthrough == {"examples": "filter/examples"}
 
 
-@pytest.mark.parametrize("stage", [s for s in NON_GLOBAL if s.name not in ONE_BATCH_IO], ids=lambda s: s.name)
+@pytest.mark.parametrize("stage", NON_GLOBAL, ids=lambda s: s.name)
 def test_stage_on_concatenation_is_concatenation_of_results(
     stage: Stage, demo_config_path: Path, demo_reference: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """fn(A ++ B) == fn(A) ++ fn(B) for a MAP/IO_POOL stage at any cut, and for a SHUFFLE
+    """fn(A ++ B) == fn(A) ++ fn(B) for a MAP/IO_POOL stage at any cut, and for a keyed
     stage at any split that keeps each key on one side (what the executors rely on)."""
     run = tmp_path_factory.mktemp(f"prop-{stage.name}") / "run"
     shutil.copytree(demo_reference, run)  # the stage may write its state folder: work on a copy

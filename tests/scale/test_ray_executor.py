@@ -10,6 +10,7 @@ import pytest
 from curate.run.executor import LocalExecutor
 from curate.run.ray_executor import RayExecutor
 from curate.run.runner import Runner, make_executor
+from curate.run.stage import StepKind
 from tests.run.stages_for_tests import STOP
 from tests.scale.helpers import assert_same_artifacts, toy_config
 from tests.scale.toy_stages import FLAKY, NODES, PIPELINE, SOURCE
@@ -32,16 +33,19 @@ def local_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ray_matches_local(
     ray_cluster, local_reference: Path, tmp_path: Path, partitions: int, batch_size: int | None, with_io: bool
 ) -> None:
-    """MAP (two outputs), SHUFFLE and IO_POOL stages; the actor pool of an IO_POOL stage
-    takes seconds to start, so only two of the cases include it."""
+    """MAP (two outputs), SHUFFLE and IO_POOL stages (plain and keyed with a passthrough);
+    the actor pool of an IO_POOL stage takes seconds to start, so only two cases include it."""
     run = tmp_path / "run"
-    stages = PIPELINE if with_io else [s for s in PIPELINE if s.name != "io"]
+    stages = PIPELINE if with_io else [s for s in PIPELINE if s.kind is not StepKind.IO_POOL]
     executor = RayExecutor(partitions=partitions, batch_size=batch_size, workers=2)
     result = Runner(toy_config(run), stages, executor=executor, show_progress=False).run()
     assert [s.status for s in result.stages] == ["complete"] * len(stages)
     names = assert_same_artifacts(local_reference, run, only={s.name for s in stages})
     assert {"split/even", "split/odd", "stats/stats"} <= set(names)
     assert ("io/rows" in names) is with_io
+    if with_io:  # source rows once (not once per batch) plus one total per bucket
+        totals = pl.read_parquet(run / "totals/rows.parquet")
+        assert totals.height == 200 + 17 and totals["id"].n_unique() == totals.height
     # the shuffle stage really saw whole buckets: 17 buckets, counts add up
     stats = pl.read_parquet(run / "stats/stats.parquet")
     assert stats.height == 17 and stats["n"].sum() == 200

@@ -74,6 +74,15 @@ def flaky(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
     return {"rows": batch.with_columns(double=pl.col("value") * 2)}
 
 
+def bucket_totals(batch: pl.DataFrame, _: StageContext) -> dict[str, pl.DataFrame]:
+    """Keyed IO_POOL (like refine): one new row per bucket; wrong if a bucket were split.
+    Its output also carries `source/rows` whole, added once by the executor."""
+    totals = batch.group_by("bucket").agg(pl.col("value").sum())
+    return {"rows": totals.select(
+        pl.concat_str(pl.lit("total-"), "bucket").alias("id"), "value", pl.col("bucket").alias("text"),
+    )}
+
+
 SOURCE = Stage("source", StepKind.GLOBAL, words, (), (Output("rows", "id"),), config_sections=("name",))
 SPLIT = Stage("split", StepKind.MAP, split_even_odd, ("source/rows",), (Output("even", "id"), Output("odd", "id")))
 BUCKET = Stage("bucket", StepKind.MAP, add_bucket, ("source/rows",), (Output("rows", "id"),))
@@ -82,7 +91,10 @@ IO = Stage("io", StepKind.IO_POOL, fake_io, ("source/rows",), (Output("rows", "i
 NODES = Stage("nodes", StepKind.MAP, where_am_i, ("source/rows",), (Output("rows", "id"),))
 FLAKY = Stage("flaky", StepKind.MAP, flaky, ("source/rows",), (Output("rows", "id"),))
 
-PIPELINE = [SOURCE, SPLIT, BUCKET, STATS, IO]
+TOTALS = Stage("totals", StepKind.IO_POOL, bucket_totals, ("bucket/rows", "source/rows"), (Output("rows", "id"),),
+               key="bucket", passthrough={"rows": "source/rows"})
+
+PIPELINE = [SOURCE, SPLIT, BUCKET, STATS, IO, TOTALS]
 
 
 def dies_once(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
