@@ -10,6 +10,9 @@ through the local executor's process pool (`workers` processes, `4 x workers` sh
 then `parallel_dedup_frame` (MinHash/LSH map, band shuffle, candidate pairs per
 partition, components and survivors) over the chunks with a pool of `workers` processes.
 
+`--executor ray` runs the same stages through the Ray executor on a local Ray cluster of
+`workers` CPUs (started inside the timed run) and dedup through `ray.util.multiprocessing`.
+
 Printed per worker count: wall time per step and in total, chunks/s, speed-up and
 parallel efficiency against 1 worker (T1 / (w x Tw)), peak memory (driver and the
 largest worker process), and whether the outputs (chunks, dedup survivors) are identical
@@ -91,22 +94,22 @@ def peak_mb() -> tuple[float, float]:
     return round(own, 1), round(children, 1)
 
 
-def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
+def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local") -> dict[str, Any]:
     """One configuration, in this (fresh) process."""
     import polars as pl
 
     from curate.config import parse_config
     from curate.filters.dedup import DedupParams
-    from curate.filters.dedup_index import SerialPool, parallel_dedup_frame
+    from curate.filters.dedup_index import SerialPool, dedup_pool, parallel_dedup_frame
     from curate.ingest.stages import STAGES
-    from curate.run.executor import LocalExecutor, frame_digest
+    from curate.run.executor import Executor, LocalExecutor, frame_digest
     from curate.run.runner import Runner
 
-    run_dir = out / f"run-w{workers}"
+    run_dir = out / f"run-{executor_kind}-w{workers}"
     config = parse_config({
         "name": "bench-scale",
         "run_dir": str(run_dir),
-        "executor": {"workers": workers, "partitions": 4 * workers},
+        "executor": {"kind": executor_kind, "workers": workers, "partitions": 4 * workers},
         "ingest": {"paths": [str(corpus)], "include": ["*.jsonl"], "text_column": "text", "id_column": "id"},
         "chunk": {"max_tokens": 80, "min_tokens": 8, "overlap_tokens": 0},
         "task": {"type": "freeform", "instruction": "bench"},
@@ -114,7 +117,14 @@ def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
     stages = [s for s in STAGES if s.name in {"discover", "ingest", "chunk"}]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    executor = LocalExecutor(workers=workers, partitions=4 * workers)
+    executor: Executor = LocalExecutor(workers=workers, partitions=4 * workers)
+    if executor_kind == "ray":  # a local Ray cluster of `workers` CPUs, started here (timed)
+        import ray
+
+        from curate.run.ray_executor import RayExecutor
+
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        executor = RayExecutor.from_config(config)
     result = Runner(config, stages, executor=executor, show_progress=False, force=True).run()
     for stage in result.stages:
         timings[stage.name] = round(stage.seconds, 2)
@@ -123,7 +133,12 @@ def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
     dedup_started = time.perf_counter()
     params = DedupParams(threshold=0.8)
     frame = chunks.with_columns(pl.lit(0.0).alias("score"))
-    if workers > 1:
+    if executor_kind == "ray":  # ray.util.multiprocessing.Pool, as the dedup stage uses on Ray
+        with dedup_pool(config) as pool:
+            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
+                                                 params=params, pool=pool, partitions=2 * workers,
+                                                 batch_rows=100_000)
+    elif workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -140,6 +155,7 @@ def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
     own, child = peak_mb()
     return {
         "workers": workers,
+        "executor": executor_kind,
         "chunks": chunks.height,
         "survivors": survivors.height,
         "exact_duplicates": int(deduped["exact_duplicate"].sum()),
@@ -149,7 +165,7 @@ def run_one(corpus: Path, workers: int, out: Path) -> dict[str, Any]:
         "chunks_digest": frame_digest(chunks.sort("chunk_id")),
         "survivors_digest": frame_digest(survivors.sort("chunk_id")),
         "peak_mb_driver": own,
-        "peak_mb_worker": child,
+        "peak_mb_worker": None if executor_kind == "ray" else child,  # Ray's workers are not our children
     }
 
 
@@ -164,9 +180,9 @@ def table(results: list[dict[str, Any]]) -> str:
         speedup = base["seconds"]["total"] / s["total"]
         same = r["chunks_digest"] == base["chunks_digest"] and r["survivors_digest"] == base["survivors_digest"]
         lines.append(
-            f"| {r['workers']} | {s['discover'] + s['ingest']:.1f} | {s['chunk']:.1f} | {s['dedup']:.1f} | {s['total']:.1f} "
+            f"| {r['workers']}{' (ray)' if r.get('executor') == 'ray' else ''} | {s['discover'] + s['ingest']:.1f} | {s['chunk']:.1f} | {s['dedup']:.1f} | {s['total']:.1f} "
             f"| {r['chunks'] / s['total']:,.0f} | {speedup:.2f}x | {speedup / r['workers'] * base['workers']:.0%} "
-            f"| {r['peak_mb_driver']:,.0f} | {r['peak_mb_worker']:,.0f} | {'yes' if same else 'NO'} |"
+            f"| {r['peak_mb_driver']:,.0f} | {'n/a' if r['peak_mb_worker'] is None else format(r['peak_mb_worker'], ',.0f')} | {'yes' if same else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -176,6 +192,8 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=5_000_000)
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--files", type=int, default=64)
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: the process pool; ray: the Ray executor on a local cluster of `workers` CPUs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/out/scale")
     parser.add_argument("--results", type=Path, help="results file, rewritten after each worker count "
                         "(default: OUT/results.json)")
@@ -188,7 +206,7 @@ def main() -> int:
     corpus = args.out / "corpus"
     results_path = args.results or args.out / "results.json"
     if args.one:
-        print(json.dumps(run_one(corpus, args.one, args.out)))
+        print(json.dumps(run_one(corpus, args.one, args.out, args.executor)))
         return 0
     meta = make_corpus(corpus, args.chunks, args.files)
     print(f"corpus: {meta}", flush=True)
@@ -196,7 +214,7 @@ def main() -> int:
     for workers in [int(w) for w in args.workers.split(",")]:
         proc = subprocess.run(
             [sys.executable, __file__, "--one", str(workers), "--out", str(args.out),
-             "--chunks", str(args.chunks), "--files", str(args.files)],
+             "--chunks", str(args.chunks), "--files", str(args.files), "--executor", args.executor],
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
@@ -231,7 +249,7 @@ def merge(paths: list[Path]) -> int:
     if len(corpora) > 1:
         print("results come from different corpora", file=sys.stderr)
         return 1
-    summary(sorted((r for run in runs for r in run["results"]), key=lambda r: r["workers"]))
+    summary(sorted((r for run in runs for r in run["results"]), key=lambda r: (r.get("executor", "local") != "local", r["workers"])))
     return 0
 
 
