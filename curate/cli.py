@@ -120,11 +120,13 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> 
 
 
 def _register_package_commands() -> None:
-    """Commands owned by stage packages: `curate review ...` and `curate audit`."""
+    """Commands owned by stage packages: `curate review ...`, `curate index ...`, `curate audit`."""
+    from curate.filters.cli import app as index_app
     from curate.redact.cli import audit
     from curate.review.cli import app as review_app
 
     app.add_typer(review_app, name="review", help="Expert review in Label Studio")
+    app.add_typer(index_app, name="index", help="Dedup index of earlier accepted datasets")
     app.command(name="audit")(audit)
 
 

@@ -65,6 +65,11 @@ class FilterConfig(BaseModel):
     dedup_field: str = Field(
         "conversation", description="What dedup compares: assistant | user | conversation (user+assistant)"
     )
+    dedup_index: str | None = Field(
+        None,
+        description="Folder or URL of a dedup index of earlier accepted datasets (`curate index add`): "
+        "examples that duplicate one of them are rejected (indexed_duplicate)",
+    )
     judge: JudgeConfig = JudgeConfig()
 
     @model_validator(mode="after")

@@ -18,6 +18,9 @@ Two things live here:
   dedup (id, quality score, exact key, signature, component) lets a new batch B be
   deduplicated against all earlier batches without recomputing their signatures; the
   result for B's rows equals the dedup of everything together, restricted to B.
+  The pipeline uses it through `filter.dedup_index` (`drop_indexed_duplicates`, where an
+  indexed row always wins: it belongs to a dataset that has shipped) and
+  `curate index add` (a run's final dataset joins the index once it is accepted).
 """
 
 from __future__ import annotations
@@ -232,14 +235,15 @@ class DedupIndex:
 
     def dedup(
         self, frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
-        params: DedupParams | None = None, commit: bool = True,
+        params: DedupParams | None = None, commit: bool = True, prefer_indexed: bool = False,
     ) -> pl.DataFrame:
         """Dedup `frame` against itself and every indexed row; add it to the index.
 
         Returns `frame` sorted by id with `component_id` (smallest id of its group, over
-        all batches), `survivor` and `exact_duplicate`. A row of `frame` that duplicates
-        an indexed row with a better score (or equal score and smaller id) is not a
-        survivor. Ids already in the index are an error (a batch is indexed once).
+        all batches), `survivor`, `survivor_id` and `exact_duplicate`. A row of `frame`
+        that duplicates an indexed row with a better score (or equal score and smaller
+        id) is not a survivor; with `prefer_indexed`, an indexed row beats any new one.
+        Ids already in the index are an error (a batch is indexed once).
         """
         from curate.run.rundir import atomic_write_parquet, atomic_write_text
 
@@ -297,15 +301,21 @@ class DedupIndex:
         near, _ = verify_pairs(sig, pairs, params.threshold)
         edges = np.concatenate([star_edges, ex_edges, near.astype(np.int64)])
         comp = components(n, edges)
-        frame_u = union.select("id", "score").with_columns(pl.Series("component", comp))
+        rank = pl.when(pl.lit(pl.Series(is_new))).then(pl.col("score")).otherwise(float("inf"))
+        frame_u = union.select("id", (rank if prefer_indexed else pl.col("score")).alias("score"))
+        frame_u = frame_u.with_columns(pl.Series("component", comp))
         survivor = choose_survivors(frame_u, score="score", id_col="id").to_numpy()
+        survivor_id = pl.DataFrame({"component": comp, "id": union["id"], "survivor": survivor}).select(
+            pl.col("id").filter(pl.col("survivor")).first().over("component")
+        )["id"]
         survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
             pl.col("key").filter(pl.col("survivor")).first().over("component")
         )["key"].to_numpy()
         exact_dup = (~survivor) & (keys == survivor_key)
         component_id = union["id"].gather(comp)
         result = pl.DataFrame({
-            "id": union["id"], "component_id": component_id, "survivor": survivor, "exact_duplicate": exact_dup,
+            "id": union["id"], "component_id": component_id, "survivor": survivor,
+            "survivor_id": survivor_id, "exact_duplicate": exact_dup,
         }).filter(pl.Series(is_new))
         out = new.with_columns(pl.col(id_col).cast(pl.String).alias("__id")).join(
             result.rename({"id": "__id"}), on="__id", how="left"
@@ -325,3 +335,79 @@ def _params_json(params: DedupParams) -> dict[str, Any]:
         "threshold": params.threshold, "num_perm": params.num_perm, "shingle_size": params.shingle_size,
         "bands": list(params.banding), "seed": params.seed, "max_bucket": params.max_bucket,
     }
+
+
+# ------------------------------------------------------------------ the pipeline's index
+def index_location(config: Any) -> str | None:
+    """`filter.dedup_index` as a path or URL (a relative path is from the config's folder)."""
+    value: str | None = config.filter.dedup_index
+    if not value:
+        return None
+    return value if "://" in value else str(config.resolve(value))
+
+
+def index_digest(config: Any) -> str | None:
+    """What the dedup stage reads from the index (its ids), for the stage's fingerprint:
+    adding a dataset to the index makes the next run deduplicate again."""
+    from curate.run.executor import frame_digest
+
+    location = index_location(config)
+    if location is None:
+        return None
+    return frame_digest(DedupIndex(location).load().select(pl.col("id").sort()))
+
+
+def drop_indexed_duplicates(
+    frame: pl.DataFrame, *, text: str, location: str, params: DedupParams,
+    id_col: str = "example_id", score: str = "quality_score",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split `frame` into rows kept and rows that duplicate an indexed row.
+
+    An indexed row always wins, whatever the scores, because its dataset has already
+    shipped. A row whose id is already indexed (the same example, accepted before)
+    duplicates itself. The dropped rows get `duplicate_of`. The index is read, not
+    changed.
+    """
+    index = DedupIndex(location)
+    indexed = index.load()["id"]
+    if indexed.len() == 0 or frame.height == 0:
+        return frame, frame.clear().with_columns(pl.lit(None, dtype=pl.String).alias("duplicate_of"))
+    seen = frame[id_col].cast(pl.String).is_in(indexed.implode())
+    again = frame.filter(seen).with_columns(pl.col(id_col).cast(pl.String).alias("duplicate_of"))
+    rest = frame.filter(~seen)
+    if rest.height == 0:
+        return rest, again
+    judged = index.dedup(rest, text=text, id_col=id_col, score=score, params=params,
+                         commit=False, prefer_indexed=True)
+    # only groups holding an indexed row: two new rows were already judged by the run's own dedup
+    lost = ~pl.col("survivor") & pl.col("survivor_id").is_in(indexed.implode())
+    kept = judged.filter(~lost).select(frame.columns)
+    dropped = judged.filter(lost).select(*frame.columns, pl.col("survivor_id").alias("duplicate_of"))
+    return kept, pl.concat([again, dropped])
+
+
+def add_run_to_index(config: Any, artifact: str = "split/examples") -> dict[str, Any]:
+    """Add a run's accepted dataset to the index at `filter.dedup_index`.
+
+    Rows the index already holds are skipped, so adding the same run twice is harmless.
+    The run is read, not changed. Returns counts and the location.
+    """
+    from curate.filters.stages import dedup_params, dedup_text
+    from curate.run.rundir import RunDir, run_location
+
+    location = index_location(config)
+    if location is None:
+        raise ValueError("filter.dedup_index is not set in the config: name the index folder or URL")
+    run = RunDir(run_location(config))
+    if not run.exists(artifact):
+        raise FileNotFoundError(f"{run_location(config)}: no {artifact} yet (run the stages that write it first)")
+    frame = run.read(artifact)
+    index = DedupIndex(location)
+    known = index.load()["id"]
+    new = frame.filter(~pl.col("example_id").cast(pl.String).is_in(known.implode()))
+    if new.height:
+        with_text = new.with_columns(dedup_text(new, config.filter.dedup_field).alias("__text"))
+        index.dedup(with_text, text="__text", id_col="example_id", score="quality_score",
+                    params=dedup_params(config), commit=True)
+    return {"index": location, "artifact": artifact, "added": new.height,
+            "already_indexed": frame.height - new.height, "index_rows": known.len() + new.height}

@@ -16,7 +16,7 @@ import polars as pl
 from curate.filters.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
 from curate.filters.checks import FilterEnv, run_filters
 from curate.filters.dedup import DedupParams, dedup_frame
-from curate.filters.dedup_index import dedup_frame_for
+from curate.filters.dedup_index import dedup_frame_for, drop_indexed_duplicates, index_digest, index_location
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
@@ -220,6 +220,10 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
     survivors, rejected = dedup_examples(
         batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, dedup_frame_for(ctx.config)
     )
+    location = index_location(ctx.config)
+    if location is not None:
+        survivors, indexed = against_index(survivors, ctx.config, location)
+        rejected = pl.concat([rejected, indexed])
     report = package_report(ctx, batch, survivors, rejected)
     ctx.write_json("funnel.json", report)
     return {
@@ -230,6 +234,19 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
                                                            "repairable": pl.Boolean, "count": pl.Int64}),
         "summary": pl.DataFrame([{k: v for k, v in report["summary"].items()}]),
     }
+
+
+def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Examples kept, and rejections of those that duplicate an earlier accepted dataset."""
+    with_text = examples.with_columns(dedup_text(examples, config.filter.dedup_field).alias("__text"))
+    kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location, params=dedup_params(config))
+    rejected = dropped.select(
+        pl.col("example_id").alias("item_id"), "chunk_id", pl.lit("dedup").alias("filter"),
+        pl.lit("indexed_duplicate").alias("reason"),
+        pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)).alias("detail"),
+        pl.lit(False).alias("repairable"), "output_json", "refine_round",
+    ).cast(polars_schema(Rejection))
+    return kept.select(EXAMPLE_COLUMNS), rejected
 
 
 def _read(ctx: StageContext, artifact: str, columns: list[str] | None = None) -> pl.DataFrame | None:
@@ -274,9 +291,14 @@ def package_report(ctx: StageContext, dedup_in: pl.DataFrame, survivors: pl.Data
     if judgments is not None and judgments.height:
         cost["judge"] = float(judgments["cost_usd"].sum() or 0.0)
         rows.append(_row("judge", "judge", "example", "example", judgments.height, int(judgments["passed"].sum())))
-    exact = int((dedup_rejected["reason"] == "exact_duplicate").sum()) if dedup_rejected.height else 0
+    def count(reason: str) -> int:
+        return int((dedup_rejected["reason"] == reason).sum()) if dedup_rejected.height else 0
+
+    exact, indexed = count("exact_duplicate"), count("indexed_duplicate")
     rows.append(_row("dedup", "exact", "example", "example", dedup_in.height, dedup_in.height - exact))
-    rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height))
+    rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height + indexed))
+    if index_location(ctx.config) is not None:
+        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + indexed, survivors.height))
     rejections = [f for f in (_read(ctx, "refine/rejected"), _read(ctx, "judge/rejected")) if f is not None]
     rejections.append(dedup_rejected)
     all_rejected = pl.concat([f.select(REJECTION_COLUMNS) for f in rejections])
@@ -384,6 +406,7 @@ STAGES: list[Stage] = [
         outputs=(Output("examples", "example_id"), Output("rejected", "item_id"), Output("funnel"),
                  Output("reasons"), Output("summary")),
         config_sections=("task", "filter", "refine"),
+        external=index_digest,  # a dataset added to the dedup index re-runs dedup
         summarize=summarize_dedup,
         description="exact and MinHash near-duplicate removal; the package funnel",
     ),

@@ -1,6 +1,7 @@
 """Runs a list of stages over a run directory, skipping what is already done.
 
 A stage is skipped when its fingerprint (its config sections, the hashes of its inputs,
+what it reads outside the run when it declares that (`Stage.external`),
 the package version) equals the one in the manifest and its outputs exist. Only the
 runner (the driver) writes the manifest.
 """
@@ -106,12 +107,14 @@ class Runner:
             producer, name = artifact.split("/", 1)
             entry = manifest["stages"].get(producer, {})
             input_hashes[artifact] = entry.get("output_hashes", {}).get(name)
-        payload = {
+        payload: dict[str, Any] = {
             "stage": stage.name,
             "config": self.config.section_hash(*stage.config_sections),
             "inputs": input_hashes,
             "version": library_versions().get("assay", "dev"),
         }
+        if stage.external is not None:
+            payload["external"] = stage.external(self.config)
         return sha256_hex(json.dumps(payload, sort_keys=True))
 
     def run(self, only: Sequence[str] | None = None) -> RunResult:

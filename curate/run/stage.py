@@ -68,6 +68,8 @@ class Stage:
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
     passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input
+    # a digest of what the stage reads outside the run (dedup's index); a change re-runs it
+    external: Callable[[PipelineConfig], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.kind is StepKind.SHUFFLE and not self.key:
