@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from curate.config import ConfigError, PipelineConfig, load_config, parse_config
+from curate.cli_config import load_or_exit
+from curate.config import PipelineConfig, parse_config
 from curate.pipeline import all_stages, stage_groups
 from curate.report import print_status, write_run_report
 from curate.run.runner import Runner, RunResult
@@ -23,12 +24,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars")]
 
 
 def _load(config_path: Path, executor: str | None = None) -> PipelineConfig:
-    overrides = {"executor.kind": executor} if executor else None
-    try:
-        return load_config(config_path, overrides)
-    except ConfigError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
+    return load_or_exit(config_path, console, {"executor.kind": executor} if executor else None)
 
 
 def _finish(config: PipelineConfig, result: RunResult) -> None:

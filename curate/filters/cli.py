@@ -8,19 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from curate.config import ConfigError, PipelineConfig, load_config
+from curate.cli_config import load_or_exit
 
 app = typer.Typer(help="Dedup index of earlier accepted datasets", no_args_is_help=True)
 console = Console(stderr=True)
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML (its filter.dedup_index names the index)")]
-
-
-def _load(config: Path) -> PipelineConfig:
-    try:
-        return load_config(config)
-    except ConfigError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -32,7 +24,7 @@ def add(
     from curate.filters.dedup_index import add_run_to_index
 
     try:
-        counts = add_run_to_index(_load(config), artifact)
+        counts = add_run_to_index(load_or_exit(config, console), artifact)
     except (ValueError, FileNotFoundError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -46,7 +38,7 @@ def show(config: ConfigArg) -> None:
     """Where the index is and how many examples it holds."""
     from curate.filters.dedup_index import DedupIndex, index_location
 
-    location = index_location(_load(config))
+    location = index_location(load_or_exit(config, console))
     if location is None:
         console.print("[red]filter.dedup_index is not set in the config[/red]")
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from curate.config import ConfigError, PipelineConfig, load_config
+from curate.cli_config import load_or_exit
 from curate.review.client import ReviewServerError
 
 app = typer.Typer(help="Expert review in Label Studio", no_args_is_help=True)
@@ -18,20 +18,12 @@ console = Console(stderr=True)
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML")]
 
 
-def _load(config: Path) -> PipelineConfig:
-    try:
-        return load_config(config)
-    except ConfigError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
-
-
 @app.command()
 def push(config: ConfigArg) -> None:
     """Send borderline and audit examples to Label Studio (idempotent, resumable)."""
     from curate.review.sync import push as do_push
 
-    cfg = _load(config)
+    cfg = load_or_exit(config, console)
     try:
         report = do_push(cfg)
     except (ReviewServerError, FileNotFoundError) as error:
@@ -51,7 +43,7 @@ def pull(config: ConfigArg) -> None:
     """Fetch reviewers' annotations and store the resolved decisions for the review stage."""
     from curate.review.sync import pull as do_pull
 
-    cfg = _load(config)
+    cfg = load_or_exit(config, console)
     try:
         report = do_pull(cfg)
     except ReviewServerError as error:
