@@ -42,4 +42,4 @@ def show(config: ConfigArg) -> None:
     if location is None:
         console.print("[red]filter.dedup_index is not set in the config[/red]")
         raise typer.Exit(1)
-    console.print(f"{location}: {DedupIndex(location).load().height} examples", soft_wrap=True)
+    console.print(f"{location}: {DedupIndex(location).ids().len()} examples", soft_wrap=True)

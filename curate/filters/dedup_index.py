@@ -215,12 +215,16 @@ class DedupIndex:
     def params_path(self) -> str:
         return f"{self.location}/params.json"
 
-    def load(self) -> pl.DataFrame:
+    def load(self, columns: list[str] | None = None) -> pl.DataFrame:
         from curate.run.rundir import path_exists, read_parquet
 
         if not path_exists(self.rows_path):
-            return pl.DataFrame(schema=INDEX_SCHEMA)
-        return read_parquet(self.rows_path)
+            return pl.DataFrame(schema=INDEX_SCHEMA).select(columns or list(INDEX_SCHEMA))
+        return read_parquet(self.rows_path, columns)
+
+    def ids(self) -> pl.Series:
+        """The indexed ids alone (a column read: no signatures)."""
+        return self.load(["id"])["id"]
 
     def _check_params(self, params: DedupParams) -> None:
         from curate.run.rundir import path_exists, read_text
@@ -305,13 +309,11 @@ class DedupIndex:
         frame_u = union.select("id", (rank if prefer_indexed else pl.col("score")).alias("score"))
         frame_u = frame_u.with_columns(pl.Series("component", comp))
         survivor = choose_survivors(frame_u, score="score", id_col="id").to_numpy()
-        survivor_id = pl.DataFrame({"component": comp, "id": union["id"], "survivor": survivor}).select(
-            pl.col("id").filter(pl.col("survivor")).first().over("component")
-        )["id"]
-        survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
-            pl.col("key").filter(pl.col("survivor")).first().over("component")
-        )["key"].to_numpy()
-        exact_dup = (~survivor) & (keys == survivor_key)
+        of_survivor = pl.DataFrame({"component": comp, "id": union["id"], "key": keys, "survivor": survivor}).select(
+            pl.col("id", "key").filter(pl.col("survivor")).first().over("component")
+        )
+        survivor_id = of_survivor["id"]
+        exact_dup = (~survivor) & (keys == of_survivor["key"].to_numpy())
         component_id = union["id"].gather(comp)
         result = pl.DataFrame({
             "id": union["id"], "component_id": component_id, "survivor": survivor,
@@ -354,7 +356,7 @@ def index_digest(config: Any) -> str | None:
     location = index_location(config)
     if location is None:
         return None
-    return frame_digest(DedupIndex(location).load().select(pl.col("id").sort()))
+    return frame_digest(DedupIndex(location).ids().sort().to_frame())
 
 
 def drop_indexed_duplicates(
@@ -369,7 +371,7 @@ def drop_indexed_duplicates(
     changed.
     """
     index = DedupIndex(location)
-    indexed = index.load()["id"]
+    indexed = index.ids()
     if indexed.len() == 0 or frame.height == 0:
         return frame, frame.clear().with_columns(pl.lit(None, dtype=pl.String).alias("duplicate_of"))
     seen = frame[id_col].cast(pl.String).is_in(indexed.implode())
@@ -403,7 +405,7 @@ def add_run_to_index(config: Any, artifact: str = "split/examples") -> dict[str,
         raise FileNotFoundError(f"{run_location(config)}: no {artifact} yet (run the stages that write it first)")
     frame = run.read(artifact)
     index = DedupIndex(location)
-    known = index.load()["id"]
+    known = index.ids()
     new = frame.filter(~pl.col("example_id").cast(pl.String).is_in(known.implode()))
     if new.height:
         with_text = new.with_columns(dedup_text(new, config.filter.dedup_field).alias("__text"))

@@ -206,14 +206,19 @@ def dedup_examples(
         pl.len().over("component").alias("__size"),
     )
     out = out.with_columns(survivor_of["__survivor"], survivor_of["__size"])
-    losers = out.filter(~pl.col("survivor"))
-    rejected = losers.select(
-        pl.col("example_id").alias("item_id"), "chunk_id", pl.lit("dedup").alias("filter"),
-        pl.when(pl.col("exact_duplicate")).then(pl.lit("exact_duplicate")).otherwise(pl.lit("near_duplicate")).alias("reason"),
-        pl.format("duplicate of {} (group of {})", "__survivor", "__size").alias("detail"),
-        pl.lit(False).alias("repairable"), "output_json", pl.col("refine_round").alias("refine_round"),
-    ).cast(polars_schema(Rejection))
+    reason = pl.when(pl.col("exact_duplicate")).then(pl.lit("exact_duplicate")).otherwise(pl.lit("near_duplicate"))
+    rejected = dedup_rejections(out.filter(~pl.col("survivor")), reason,
+                                pl.format("duplicate of {} (group of {})", "__survivor", "__size"))
     return out.filter(pl.col("survivor")).select(EXAMPLE_COLUMNS), rejected
+
+
+def dedup_rejections(losers: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> pl.DataFrame:
+    """Rejection rows of dedup for examples that lost to a duplicate."""
+    return losers.select(
+        pl.col("example_id").alias("item_id"), "chunk_id", pl.lit("dedup").alias("filter"),
+        reason.alias("reason"), detail.alias("detail"),
+        pl.lit(False).alias("repairable"), "output_json", "refine_round",
+    ).cast(polars_schema(Rejection))
 
 
 def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
@@ -240,12 +245,8 @@ def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[p
     """Examples kept, and rejections of those that duplicate an earlier accepted dataset."""
     with_text = examples.with_columns(dedup_text(examples, config.filter.dedup_field).alias("__text"))
     kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location, params=dedup_params(config))
-    rejected = dropped.select(
-        pl.col("example_id").alias("item_id"), "chunk_id", pl.lit("dedup").alias("filter"),
-        pl.lit("indexed_duplicate").alias("reason"),
-        pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)).alias("detail"),
-        pl.lit(False).alias("repairable"), "output_json", "refine_round",
-    ).cast(polars_schema(Rejection))
+    rejected = dedup_rejections(dropped, pl.lit("indexed_duplicate"),
+                                pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)))
     return kept.select(EXAMPLE_COLUMNS), rejected
 
 

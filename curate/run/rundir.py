@@ -120,13 +120,13 @@ def atomic_write_parquet(frame: pl.DataFrame, target: Path | str) -> None:
         raise
 
 
-def read_parquet(location: Path | str) -> pl.DataFrame:
-    """Read a Parquet file from a local path or a URL."""
+def read_parquet(location: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read a Parquet file (or some of its columns) from a local path or a URL."""
     if is_url(location):
         fs, path = filesystem(str(location))
         with fs.open(path, "rb") as handle:
-            return pl.read_parquet(handle)
-    return pl.read_parquet(location)
+            return pl.read_parquet(handle, columns=columns)
+    return pl.read_parquet(location, columns=columns)
 
 
 def path_exists(location: Path | str) -> bool:
