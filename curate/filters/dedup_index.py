@@ -47,6 +47,7 @@ from curate.filters.dedup import (
     finish_dedup,
     minhash_signatures,
     tokenize,
+    verify_candidates,
     verify_pairs,
 )
 
@@ -141,7 +142,7 @@ def parallel_dedup_frame(
     ]
     found = [pairs for pairs in pool.map(_reduce_part, reduce_tasks) if len(pairs)]
     pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), dtype=np.int64)
-    near, _ = verify_pairs(sig, pairs, params.threshold)
+    near, _ = verify_candidates(sig, pairs, params, words=texts)
     return finish_dedup(ordered, keys, ex_edges, near.astype(np.int64), len(pairs), id_col=id_col, score=score)
 
 

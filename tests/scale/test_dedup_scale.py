@@ -126,3 +126,13 @@ def test_dedup_frame_for_a_config_uses_its_executor(corpus: pl.DataFrame, refere
     two = dedup_frame_for(toy_config("unused", executor={"workers": 2}))
     assert one(corpus, text="text")[0].equals(reference)
     assert two(corpus, text="text")[0].equals(reference)
+
+
+@pytest.mark.parametrize("threshold", [0.85, 0.9])
+def test_parallel_dedup_verifies_as_params_ask(corpus: pl.DataFrame, threshold: float) -> None:
+    """verify="exact" (the pipeline's default) gives the serial result on a pool too; at these
+    thresholds the estimate alone would decide some planted pairs differently."""
+    params = DedupParams(verify="exact", threshold=threshold)
+    serial, _ = dedup_frame(corpus, text="text", params=params)
+    parallel, _ = parallel_dedup_frame(corpus, text="text", params=params, partitions=3, batch_rows=100)
+    assert parallel.equals(serial)
