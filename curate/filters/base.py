@@ -8,7 +8,7 @@ rows out, rejections per reason), so a new filter needs no reporting code of its
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,7 +48,6 @@ class Item:
     evidence: list[Evidence] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     label: str | None = None
-    judge_score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def output_json(self) -> str | None:
@@ -161,6 +160,3 @@ def records_frame(model: type[BaseModel], rows: Sequence[BaseModel]) -> pl.DataF
 
     return frame_of(model, list[BaseModel](rows))
 
-
-def concat_items(groups: Iterable[list[Item]]) -> list[Item]:
-    return [item for group in groups for item in group]

@@ -354,8 +354,6 @@ def items_from_samples(samples: pl.DataFrame) -> list[Item]:
 
 def quality_score(item: Item, env: FilterEnv) -> float:
     score = item.agreement * item.grounding_score * env.round_penalty ** item.refine_round
-    if item.judge_score is not None:
-        score *= item.judge_score
     return round(score, 6)
 
 

@@ -562,12 +562,6 @@ def cross_group_pairs(
     )
 
 
-def expected_recall(similarity: float, params: DedupParams) -> float:
-    """Probability that a pair at `similarity` becomes a candidate under `params`' banding."""
-    bands, rows = params.banding
-    return candidate_probability(similarity, bands, rows)
-
-
 __all__ = [
     "DedupParams",
     "DedupResult",
@@ -584,7 +578,6 @@ __all__ = [
     "exact_edges",
     "exact_jaccard",
     "exact_keys",
-    "expected_recall",
     "fmix32",
     "minhash_signatures",
     "near_duplicate_edges",

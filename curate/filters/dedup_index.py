@@ -409,7 +409,7 @@ def add_run_to_index(config: Any, artifact: str = "split/examples") -> dict[str,
     known = index.ids()
     new = frame.filter(~pl.col("example_id").cast(pl.String).is_in(known.implode()))
     if new.height:
-        with_text = new.with_columns(dedup_text(new, config.filter.dedup_field).alias("__text"))
+        with_text = new.with_columns(dedup_text(config.filter.dedup_field).alias("__text"))
         index.dedup(with_text, text="__text", id_col="example_id", score="quality_score",
                     params=dedup_params(config), commit=True)
     return {"index": location, "artifact": artifact, "added": new.height,

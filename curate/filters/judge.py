@@ -67,7 +67,6 @@ def judge_request(config: JudgeConfig, example: Mapping[str, Any], chunk_text: s
 
 @dataclass
 class JudgeOutcome:
-    kept: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # example_id -> mean/5
     rejections: list[Rejection] = field(default_factory=list)
     judgments: list[dict[str, Any]] = field(default_factory=list)
@@ -96,7 +95,6 @@ def judge(examples: pl.DataFrame, chunks: Mapping[str, str], config: JudgeConfig
         passed = mean >= config.threshold and not low
         outcome.judgments.append(_judgment(row, {**scores, "rationale": answer.output.rationale}, mean, passed, cost, answer))
         if passed:
-            outcome.kept.append(row["example_id"])
             outcome.scores[row["example_id"]] = mean / 5
         else:
             detail = f"mean {mean:.2f} (threshold {config.threshold})" + (f"; low: {', '.join(low)}" if low else "")

@@ -17,6 +17,7 @@ from curate.filters.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, 
 from curate.filters.checks import FilterEnv, run_filters
 from curate.filters.dedup import DedupParams, dedup_frame
 from curate.filters.dedup_index import dedup_frame_for, drop_indexed_duplicates, index_digest, index_location
+from curate.filters.refine import recovery_rate
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
@@ -67,7 +68,6 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
 
     examples = ctx.side("filter/examples")
     rounds = ctx.config.refine.rounds
-    chunks, docs = _chunk_texts(ctx)
     done = set(examples["chunk_id"].to_list())
     targets = repair_targets(batch, done) if rounds else []
     rejected = batch.with_columns(pl.lit(None, dtype=pl.String).alias("recovered_by"))
@@ -75,6 +75,8 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
         return {"examples": examples.clear(), "rejected": rejected, "samples": empty_frame(Sample),
                 "funnel": _repair_row(0, 0, 0, 0.0)}
     from curate.generate.teacher import open_teacher
+
+    chunks, docs = _chunk_texts(ctx, batch["chunk_id"].unique().to_list())  # the batch's chunks only
 
     with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config)) as teacher:
         outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds)
@@ -118,7 +120,7 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     return {
         "refine": {
             "chunks_attempted": attempted, "chunks_recovered": recovered,
-            "recovery_rate": round(recovered / attempted, 4) if attempted else None,
+            "recovery_rate": recovery_rate(attempted, recovered),
             "unanswered_requests": skipped, "repair_samples": outputs["samples"].height,
             "cost_usd": round(float(outputs["samples"]["cost_usd"].sum() or 0.0), 6),
         },
@@ -171,7 +173,7 @@ def summarize_judge(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- dedup
-def dedup_text(frame: pl.DataFrame, field: str) -> pl.Expr:
+def dedup_text(field: str) -> pl.Expr:
     contents = pl.col("messages").list.eval(pl.element().struct.field("content"))
     if field == "assistant":
         return contents.list.last().fill_null("")
@@ -199,7 +201,7 @@ def dedup_examples(
     """
     if frame.height == 0:
         return frame.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
-    with_text = frame.with_columns(dedup_text(frame, field).alias("__text"))
+    with_text = frame.with_columns(dedup_text(field).alias("__text"))
     out, _ = run_dedup(with_text, text="__text", params=params)
     survivor_of = out.select(
         "component", pl.col("example_id").filter(pl.col("survivor")).first().over("component").alias("__survivor"),
@@ -243,7 +245,7 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
 
 def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Examples kept, and rejections of those that duplicate an earlier accepted dataset."""
-    with_text = examples.with_columns(dedup_text(examples, config.filter.dedup_field).alias("__text"))
+    with_text = examples.with_columns(dedup_text(config.filter.dedup_field).alias("__text"))
     kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location, params=dedup_params(config))
     rejected = dedup_rejections(dropped, pl.lit("indexed_duplicate"),
                                 pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)))
@@ -314,7 +316,7 @@ def package_report(ctx: StageContext, dedup_in: pl.DataFrame, survivors: pl.Data
         "examples_accepted": accepted,
         "chunk_yield": round(accepted / chunks_in, 4) if chunks_in else None,
         "chunks_repaired": attempted,
-        "recovery_rate": round(recovered / attempted, 4) if attempted else None,
+        "recovery_rate": recovery_rate(attempted, recovered),
         "cost_generate_usd": round(cost["generate"], 8),
         "cost_refine_usd": round(cost["refine"], 8),
         "cost_judge_usd": round(cost["judge"], 8),
