@@ -12,8 +12,6 @@ from typing import Any
 
 import xxhash
 
-ID_HEX_CHARS = 16
-
 
 def content_id(*parts: Any) -> str:
     """A stable 64-bit hex id over the given parts (strings, numbers, JSON-able values)."""

@@ -21,7 +21,7 @@ import multiprocessing
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 import xxhash
@@ -93,18 +93,22 @@ def frame_digest(frame: pl.DataFrame) -> str:
     return hasher.hexdigest()
 
 
-def stage_token(stage: Stage, ctx: StageContext) -> str:
-    """What a stage's shard checkpoints depend on: the stage, its config, its inputs."""
-    manifest = RunDir(ctx.run_dir).load_manifest()
-    inputs = {}
+def input_hashes(stage: Stage, manifest: Mapping[str, Any]) -> dict[str, str | None]:
+    """The manifest's hash of each input artifact of `stage` (None: not produced yet)."""
+    hashes = {}
     for artifact in stage.inputs:
         producer, name = artifact.split("/", 1)
-        inputs[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
+        hashes[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
+    return hashes
+
+
+def stage_token(stage: Stage, ctx: StageContext) -> str:
+    """What a stage's shard checkpoints depend on: the stage, its config, its inputs."""
     payload = {
         "stage": stage.name,
         "fn": f"{stage.fn.__module__}.{getattr(stage.fn, '__qualname__', stage.fn)}",
         "config": ctx.config.section_hash(*stage.config_sections),
-        "inputs": inputs,
+        "inputs": input_hashes(stage, RunDir(ctx.run_dir).load_manifest()),
     }
     return sha256_hex(json.dumps(payload, sort_keys=True))[:16]
 
@@ -156,12 +160,6 @@ def run_shard(
     if store is not None:
         store.save(shard_id, result)
     return result
-
-
-def _run_shard(
-    stage: Stage, shard: pl.DataFrame, ctx: StageContext, store: ShardStore | None = None
-) -> dict[str, pl.DataFrame]:
-    return run_shard(stage, shard, ctx, store)
 
 
 # ------------------------------------------------------------------ frames over pipes
@@ -246,7 +244,7 @@ class LocalExecutor:
                 max_tasks_per_child=self.max_tasks_per_child,
             ) as pool:
                 futures: dict[int, Future[dict[str, pl.DataFrame]]] = {
-                    i: pool.submit(_run_shard, stage, shards[i], contexts[i], store) for i in pending
+                    i: pool.submit(run_shard, stage, shards[i], contexts[i], store) for i in pending
                 }
                 for index, future in futures.items():
                     try:

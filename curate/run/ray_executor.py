@@ -92,8 +92,6 @@ def _result_table(
 
 def _pickled_error(error: Exception) -> bytes:
     """The stage function's exception, with its remote traceback as a note."""
-    import pickle
-
     import cloudpickle
 
     error.add_note(f"(raised on a Ray worker)\n{traceback.format_exc()}")
@@ -122,11 +120,6 @@ def _process_batch(
         # raises the function's own exception instead of Ray's wrappers
         return _result_table(first_row, {}, None, _pickled_error(error))
     return _result_table(first_row, outputs, None)
-
-
-def _map_batch(batch: pa.Table, *, stage: Stage, ctx: StageContext, store: ShardStore | None) -> pa.Table:
-    """Ray Data task body: one batch through the stage function."""
-    return _process_batch(batch, stage, ctx, store)
 
 
 class _PoolWorker:
@@ -232,7 +225,7 @@ class RayExecutor:
             )
         else:
             mapped = dataset.map_batches(
-                _map_batch,  # type: ignore[arg-type]  # keyword-only arguments come from fn_kwargs
+                _process_batch,  # type: ignore[arg-type]  # the task body; stage, ctx and store come from fn_kwargs
                 fn_kwargs={"stage": stage, "ctx": ctx, "store": store},
                 batch_size=batch_size,
                 batch_format="pyarrow",

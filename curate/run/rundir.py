@@ -182,11 +182,6 @@ class RunDir:
     def path(self, *parts: str) -> str:
         return _join(self.location, *parts)
 
-    def artifact_path(self, artifact: str) -> Path:
-        """Local path of an artifact "stage/name" (for a remote run: the path in the bucket)."""
-        stage, name = artifact.split("/", 1)
-        return Path(self.root) / stage / f"{name}.parquet"
-
     def artifact_location(self, artifact: str) -> str:
         stage, name = artifact.split("/", 1)
         return self.path(stage, f"{name}.parquet")
@@ -262,6 +257,6 @@ class RunDir:
 
     def save_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(
-            self.path(MANIFEST) if self.remote else Path(self.root) / MANIFEST,
+            self.path(MANIFEST),
             json.dumps(manifest, indent=2, sort_keys=False, default=str),
         )

@@ -22,7 +22,7 @@ import polars as pl
 from rich.console import Console
 
 from curate.config import PipelineConfig
-from curate.run.executor import Executor, LocalExecutor
+from curate.run.executor import Executor, LocalExecutor, input_hashes
 from curate.run.rundir import RunDir, run_location
 from curate.run.stage import Stage, StageContext, StageStopped
 from schemas.ids import sha256_hex
@@ -100,18 +100,14 @@ class Runner:
         self.show_progress = show_progress
         self.force = force
         self.run_dir = RunDir(run_location(config))  # a local path or an s3:// (fsspec) URL
+        self.libraries = library_versions()
 
     def fingerprint(self, stage: Stage, manifest: dict[str, Any]) -> str:
-        input_hashes = {}
-        for artifact in stage.inputs:
-            producer, name = artifact.split("/", 1)
-            entry = manifest["stages"].get(producer, {})
-            input_hashes[artifact] = entry.get("output_hashes", {}).get(name)
         payload: dict[str, Any] = {
             "stage": stage.name,
             "config": self.config.section_hash(*stage.config_sections),
-            "inputs": input_hashes,
-            "version": library_versions().get("assay", "dev"),
+            "inputs": input_hashes(stage, manifest),
+            "version": self.libraries.get("assay", "dev"),
         }
         if stage.external is not None:
             payload["external"] = stage.external(self.config)
@@ -121,7 +117,7 @@ class Runner:
         manifest = self.run_dir.load_manifest()
         manifest["config_hash"] = self.config.config_hash()
         manifest["config"] = self.config.model_dump(mode="json", by_alias=True)
-        manifest["libraries"] = library_versions()
+        manifest["libraries"] = self.libraries
         results: list[StageResult] = []
         for stage in self.stages:
             if only and stage.name not in only:
@@ -137,13 +133,12 @@ class Runner:
     def _run_stage(self, stage: Stage, manifest: dict[str, Any]) -> StageResult:
         fingerprint = self.fingerprint(stage, manifest)
         previous = manifest["stages"].get(stage.name, {})
-        outputs_exist = all(self.run_dir.exists(f"{stage.name}/{o}") for o in stage.output_names)
         if (
             not self.force
             and not stage.always_run
             and previous.get("fingerprint") == fingerprint
             and previous.get("status") == "complete"
-            and outputs_exist
+            and all(self.run_dir.exists(f"{stage.name}/{o}") for o in stage.output_names)
         ):
             self.console.print(f"[dim]· {stage.name}: unchanged, skipped[/dim]")
             return StageResult(stage.name, "skipped", previous.get("rows", {}), previous.get("errors", 0))
@@ -174,7 +169,7 @@ class Runner:
             "status": status,
             "message": message,
             "kind": stage.kind.value,
-            "inputs": {a: manifest["stages"].get(a.split("/")[0], {}).get("output_hashes", {}).get(a.split("/", 1)[1]) for a in stage.inputs},
+            "inputs": input_hashes(stage, manifest),
             "rows_in": primary.height,
             "rows": rows,
             "errors": errors,
