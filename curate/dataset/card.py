@@ -10,7 +10,6 @@ secrets are masked.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,6 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value
-
-
-def load_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "manifest.json"
-    if not path.exists():
-        return {"stages": {}}
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
 
 
 def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 
 from curate.dataset import chat
-from curate.dataset.card import load_manifest, mask_secrets, plot_distributions, render_card
+from curate.dataset.card import mask_secrets, plot_distributions, render_card
 from curate.dataset.export import FILES_SCHEMA, export_columns, staging_dir, swap_in, write_exports
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
@@ -38,6 +38,7 @@ from curate.dataset.validation import (
     run_suite,
     validation_view,
 )
+from curate.run.rundir import RunDir
 from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.tasks import TaskType
 
@@ -174,15 +175,16 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
         files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
                               openai_metadata=config.openai_metadata)
         # the config that produced the export (secret-looking keys masked): `train eval` reads its task
-        config_dump = mask_secrets(ctx.config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}))
-        (staging / "pipeline.yaml").write_text(yaml.safe_dump(config_dump, sort_keys=False), encoding="utf-8")
+        config_dump = ctx.config.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
+        (staging / "pipeline.yaml").write_text(yaml.safe_dump(mask_secrets(config_dump), sort_keys=False),
+                                               encoding="utf-8")
         if config.card:
             card_rows = rows.with_columns(batch.sort("example_id").get_column("cost_usd")) if "cost_usd" in batch.columns else rows
             plots = plot_distributions(rows, staging / "plots") if rows.height else {}
             card = render_card(
                 card_rows,
-                manifest=load_manifest(run_dir),
-                config=ctx.config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}),
+                manifest=RunDir(ctx.run_dir).load_manifest(),
+                config=config_dump,
                 files=files,
                 plots=plots,
                 name=ctx.config.name,

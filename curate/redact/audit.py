@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.redact.config import RedactConfig
+from curate.generate.store import canonical_json
+from curate.redact.config import RedactConfig, resolve_ner_model
 from curate.redact.mapping import load_mappings
+from curate.run.rundir import RunDir
 from schemas.ids import sha256_hex
 
 REQUEST_LOG = ("generate.state", "requests.jsonl")
@@ -58,11 +60,6 @@ class AuditResult:
         return not (strict and self.residual)
 
 
-def canonical_json(value: Any) -> str:
-    """The text the request log hashes (same as curate.generate.store.canonical_json)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def read_requests(run_dir: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = run_dir.joinpath(*REQUEST_LOG)
     if not path.exists():
@@ -86,20 +83,12 @@ def payload_strings(value: Any) -> Iterator[str]:
 
 
 def _redact_config(run_dir: Path) -> tuple[RedactConfig | None, str | None]:
-    manifest = run_dir / "manifest.json"
-    if not manifest.exists():
-        return None, None
-    data = json.loads(manifest.read_text(encoding="utf-8"))
-    section = (data.get("config") or {}).get("redact")
+    config = RunDir(run_dir).load_manifest().get("config") or {}
+    section = config.get("redact")
     if section is None:
         return None, None
     cfg = RedactConfig.model_validate(section)
-    ner = None
-    if cfg.ner_model:
-        base = Path((data.get("config") or {}).get("base_dir", "."))
-        candidate = Path(cfg.ner_model) if Path(cfg.ner_model).is_absolute() else base / cfg.ner_model
-        ner = str(candidate) if candidate.exists() else cfg.ner_model
-    return cfg, ner
+    return cfg, resolve_ner_model(cfg.ner_model, config.get("base_dir", "."))
 
 
 def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResult:

@@ -8,6 +8,7 @@ value's characters replaced by `mask_char`), `keep` (left as is, still counted) 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,3 +74,14 @@ class RedactConfig(BaseModel):
 
     def policy_for(self, entity: str) -> Policy:
         return self.policies.get(entity, self.default_policy)
+
+
+def resolve_ner_model(name: str | None, base_dir: str | Path) -> str | None:
+    """The configured spaCy NER model: a folder (relative to the config's folder), or the
+    name of an installed model when no such folder exists."""
+    if not name:
+        return None
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute():
+        candidate = (Path(base_dir) / candidate).resolve()
+    return str(candidate) if candidate.exists() else name

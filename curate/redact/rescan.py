@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from curate.redact.config import RedactConfig
+from curate.redact.config import RedactConfig, resolve_ner_model
 from curate.redact.engine import get_engine
 
 if TYPE_CHECKING:
@@ -44,12 +44,7 @@ def _redact_config(config: RedactConfig | PipelineConfig) -> tuple[RedactConfig,
 
 
 def ner_model_path(config: PipelineConfig) -> str | None:
-    """The configured spaCy NER model: a folder relative to the config, or an installed name."""
-    name = config.redact.ner_model
-    if not name:
-        return None
-    candidate = config.resolve(name)
-    return str(candidate) if candidate.exists() else name
+    return resolve_ner_model(config.redact.ner_model, config.base_dir)
 
 
 def texts_of(frame: pl.DataFrame) -> Iterator[str]:
