@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from train.evaluate.cli import eval_command
 
 app = typer.Typer(help="QLoRA fine-tuning of the exported dataset (unsloth or peft).", no_args_is_help=True)
 console = Console()
@@ -92,18 +93,7 @@ def export_command(
     typer.echo(json.dumps(info, indent=2, default=str))
 
 
-def _register_optional_commands() -> None:
-    """Mount commands of packages that may not exist yet (``train eval`` from train.evaluate)."""
-    try:
-        module = importlib.import_module("train.evaluate.cli")
-    except ImportError:
-        return
-    command = getattr(module, "eval_command", None)
-    if command is not None:
-        app.command("eval")(command)
-
-
-_register_optional_commands()
+app.command("eval")(eval_command)
 
 if __name__ == "__main__":
     app()

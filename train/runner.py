@@ -223,6 +223,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "resumed_at_step": resumed_step,
         "processes": world_size(),
     }
+    quantized = loaded.quantized
     del trainer, loaded
     gc.collect()
     outputs: dict[str, Any] = {"adapter": str(adapter_dir), "checkpoints": str(run_dir / CHECKPOINTS)}
@@ -236,7 +237,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "random_init_standin": standin,
         "backend": backend,
         "device": _device_name(),
-        "quantized": _quantized_flag(cfg),
+        "quantized": quantized,
         "data": str(cfg.data_path.resolve()),
         "dataset_sha256": dataset_hash(cfg.data_path),
         "examples": {"train": len(train_enc), "validation": len(val_enc)},
@@ -248,12 +249,6 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
     }
     write_report(run_dir, report)
     return report
-
-
-def _quantized_flag(cfg: TrainConfig) -> bool:
-    from train.backends import cuda_available
-
-    return cfg.load_in_4bit and cuda_available()
 
 
 def _device_name() -> str:

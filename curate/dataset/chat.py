@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from schemas.ids import content_id
 
 ROLE_PATTERN = r"^(?:system,)?user,assistant(?:,user,assistant)*$"
-_ROLE_RE = re.compile(ROLE_PATTERN)
 
 Messages = Sequence[dict[str, Any]]
 
@@ -17,11 +15,6 @@ Messages = Sequence[dict[str, Any]]
 def roles(messages: Messages) -> str:
     """The roles in order, comma-joined: 'system,user,assistant'."""
     return ",".join(str(m.get("role") or "") for m in messages)
-
-
-def well_formed(messages: Messages) -> bool:
-    """An optional system message, then user/assistant turns alternating, ending with assistant."""
-    return bool(_ROLE_RE.match(roles(messages)))
 
 
 def empty_turns(messages: Messages) -> int:

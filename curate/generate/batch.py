@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from curate.generate.store import canonical_json
-from curate.generate.usage import add_usage, cost_usd, count_tokens
+from curate.generate.usage import cost_usd, count_tokens
 from schemas.records import Usage
 
 if TYPE_CHECKING:
@@ -163,7 +163,6 @@ async def _poll_and_collect(
         )
         stored.add(rhash)
         purpose = (request.purpose if request else None) or client.purpose
-        client.usage[purpose] = add_usage(client.usage.get(purpose, Usage()), usage)
         client.log.write(
             provider="anthropic", model=client.teacher.model, base_url=client.teacher.base_url,
             purpose=purpose, chunk_id=request.chunk_id if request else None,

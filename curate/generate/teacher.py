@@ -428,7 +428,6 @@ class TeacherClient:
         self.log = RequestLog(self.state_dir / "requests.jsonl")
         self.backend_name = teacher.backend
         self.price: Price | None = teacher.price_for()
-        self.usage: dict[str, Usage] = {}
         self.counts: dict[str, int] = {"sent": 0, "cached": 0, "replayed": 0, "retries": 0}
         self._external_limiter = limiter
         self._state: _LoopState | None = None
@@ -464,18 +463,6 @@ class TeacherClient:
     def spent_usd(self) -> float:
         """What this run directory has paid the teacher, earlier runs included."""
         return self._spent
-
-    @property
-    def budget_exhausted(self) -> bool:
-        return self._budget_hit
-
-    def check_budget(self) -> None:
-        """Raise BudgetExceeded if a request was refused for the budget."""
-        if self._budget_hit:
-            raise BudgetExceeded(
-                f"teacher budget ${self.teacher.budget_usd:.4f} reached "
-                f"(spent ${self._spent:.4f} in {self.run_dir})"
-            )
 
     async def ask(
         self,
@@ -589,12 +576,6 @@ class TeacherClient:
                 return answer
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
-
-    def usage_total(self) -> Usage:
-        total = Usage()
-        for usage in self.usage.values():
-            total = add_usage(total, usage)
-        return total
 
     def close(self) -> None:
         if self.cache is not None:
@@ -728,8 +709,6 @@ class TeacherClient:
                 error=answer.error, error_kind=answer.error_kind, usage=answer.usage,
             )
             self._record(request, answer)
-        purpose = answer.purpose
-        self.usage[purpose] = add_usage(self.usage.get(purpose, Usage()), answer.usage)
         return answer
 
     def _budget_answer(self, request: TeacherRequest, rhash: str, usage: Usage) -> TeacherAnswer:

@@ -186,7 +186,7 @@ def chunk_text(
     secs = _merge_small(secs, counter, cfg)
     page_starts = np.asarray([p[1] for p in pages], dtype=np.int64) if pages else None
     page_numbers = [p[0] for p in pages] if pages else []
-    budget = cfg.max_tokens - cfg.overlap_tokens if cfg.overlap_tokens else cfg.max_tokens
+    budget = cfg.max_tokens - cfg.overlap_tokens
     spans: list[Span] = []
     for sec in secs:
         start, end = _trim(text, sec.start, sec.end)

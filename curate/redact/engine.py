@@ -20,7 +20,7 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegist
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
-from curate.redact.config import NER_ENTITIES, PATTERN_ENTITIES, SECRET_ENTITIES, RedactConfig
+from curate.redact.config import NER_ENTITIES, RedactConfig
 from curate.redact.secrets import DetectSecretsRecognizer, connection_string_recognizer
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,3 @@ def get_engine(cfg: RedactConfig, ner_model: str | None = None) -> RedactEngine:
     pass the config to `redact_text`)."""
     detection = cfg.model_dump(mode="json", include=set(DETECTION_FIELDS))
     return _cached_engine(json.dumps(detection, sort_keys=True), ner_model)
-
-
-SUPPORTED_ENTITY_GROUPS = {"pattern": PATTERN_ENTITIES, "secret": SECRET_ENTITIES, "ner": NER_ENTITIES}

@@ -25,7 +25,7 @@ from curate.ingest.readers import Extracted, ReadResult
 
 
 def _record(
-    row: dict[str, Any], where: str, source: str, cfg: IngestConfig, default_key: str, out: ReadResult
+    row: dict[str, Any], where: str, cfg: IngestConfig, default_key: str, out: ReadResult
 ) -> None:
     if cfg.text_column not in row or row[cfg.text_column] is None:
         out.errors.append((where, E.RECORD_MISSING_TEXT, f"{where}: no {cfg.text_column!r} field (set ingest.text_column)"))
@@ -66,7 +66,7 @@ def read_jsonl(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
         if not isinstance(row, dict):
             out.errors.append((where, E.RECORD_NOT_OBJECT, f"{where}: line {number} is a JSON {type(row).__name__}, not an object"))
             continue
-        _record(row, where, source, cfg, f"line-{number}", out)
+        _record(row, where, cfg, f"line-{number}", out)
     return out
 
 
@@ -79,7 +79,7 @@ def read_csv(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
         return _read_csv_strict(content, source, cfg)
     # data row N is line N+1 of the file (header on line 1) when no field spans lines
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
-        _record(row, f"{source}:row {number}", source, cfg, f"row-{number}", out)
+        _record(row, f"{source}:row {number}", cfg, f"row-{number}", out)
     return out
 
 
@@ -93,7 +93,7 @@ def _read_csv_strict(content: str, source: str, cfg: IngestConfig) -> ReadResult
             if len(cells) != len(header):
                 out.errors.append((where, E.CSV_BAD_ROW, f"{where}: {len(cells)} fields where the header has {len(header)}"))
                 continue
-            _record(dict(zip(header, cells, strict=True)), where, source, cfg, f"row-{number}", out)
+            _record(dict(zip(header, cells, strict=True)), where, cfg, f"row-{number}", out)
     except (csv.Error, StopIteration) as error:
         out.errors.append((source, E.CSV_CORRUPT, f"{source}: not a readable CSV ({error or 'no header'})"))
     return out
