@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from curate.run.rundir import RunDir
 from schemas.tasks import TaskConfig, TaskType
 from train.evaluate.config import EvalConfig
 from train.evaluate.metrics import TaskScores, classification_report, percentile, score_predictions
@@ -200,17 +201,18 @@ def evaluate_system(
 
 
 def teacher_cost_per_1k(export_dir: Path | None) -> float | None:
-    """Teacher USD per 1,000 requests, from the curation run's manifest (usage accounting)."""
+    """Teacher USD per 1,000 requests, from the curation run's manifest: the generate stage's
+    usage report (`curate.generate.stages.usage_report`: one answer per request)."""
     if export_dir is None:
         return None
     for candidate in (export_dir, *export_dir.parents[:2]):
-        manifest = candidate / "manifest.json"
-        if manifest.exists():
-            stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
+        if (candidate / "manifest.json").exists():
+            stages = RunDir(candidate).load_manifest()["stages"]
             usage = (stages.get("generate", {}).get("report") or {}).get("usage") or {}
-            cost, requests = usage.get("cost_usd"), usage.get("requests")
-            if cost is not None and requests:
-                return 1000 * float(cost) / int(requests)
+            generate = usage.get("generate") or {}
+            cost, answers = generate.get("cost_usd"), generate.get("answers")
+            if cost is not None and answers:
+                return 1000 * float(cost) / int(answers)
     return None
 
 
