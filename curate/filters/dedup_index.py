@@ -40,13 +40,9 @@ from curate.filters.dedup import (
     band_frame,
     band_keys,
     candidate_pairs,
-    choose_survivors,
-    components,
     exact_edges,
-    exact_keys,
     finish_dedup,
-    minhash_signatures,
-    tokenize,
+    sign_batches,
     verify_candidates,
     verify_pairs,
 )
@@ -82,12 +78,8 @@ class _MapResult:
 
 def _map_part(task: _MapTask) -> _MapResult:
     params = task.params
-    words = tokenize(task.texts)
-    keys = exact_keys(words)
-    sig = minhash_signatures(
-        task.texts, words=words, num_perm=params.num_perm, shingle_size=params.shingle_size, seed=params.seed
-    )
-    nonempty = np.flatnonzero(words.list.len().fill_null(0).to_numpy() > 0)
+    keys, sig, lengths = sign_batches(task.texts, params)
+    nonempty = np.flatnonzero(lengths > 0)
     bands, rows = params.banding
     frame = band_frame(band_keys(sig[nonempty], bands, rows), nonempty + task.start)
     if task.partitions <= 1:
@@ -259,17 +251,13 @@ class DedupIndex:
         clash = new.filter(pl.col(id_col).is_in(old["id"].implode()))
         if clash.height:
             raise ValueError(f"{clash.height} ids are already in the dedup index (first: {clash[id_col][0]})")
-        words = tokenize(new[text])
-        new_keys = exact_keys(words)
-        new_sig = minhash_signatures(
-            new[text], words=words, num_perm=params.num_perm, shingle_size=params.shingle_size, seed=params.seed
-        )
+        new_keys, new_sig, new_lengths = sign_batches(new[text], params)
         old_sig = (
             np.frombuffer(b"".join(old["signature"].to_list()), dtype=np.uint32).reshape(old.height, params.num_perm)
             if old.height
             else np.zeros((0, params.num_perm), dtype=np.uint32)
         )
-        nonempty_new = words.list.len().fill_null(0).to_numpy() > 0
+        nonempty_new = new_lengths > 0
         # the union, in id order (the order dedup_frame works in)
         union = pl.concat([
             old.select(pl.col("id"), pl.col("score"), pl.col("component_id"), pl.lit(False).alias("is_new")),
@@ -304,21 +292,16 @@ class DedupIndex:
         bands = bands.join(touched, on=["band", "key"], how="semi")
         pairs = candidate_pairs(bands, params.max_bucket)
         near, _ = verify_pairs(sig, pairs, params.threshold)
-        edges = np.concatenate([star_edges, ex_edges, near.astype(np.int64)])
-        comp = components(n, edges)
         rank = pl.when(pl.lit(pl.Series(is_new))).then(pl.col("score")).otherwise(float("inf"))
         frame_u = union.select("id", (rank if prefer_indexed else pl.col("score")).alias("score"))
-        frame_u = frame_u.with_columns(pl.Series("component", comp))
-        survivor = choose_survivors(frame_u, score="score", id_col="id").to_numpy()
-        of_survivor = pl.DataFrame({"component": comp, "id": union["id"], "key": keys, "survivor": survivor}).select(
-            pl.col("id", "key").filter(pl.col("survivor")).first().over("component")
-        )
-        survivor_id = of_survivor["id"]
-        exact_dup = (~survivor) & (keys == of_survivor["key"].to_numpy())
-        component_id = union["id"].gather(comp)
+        # the index's own groups (stars) count as exact edges: components, survivors, flags as in dedup_frame
+        judged, _ = finish_dedup(frame_u, keys, np.concatenate([star_edges, ex_edges]), near.astype(np.int64),
+                                 len(pairs), id_col="id", score="score")
+        component_id = union["id"].gather(judged["component"])
         result = pl.DataFrame({
-            "id": union["id"], "component_id": component_id, "survivor": survivor,
-            "survivor_id": survivor_id, "exact_duplicate": exact_dup,
+            "id": union["id"], "component_id": component_id, "survivor": judged["survivor"],
+            "survivor_id": judged.select(pl.col("id").filter(pl.col("survivor")).first().over("component"))["id"],
+            "exact_duplicate": judged["exact_duplicate"],
         }).filter(pl.Series(is_new))
         out = new.with_columns(pl.col(id_col).cast(pl.String).alias("__id")).join(
             result.rename({"id": "__id"}), on="__id", how="left"
