@@ -26,6 +26,7 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+(?=\n)")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
+_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0]+")
 _BINARY_SAMPLE = 8192
 
 
@@ -82,3 +83,8 @@ def normalize_text(text: str) -> str:
     text = _MANY_BLANK_LINES.sub("\n\n", text)
     return text.strip("\n ")
 
+
+
+def collapse_spaces(text: str) -> str:
+    """Runs of whitespace (no-break spaces too) as one space, trimmed: inline text of markup."""
+    return _SPACES.sub(" ", text).strip()

@@ -112,6 +112,7 @@ def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResu
     engine = None
     if rescan_payloads and cfg is not None:
         from curate.redact.engine import get_engine
+        from curate.redact.rescan import residual_counts
 
         engine = get_engine(cfg, ner)
     residual: Counter[str] = Counter()
@@ -147,9 +148,6 @@ def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResu
                 continue
             scanned.add(digest)
             assert cfg is not None
-            for text in texts:
-                for finding in engine.detect(text):
-                    if cfg.policy_for(finding.entity_type) != "keep":
-                        residual[finding.entity_type] += 1
+            residual.update(residual_counts(engine, cfg, texts))
     result.residual = dict(sorted(residual.items()))
     return result

@@ -10,13 +10,13 @@ would be counted). `check_residual` fails the run when the total passes `redact.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from curate.redact.config import RedactConfig, resolve_ner_model
-from curate.redact.engine import get_engine
+from curate.redact.engine import RedactEngine, get_engine
 
 if TYPE_CHECKING:
     from curate.config import PipelineConfig
@@ -76,13 +76,18 @@ def _strings(value: Any) -> Iterator[str]:
 def rescan(frame: pl.DataFrame, config: RedactConfig | PipelineConfig) -> dict[str, int]:
     """Counts per entity type (policy not `keep`) found in the frame's texts, sorted by type."""
     cfg, ner = _redact_config(config)
-    engine = get_engine(cfg, ner)
+    counts = residual_counts(get_engine(cfg, ner), cfg, texts_of(frame))
+    return dict(sorted(counts.items()))
+
+
+def residual_counts(engine: RedactEngine, cfg: RedactConfig, texts: Iterable[str]) -> Counter[str]:
+    """What the detector still finds in `texts`, per entity type whose policy is not `keep`."""
     counts: Counter[str] = Counter()
-    for text in texts_of(frame):
+    for text in texts:
         for result in engine.detect(text):
             if cfg.policy_for(result.entity_type) != "keep":
                 counts[result.entity_type] += 1
-    return dict(sorted(counts.items()))
+    return counts
 
 
 def check_residual(counts: dict[str, int], config: RedactConfig | PipelineConfig) -> None:

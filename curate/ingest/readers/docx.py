@@ -16,15 +16,10 @@ from typing import Any
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
-from curate.ingest.normalize import normalize_text
+from curate.ingest.normalize import collapse_spaces, normalize_text
 from curate.ingest.readers import Extracted, ReadResult
 
 _HEADING = re.compile(r"^heading (\d)$", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0]+")
-
-
-def _collapse(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
 
 
 def _list_level(paragraph: Any, style: str) -> int | None:
@@ -49,7 +44,7 @@ def _table_rows(table: Any) -> list[str]:
             if id(cell._tc) in seen:  # a merged cell repeats in python-docx's grid
                 continue
             seen.add(id(cell._tc))
-            cells.append(_collapse(cell.text).replace("|", "\\|"))
+            cells.append(collapse_spaces(cell.text).replace("|", "\\|"))
         if any(cells):
             rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -71,7 +66,7 @@ def docx_to_text(path: Path) -> tuple[str, str | None]:
             numbers.clear()
             continue
         assert isinstance(item, Paragraph)
-        text = _collapse(item.text)
+        text = collapse_spaces(item.text)
         if not text:
             continue
         # style names from one id -> name table: python-docx's `paragraph.style` searches

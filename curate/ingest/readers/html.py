@@ -8,7 +8,6 @@ paragraphs; script, style, navigation, header/footer chrome and forms are droppe
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
-from curate.ingest.normalize import decode_bytes, normalize_text
+from curate.ingest.normalize import collapse_spaces, decode_bytes, normalize_text
 from curate.ingest.readers import Extracted, ReadResult
 
 DROP = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button", "select")
@@ -25,12 +24,7 @@ HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 BLOCKS = frozenset(
     ["address", "article", "blockquote", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "main", "ol", "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "td", "th", "caption", "ul", "body", "html", "center"]
 )
-_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0]+")
 _BREAK = "\x00"  # a <br> inside a paragraph (NUL never survives decoding into the inline text)
-
-
-def _collapse(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
 
 
 class _Walker:
@@ -39,7 +33,7 @@ class _Walker:
         self.inline: list[str] = []
 
     def flush(self, prefix: str = "") -> None:
-        text = "\n".join(_collapse(line) for line in "".join(self.inline).split(_BREAK))
+        text = "\n".join(collapse_spaces(line) for line in "".join(self.inline).split(_BREAK))
         text = text.strip()
         self.inline = []
         if text:
@@ -56,7 +50,7 @@ class _Walker:
                 self.inline.append(_BREAK)
             elif tag in HEADINGS:
                 self.flush()
-                title = _collapse(child.text(deep=True, separator=" "))
+                title = collapse_spaces(child.text(deep=True, separator=" "))
                 if title:
                     self.blocks.append("#" * HEADINGS[tag] + " " + title)
             elif tag == "pre":
@@ -77,7 +71,7 @@ class _Walker:
             elif tag == "tr":
                 self.flush()
                 cells = [
-                    _collapse(cell.text(deep=True, separator=" ")).replace("|", "\\|")
+                    collapse_spaces(cell.text(deep=True, separator=" ")).replace("|", "\\|")
                     for cell in child.iter()
                     if cell.tag in {"td", "th"}
                 ]
@@ -112,7 +106,7 @@ def html_to_text(markup: str) -> tuple[str, str | None]:
     """(normalised text, title) of an HTML page."""
     tree = LexborHTMLParser(markup)
     title_node = tree.css_first("title")
-    title = _collapse(title_node.text()) if title_node is not None else None
+    title = collapse_spaces(title_node.text()) if title_node is not None else None
     root: LexborNode | None = tree.css_first("main") or tree.css_first("article") or tree.css_first('[role="main"]') or tree.body
     if root is None:
         return "", title
