@@ -22,8 +22,8 @@ import polars as pl
 from curate.generate import prompts
 from curate.generate.config import MIN_CACHEABLE_TOKENS
 from curate.generate.store import ResponseCache
-from curate.generate.teacher import STATE_DIR, TeacherRequest, request_hash
-from curate.generate.usage import cost_usd, count_tokens, token_method
+from curate.generate.teacher import TeacherRequest, cache_id_of, request_hash, response_cache_path
+from curate.generate.usage import add_usage, cost_usd, count_tokens, token_method
 from schemas.records import Usage
 from schemas.tasks import output_model
 
@@ -97,22 +97,23 @@ def estimate(config: PipelineConfig, chunks: pl.DataFrame | None = None, source:
     price = teacher.price_for()
     min_cache = _min_cacheable(teacher.model)
     cache = None
-    cache_path = config.resolve(teacher.cache_path) if teacher.cache_path else config.run_path / STATE_DIR / "responses.sqlite"
+    cache_path = response_cache_path(config, config.run_path)
     if teacher.backend != "replay" and cache_path.exists():
         cache = ResponseCache(cache_path)
-    backend_id = teacher.backend if not teacher.base_url else f"{teacher.backend}@{teacher.base_url}"
+    backend_id = cache_id_of(teacher.backend, teacher)
     gen = Usage()
     ref = Usage()
     cached = 0
     samples = teacher.samples
     rounds = config.refine.rounds
     output_tokens = teacher.expected_output_tokens
+    system_tokens = count_tokens(system)
+    claude = teacher.backend == "anthropic" or (teacher.backend == "replay" and teacher.model.startswith("claude"))
+    suffix = fixed - system_tokens - schema_tokens
     for row in chunks.select("chunk_id", "text").iter_rows(named=True):
         passage = count_tokens(prompts.passage_block(row["text"]))
-        prefix = count_tokens(system) + schema_tokens + passage
-        claude = teacher.backend == "anthropic" or (teacher.backend == "replay" and teacher.model.startswith("claude"))
+        prefix = system_tokens + schema_tokens + passage
         cacheable = teacher.prompt_caching and claude and prefix >= min_cache
-        suffix = fixed - count_tokens(system) - schema_tokens
         for index in range(samples):
             if cache is not None:
                 hashed = request_hash(
@@ -153,14 +154,7 @@ def estimate(config: PipelineConfig, chunks: pl.DataFrame | None = None, source:
 
 
 def _plus(total: Usage, usage: Usage, price: Any, batch: bool) -> Usage:
-    cost = cost_usd(usage, price, batch=batch)
-    return Usage(
-        input_tokens=total.input_tokens + usage.input_tokens,
-        output_tokens=total.output_tokens + usage.output_tokens,
-        cache_read_tokens=total.cache_read_tokens + usage.cache_read_tokens,
-        cache_write_tokens=total.cache_write_tokens + usage.cache_write_tokens,
-        cost_usd=total.cost_usd + cost,
-    )
+    return add_usage(total, usage.model_copy(update={"cost_usd": cost_usd(usage, price, batch=batch)}))
 
 
 def print_estimate(cfg: PipelineConfig, console: Console) -> Estimate:

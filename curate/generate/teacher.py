@@ -239,6 +239,17 @@ def backoff_wait(base_s: float, max_s: float) -> Callable[[Any], float]:
 # ---------------------------------------------------------------- backends
 
 
+def cache_id_of(backend: str, teacher: TeacherConfig) -> str:
+    """The response cache's key space of a live backend: one per provider and endpoint."""
+    return f"{backend}@{teacher.base_url}" if teacher.base_url else backend
+
+
+def response_cache_path(config: PipelineConfig, run_dir: str | Path) -> Path:
+    """Where a run's teacher answers are cached (`teacher.cache_path` shares one between runs)."""
+    teacher = config.teacher
+    return config.resolve(teacher.cache_path) if teacher.cache_path else Path(run_dir) / STATE_DIR / "responses.sqlite"
+
+
 class _LiveBackend:
     """What differs between Anthropic and OpenAI-compatible backends."""
 
@@ -252,7 +263,7 @@ class _LiveBackend:
 
     @property
     def cache_id(self) -> str:
-        return f"{self.name}@{self.teacher.base_url}" if self.teacher.base_url else self.name
+        return cache_id_of(self.name, self.teacher)
 
     def make_client(self) -> Any:
         raise NotImplementedError
@@ -925,11 +936,7 @@ def open_teacher(
     `http_client_factory`: returns an `httpx2.AsyncClient` for the SDK (tests, proxies).
     """
     teacher = config.teacher
-    cache_path = (
-        config.resolve(teacher.cache_path)
-        if teacher.cache_path
-        else Path(run_dir) / STATE_DIR / "responses.sqlite"
-    )
+    cache_path = response_cache_path(config, run_dir)
     cassette_path = config.resolve(teacher.cassette) if teacher.cassette else None
     return TeacherClient(
         teacher, run_dir=run_dir, cache_path=cache_path, cassette_path=cassette_path,
