@@ -46,7 +46,7 @@ def batch_params(client: TeacherClient, request: TeacherRequest) -> dict[str, An
 
 
 async def ask_many_batched(client: TeacherClient, requests: Sequence[TeacherRequest]) -> list[TeacherAnswer]:
-    from curate.generate.teacher import request_hash
+    from curate.generate.teacher import BudgetExceeded, request_hash
 
     assert client.cache is not None and client.live is not None
     state = client._loop_state()
@@ -62,11 +62,10 @@ async def ask_many_batched(client: TeacherClient, requests: Sequence[TeacherRequ
     params_of: dict[str, dict[str, Any]] = {}
     for rhash in missing:
         params = batch_params(client, by_hash[rhash])
-        worst = _worst_cost(client, params)
-        if client.teacher.budget_usd is not None and client._spent + client._reserved + worst > client.teacher.budget_usd:
-            client._budget_hit = True
+        try:
+            client._reserve(count_tokens(canonical_json(params)), batch=True)
+        except BudgetExceeded:
             break
-        client._reserved += worst
         params_of[rhash] = params
         to_send.append(rhash)
     for start in range(0, len(to_send), MAX_BATCH_REQUESTS):
@@ -108,11 +107,6 @@ def _final_answer(client: TeacherClient, request: TeacherRequest, rhash: str, co
         error="the message batch returned no successful result for this request (the next run asks again)",
         error_kind="api", usage=Usage(), cached=False,
     )
-
-
-def _worst_cost(client: TeacherClient, params: dict[str, Any]) -> float:
-    usage = Usage(input_tokens=count_tokens(canonical_json(params)), output_tokens=client.teacher.max_tokens)
-    return cost_usd(usage, client.price, batch=True)
 
 
 async def _poll_and_collect(

@@ -743,13 +743,14 @@ class TeacherClient:
             }
         )
 
-    def _reserve(self, estimated_input: int) -> float:
-        """Hold the worst-case cost of one attempt against the budget, or refuse it."""
+    def _reserve(self, estimated_input: int, *, batch: bool = False) -> float:
+        """Hold the worst-case cost of one attempt (a batch item: at batch prices) against the
+        budget, or refuse it."""
         budget = self.teacher.budget_usd
         if budget is None:
             return 0.0
         worst = cost_usd(
-            Usage(input_tokens=estimated_input, output_tokens=self.teacher.max_tokens), self.price
+            Usage(input_tokens=estimated_input, output_tokens=self.teacher.max_tokens), self.price, batch=batch
         )
         if self._spent + self._reserved + worst > budget:
             self._budget_hit = True
