@@ -115,3 +115,14 @@ def test_errored_batch_items_are_api_errors_and_not_cached(tmp_path, anthropic_r
     kinds = sorted(str(a.error_kind) for a in answers)
     assert kinds == ["None", "None", "api"]
     assert teacher.cache.count() == 2
+
+
+def test_batch_stops_at_the_budget_before_submitting(tmp_path, anthropic_router, anthropic_teacher):
+    """Each item holds its worst case at batch prices (1,024 output tokens x $15/2 per 1e6 =
+    $0.00768 plus its input): $0.02 admits two items; the rest are budget stops, not sent."""
+    api = FakeBatchAPI(anthropic_router)
+    teacher = anthropic_teacher(batch_mode=True, batch_poll_s=0.01, budget_usd=0.02)
+    answers = teacher.ask_many(requests_for(make_config(tmp_path), 4))
+    assert len(api.submitted) == 2
+    assert [str(a.error_kind) for a in answers].count("budget") == 2
+    assert sum(a.ok for a in answers) == 2
