@@ -13,9 +13,6 @@ Layout of `<run_dir>/<export.dir>/` (written into a temp folder, then renamed in
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -154,19 +151,3 @@ def _plain_arrow(frame: pl.DataFrame) -> Any:
 
     schema = pa.schema([pa.field(f.name, plain(f.type)) for f in table.schema])
     return table.cast(schema)
-
-
-def swap_in(staging: Path, final: Path) -> None:
-    """Replace `final` by the complete `staging` folder (rename; the old one is removed after)."""
-    trash = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-    if final.exists():
-        os.replace(final, trash)
-    os.replace(staging, final)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def staging_dir(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-    staging.mkdir()
-    return staging

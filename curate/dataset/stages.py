@@ -21,7 +21,7 @@ import yaml
 
 from curate.dataset import chat
 from curate.dataset.card import mask_secrets, plot_distributions, render_card
-from curate.dataset.export import FILES_SCHEMA, export_columns, staging_dir, swap_in, write_exports
+from curate.dataset.export import FILES_SCHEMA, export_columns, write_exports
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
     SPLITS,
@@ -38,7 +38,7 @@ from curate.dataset.validation import (
     run_suite,
     validation_view,
 )
-from curate.run.rundir import RunDir
+from curate.run.rundir import RunDir, staged_folder
 from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.tasks import TaskType
 
@@ -170,8 +170,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
         from curate.redact.mapping import restore_placeholders
 
         rows = restore_placeholders(rows, ctx.run_dir)
-    staging = staging_dir(final)
-    try:
+    with staged_folder(final) as staging:  # swapped in whole once every file is written
         files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
                               openai_metadata=config.openai_metadata)
         # the config that produced the export (secret-looking keys masked): `train eval` reads its task
@@ -195,12 +194,6 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
             if leaked:
                 raise RuntimeError(f"the dataset card would contain {len(leaked)} redacted original value(s); not written")
             (staging / "README.md").write_text(card, encoding="utf-8")
-        swap_in(staging, final)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
     return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
 

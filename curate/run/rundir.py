@@ -21,6 +21,7 @@ outputs it vouches for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,25 @@ def remove_tree(location: Path | str) -> None:
     shutil.rmtree(location, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A fresh folder beside `final` to fill; when the block ends it replaces `final` as a
+    whole (rename), and when the block fails it is removed and `final` stays as it was."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    trash = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
+    if final.exists():
+        os.replace(final, trash)
+    os.replace(staging, final)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 class RunDir:
     """A run directory at a local path or a URL.
 
@@ -205,26 +225,13 @@ class RunDir:
         """
         if self.remote:
             return self._commit_remote(stage, outputs)
-        root = Path(self.root)
-        root.mkdir(parents=True, exist_ok=True)
-        staging = root / f".{stage}.{uuid.uuid4().hex}.tmp"
-        staging.mkdir()
-        try:
-            hashes = {}
+        hashes = {}
+        with staged_folder(Path(self.root) / stage) as staging:
             for name, frame in outputs.items():
                 path = staging / f"{name}.parquet"
                 frame.write_parquet(path, compression="zstd", statistics=True)
                 hashes[name] = file_sha256(str(path))
-            final = root / stage
-            trash = root / f".{stage}.{uuid.uuid4().hex}.old"
-            if final.exists():
-                os.replace(final, trash)
-            os.replace(staging, final)
-            shutil.rmtree(trash, ignore_errors=True)
-            return hashes
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        return hashes
 
     def _commit_remote(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
         fs, base = filesystem(self.location)
