@@ -21,7 +21,14 @@ from rapidfuzz.process import cdist
 
 from curate.filters.base import Filter, Funnel, GroupFilter, Item, Reject
 from curate.filters.config import FilterConfig
-from curate.filters.grounding import NormalisedText, locate, normalise, normalise_number, number_in
+from curate.filters.grounding import (
+    EXACT_KINDS,
+    NormalisedText,
+    ground_span,
+    normalise,
+    normalise_number,
+    spans_to_ground,
+)
 from schemas.ids import content_id
 from schemas.records import Evidence, Example, Message
 from schemas.tasks import ExtractedValue, TaskConfig, TaskType, output_model
@@ -213,29 +220,16 @@ class GroundingFilter(Filter):
             label = getattr(output, "label", None)
             if label not in env.task.labels:
                 return Reject("label_not_in_taxonomy", f"label {label!r}", repairable=True)
-        spans: list[tuple[str, str, str]] = []  # (field, text, "quote"|kind)
-        if kind in (TaskType.CLASSIFICATION, TaskType.QA):
-            spans.append(("quote", str(getattr(output, "quote", "")), "quote"))
-        elif kind is TaskType.EXTRACTION:
-            for spec in env.task.fields:
-                value = getattr(output, spec.name, None)
-                if not isinstance(value, ExtractedValue) or value.value is None:
-                    continue
-                if value.quote:
-                    spans.append((f"{spec.name}.quote", value.quote, "field_quote"))
-                spans.append((f"{spec.name}.value", value.value, spec.kind))
+        spans = spans_to_ground(env.task, output.model_dump(mode="json") if output is not None else {})
         for name, text, how in spans:
             if how == "quote" and len(normalise(text)) < env.config.min_quote_chars:
                 return Reject("quote_too_short", f"{name}: {text!r}", repairable=True)
-            if how in ("number", "date", "identifier"):
-                match = number_in(text, chunk) if how == "number" else locate(text, chunk, threshold=100, exact_only=True)[0]
-                if match is None:
-                    return Reject("value_not_in_source", f"{name} ({how}) {text!r} not found verbatim", repairable=True)
-            else:
-                match, best = locate(text, chunk, threshold=threshold)
-                if match is None:
-                    code = "value_not_in_source" if how == "text" else "quote_not_in_source"
-                    return Reject(code, f"{name}: {text[:200]!r} best match {best:.0f} < {threshold:.0f}", repairable=True)
+            match, best = ground_span(text, how, chunk, threshold=threshold)
+            if match is None and how in EXACT_KINDS:
+                return Reject("value_not_in_source", f"{name} ({how}) {text!r} not found verbatim", repairable=True)
+            if match is None:
+                code = "value_not_in_source" if how == "text" else "quote_not_in_source"
+                return Reject(code, f"{name}: {text[:200]!r} best match {best:.0f} < {threshold:.0f}", repairable=True)
             evidence.append(Evidence(field=name, start=match.start, end=match.end, score=round(match.score / 100, 4)))
         item.evidence = evidence
         item.grounding_score = min((e.score for e in evidence), default=1.0)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rapidfuzz import fuzz
+
+from schemas.tasks import TaskConfig, TaskType
 
 _TRANSLATE = str.maketrans({
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -130,3 +134,35 @@ def _bounded(text: str, target: str) -> bool:
         if not before.isdigit() and not after.isdigit():
             return True
     return False
+
+
+# ------------------------------------------------------------------ what an output must show
+EXACT_KINDS = ("number", "date", "identifier")
+
+
+def spans_to_ground(task: TaskConfig, output: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The spans of an output (its JSON dump) that must stand in the chunk, as (evidence
+    field, text, how): how is "quote" (a classification or QA quote), "field_quote" (an
+    extracted field's quote) or the extracted field's kind. Shared by the grounding
+    filter and the check of reviewers' corrections."""
+    spans: list[tuple[str, str, str]] = []
+    if task.type in (TaskType.CLASSIFICATION, TaskType.QA):
+        spans.append(("quote", str(output.get("quote") or ""), "quote"))
+    elif task.type is TaskType.EXTRACTION:
+        for spec in task.fields:
+            value = output.get(spec.name)
+            if not isinstance(value, Mapping) or value.get("value") is None:
+                continue
+            if value.get("quote"):
+                spans.append((f"{spec.name}.quote", str(value["quote"]), "field_quote"))
+            spans.append((f"{spec.name}.value", str(value["value"]), spec.kind))
+    return spans
+
+
+def ground_span(text: str, how: str, haystack: NormalisedText, *, threshold: float) -> tuple[Match | None, float]:
+    """Where a span stands in the chunk, and the best score seen (0-100): numbers, dates and
+    identifiers verbatim (`EXACT_KINDS`), everything else at `threshold` or better."""
+    if how in EXACT_KINDS:
+        match = number_in(text, haystack) if how == "number" else locate(text, haystack, threshold=100, exact_only=True)[0]
+        return match, (match.score if match else 0.0)
+    return locate(text, haystack, threshold=threshold)

@@ -286,7 +286,7 @@ def check_correction(task: TaskConfig, corrected: dict[str, Any], chunk: str, mi
     verbatim. Evidence field names follow the grounding filter's (`quote`, `<field>.quote`,
     `<field>.value`); the output JSON is the model's own serialisation, as the pipeline's.
     """
-    from curate.filters.grounding import NormalisedText, locate, number_in
+    from curate.filters.grounding import EXACT_KINDS, NormalisedText, ground_span, spans_to_ground
 
     model = output_model(task)
     try:
@@ -296,34 +296,18 @@ def check_correction(task: TaskConfig, corrected: dict[str, Any], chunk: str, mi
             f"{'.'.join(str(p) for p in item['loc']) or 'output'}: {item['msg']}" for item in error.errors()
         )
         return CheckedCorrection(None, [], 0.0, f"invalid: {problems}")
-    dumped = parsed.model_dump(mode="json")
-    spans: list[tuple[str, str, str]] = []  # (evidence field, text, kind)
-    if task.type in (TaskType.CLASSIFICATION, TaskType.QA):
-        spans.append((QUOTE, str(dumped.get(QUOTE) or ""), QUOTE))
-    elif task.type is TaskType.EXTRACTION:
-        for spec in task.fields:
-            value = dumped.get(spec.name)
-            if not isinstance(value, dict) or value.get("value") is None:
-                continue
-            if value.get("quote"):
-                spans.append((f"{spec.name}.quote", str(value["quote"]), QUOTE))
-            spans.append((f"{spec.name}.value", str(value["value"]), spec.kind))
     haystack = NormalisedText.of(chunk)
-    threshold = min_grounding * 100
     evidence: list[Evidence] = []
-    for name, text, kind in spans:
+    for name, text, how in spans_to_ground(task, parsed.model_dump(mode="json")):
         if not text.strip():
             return CheckedCorrection(None, [], 0.0, f"ungrounded: {name} is empty")
-        if kind in ("number", "date", "identifier"):
-            match = number_in(text, haystack) if kind == "number" else locate(text, haystack, threshold=100, exact_only=True)[0]
-            if match is None:
-                return CheckedCorrection(None, [], 0.0, f"ungrounded: {name} {text!r} is not in the chunk verbatim")
-        else:
-            match, best = locate(text, haystack, threshold=threshold)
-            if match is None:
-                return CheckedCorrection(
-                    None, [], best / 100, f"ungrounded: {name} matches the chunk at {best / 100:.2f} < {min_grounding:.2f}"
-                )
+        match, best = ground_span(text, how, haystack, threshold=min_grounding * 100)
+        if match is None and how in EXACT_KINDS:
+            return CheckedCorrection(None, [], 0.0, f"ungrounded: {name} {text!r} is not in the chunk verbatim")
+        if match is None:
+            return CheckedCorrection(
+                None, [], best / 100, f"ungrounded: {name} matches the chunk at {best / 100:.2f} < {min_grounding:.2f}"
+            )
         evidence.append(Evidence(field=name, start=match.start, end=match.end, score=round(match.score / 100, 4)))
     score = min((item.score for item in evidence), default=1.0)
     return CheckedCorrection(parsed.model_dump_json(), evidence, score, None)
