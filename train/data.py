@@ -24,7 +24,8 @@ IGNORE_INDEX = -100
 SPLITS = ("train", "validation", "test")
 
 
-def read_chat_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_chat_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of an OpenAI chat JSONL file (the first `limit` when given)."""
     rows = []
     with Path(path).open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -34,6 +35,8 @@ def read_chat_jsonl(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row.get("messages"), list) or not row["messages"]:
                 raise ValueError(f"{path}:{n}: no 'messages' list (OpenAI chat format expected)")
             rows.append(row)
+            if limit and len(rows) >= limit:
+                break
     return rows
 
 

@@ -7,7 +7,6 @@ a few-shot prompt built from training examples, so the comparison answers the qu
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import yaml
 
 from curate.run.rundir import RunDir
 from schemas.tasks import TaskConfig, TaskType
+from train.data import read_chat_jsonl
 from train.evaluate.config import EvalConfig
 from train.evaluate.metrics import TaskScores, classification_report, percentile, score_predictions
 from train.evaluate.predict import (
@@ -102,19 +102,14 @@ class RunLayout:
         )
 
 
-def read_chat_jsonl(path: Path, limit: int | None = None) -> list[HeldOutRow]:
+def held_out_rows(path: Path, limit: int | None = None) -> list[HeldOutRow]:
+    """Rows of a chat JSONL split as prompt (every turn but the last) and reference answer."""
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            messages = record["messages"]
-            if messages[-1]["role"] != "assistant":
-                raise ValueError(f"{path}: a row does not end with an assistant turn")
-            rows.append(HeldOutRow(messages[:-1], messages[-1]["content"], record.get("label")))
-            if limit and len(rows) >= limit:
-                break
+    for record in read_chat_jsonl(path, limit):
+        messages = record["messages"]
+        if messages[-1]["role"] != "assistant":
+            raise ValueError(f"{path}: a row does not end with an assistant turn")
+        rows.append(HeldOutRow(messages[:-1], messages[-1]["content"], record.get("label")))
     return rows
 
 
@@ -240,19 +235,11 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
     test_path = Path(config.test_file) if config.test_file else _export_file(layout, "test.jsonl")
     train_path = Path(config.train_file) if config.train_file else test_path.with_name("train.jsonl")
     task = load_task(config, layout)
-    rows = read_chat_jsonl(test_path, config.max_examples)
+    rows = held_out_rows(test_path, config.max_examples)
     if not rows:
         raise ValueError(f"{test_path}: no test rows")
-    shots = choose_shots(read_chat_jsonl(train_path), config.few_shot) if train_path.exists() else []
-    general = (
-        [
-            json.loads(line)["messages"]
-            for line in Path(config.general_set).read_text().splitlines()
-            if line.strip()
-        ]
-        if config.general_set
-        else None
-    )
+    shots = choose_shots(held_out_rows(train_path), config.few_shot) if train_path.exists() else []
+    general = [row["messages"] for row in read_chat_jsonl(Path(config.general_set))] if config.general_set else None
 
     tuned = (
         load_model("fine-tuned", layout.merged)
