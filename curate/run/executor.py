@@ -76,6 +76,20 @@ def combine(
     return combined
 
 
+def finish_stage(
+    stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]], ctx: StageContext,
+    store: ShardStore | None, stopped: str | None,
+) -> dict[str, pl.DataFrame]:
+    """Every executor's last step: combine the batches; a stopped stage raises with what it
+    has (its checkpoints kept for the next run), a finished one drops its checkpoints."""
+    combined = combine(stage, results, ctx)
+    if stopped is not None:
+        raise StageStopped(stopped, combined)
+    if store is not None:
+        store.clear()
+    return combined
+
+
 def canonical_order(frame: pl.DataFrame, key: str | None) -> pl.DataFrame:
     if key and key in frame.columns:
         return frame.sort(key, maintain_order=True)
@@ -218,12 +232,8 @@ class LocalExecutor:
                     break
         else:
             stopped = self._run_pool(stage, shards, contexts, store, results)
-        combined = combine(stage, [results[i] for i in sorted(results)], ctx)
-        if stopped is not None:
-            raise StageStopped(stopped.reason, combined)
-        if store is not None:
-            store.clear()
-        return combined
+        return finish_stage(stage, [results[i] for i in sorted(results)], ctx, store,
+                            stopped.reason if stopped is not None else None)
 
     def _run_pool(
         self,

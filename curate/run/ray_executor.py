@@ -48,7 +48,7 @@ import pyarrow as pa
 from curate.run.executor import (
     LocalExecutor,
     ShardStore,
-    combine,
+    finish_stage,
     frame_from_ipc,
     frame_to_ipc,
     run_shard,
@@ -185,12 +185,7 @@ class RayExecutor:
         self._quiet_data_context()
         store = ShardStore(ctx.run_dir, stage.name, stage_token(stage, ctx)) if self.checkpoint else None
         results, stopped = self._run_dataset(stage, primary, ctx, store)
-        combined = combine(stage, results, ctx)
-        if stopped is not None:
-            raise StageStopped(stopped, combined)
-        if store is not None:
-            store.clear()
-        return combined
+        return finish_stage(stage, results, ctx, store, stopped)
 
     def _blocks(self, stage: Stage, primary: pl.DataFrame) -> list[pa.Table]:
         numbered = primary.with_row_index(ROW_COLUMN).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
