@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from curate.cli_config import load_or_exit
+from curate.cli_config import flags_without_type, load_or_exit
 from curate.config import PipelineConfig, parse_config
 from curate.pipeline import all_stages, stage_groups
-from curate.report import print_status, write_run_report
+from curate.report import print_status, print_summary, write_run_report
 from curate.run.runner import Runner, RunResult
 
 app = typer.Typer(help="Curate a fine-tuning dataset from documents.", no_args_is_help=True)
+flags_without_type()  # `--force`, not `--force <bool>`
 console = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML", exists=False)]
@@ -28,14 +29,26 @@ def _load(config_path: Path, executor: str | None = None) -> PipelineConfig:
 
 
 def _finish(config: PipelineConfig, result: RunResult) -> None:
-    report = write_run_report(config.run_path)
+    write_run_report(config.run_path)
     stopped = result.stopped
     if stopped is not None:
         console.print(f"[yellow]stopped at {stopped.name}: {stopped.message}[/yellow]")
     if result.errors:
         console.print(f"[yellow]finished with {result.errors} input errors — see `curate status {config.run_path}`[/yellow]")
-    console.print(f"report: {report}")
+    exported = stopped is None and any(s.name == "export" for s in result.stages)
+    print_summary(config.run_path, console, _next_command(config) if exported else None)
     raise typer.Exit(result.exit_code)
+
+
+def _next_command(config: PipelineConfig) -> str:
+    """What to run after an export: `train run` on the train config beside the pipeline's, if any."""
+    beside = Path(config.base_dir) / "train.yaml"
+    target = beside if beside.exists() else Path("TRAIN.yaml")
+    try:
+        shown = str(target.resolve().relative_to(Path.cwd().resolve())) if beside.exists() else str(target)
+    except ValueError:
+        shown = str(target)
+    return f"train run {shown}" + ("" if beside.exists() else f"  (with data: {config.run_path / config.export.dir})")
 
 
 def _run(config: PipelineConfig, groups: list[str] | None, force: bool, quiet: bool) -> RunResult:
@@ -110,9 +123,12 @@ _group_command("dataset", "Validate, split and export the dataset.")
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run directory")]) -> None:
-    """Print the per-stage funnel of a run: rows in and out, errors, time, reports."""
-    raise typer.Exit(print_status(run_dir, Console()))
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory")],
+    full: Annotated[bool, typer.Option("--full", help="Every stage's report section and the input errors")] = False,
+) -> None:
+    """One screen on a run: stages, rows in and out, exported examples, rejections, cost, warnings."""
+    raise typer.Exit(print_status(run_dir, Console(), full=full))
 
 
 def _register_package_commands() -> None:

@@ -19,6 +19,7 @@ from curate.generate.config import TeacherConfig
 from curate.ingest.config import ChunkConfig, IngestConfig
 from curate.redact.config import RedactConfig
 from curate.review.config import ReviewConfig
+from schemas.config_keys import did_you_mean
 from schemas.ids import sha256_hex
 from schemas.tasks import TaskConfig
 
@@ -76,7 +77,11 @@ def format_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid pipeline config"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            guess = did_you_mean(PipelineConfig, item["loc"], hidden=frozenset({"base_dir"}))
+            message = "unknown key" + (f"; did you mean {guess}?" if guess else "")
+        lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from curate.report_html import cost_line, rejection_line, run_summary, write_html_report
 from curate.run.rundir import RunDir, atomic_write_text
 
 
@@ -33,13 +34,55 @@ def error_frame(run_dir: RunDir) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
-def print_status(run_path: Path, console: Console) -> int:
+def print_summary(run_path: Path, console: Console, next_command: str | None = None) -> None:
+    """The closing lines of a run (and the head of `curate status`): exported examples per
+    split and where, rejections, cost, warnings, the HTML report and the next command."""
+    run_path = run_path.resolve()
+    summary = run_summary(run_path)
+    rows = summary["rows"]
+    if rows:
+        where = _shown(Path(summary["export_dir"])) if summary.get("export_dir") else "?"
+        console.print(f"[bold]dataset[/bold]   {sum(rows.values())} examples "
+                      f"({', '.join(f'{s} {n}' for s, n in rows.items())}) in {where}")
+    console.print(f"[bold]rejected[/bold]  {rejection_line(summary)}")
+    console.print(f"[bold]cost[/bold]      {cost_line(summary)}")
+    if summary["input_errors"]:
+        console.print(f"[bold]errors[/bold]    {summary['input_errors']} bad input file(s)/record(s): "
+                      f"curate status {_shown(run_path)} --full")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning[/yellow]   {warning}")
+    html_report = run_path / "report.html"
+    if html_report.exists():
+        console.print(f"[bold]report[/bold]    {html_report.as_uri()}  (also report.md)")
+    if next_command:
+        console.print(f"[bold]next[/bold]      {next_command}")
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def print_status(run_path: Path, console: Console, full: bool = False) -> int:
+    """One screen by default (stages, summary, errors by reason); `full` adds every stage's
+    report section and the first 50 input errors."""
     run_dir = RunDir(run_path)
     manifest = run_dir.load_manifest()
     if not manifest.get("stages"):
         console.print(f"[red]{run_path}: no manifest — nothing has run here[/red]")
         return 1
     console.print(stage_table(manifest))
+    if not full:
+        print_summary(run_path, console)
+        errors = error_frame(run_dir)
+        if errors.height:
+            counts = errors.group_by("stage", "reason").len().sort("len", descending=True)
+            console.print("[bold]errors[/bold]    " + ", ".join(f"{s}/{r} {n}" for s, r, n in counts.iter_rows()))
+        console.print(f"[dim]every report section and error: curate status {_shown(run_path)} --full[/dim]")
+        return 0
     for name, entry in manifest["stages"].items():
         for title, section in (entry.get("report") or {}).items():
             if section in ({}, [], None):
@@ -77,7 +120,7 @@ def report_section_table(title: str, section: Any) -> Table:
 
 
 def write_run_report(run_path: Path) -> Path:
-    """report.json and report.md in the run directory, from the manifest."""
+    """report.json, report.md and report.html in the run directory, from the manifest."""
     run_dir = RunDir(run_path)
     manifest = run_dir.load_manifest()
     errors = error_frame(run_dir)
@@ -105,6 +148,7 @@ def write_run_report(run_path: Path) -> Path:
     if summary["errors_by_reason"]:
         lines += ["", "## Errors by reason", ""] + [f"- {k}: {v}" for k, v in summary["errors_by_reason"].items()]
     atomic_write_text(run_path / "report.md", "\n".join(lines) + "\n")
+    write_html_report(run_path)
     return run_path / "report.md"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,6 +13,37 @@ from train.evaluate.cli import eval_command
 
 app = typer.Typer(help="QLoRA fine-tuning of the exported dataset (unsloth or peft).", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True)
+
+
+def _flags_without_type() -> None:
+    """typer 0.29's rich help shows an on/off flag as `--no-export <bool>`; show no type for
+    flags (the same fix as `curate.cli_config.flags_without_type`; train does not import curate)."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "_assay_flags", False):
+        return
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and self.metavar is None else original(self, ctx)
+
+    display_type_rich._assay_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_type()
+DEBUG_HELP = "Show the full traceback of an error (default: one line)"
+
+
+def fail(error: BaseException, debug: bool) -> NoReturn:
+    """An error as one line (`FileNotFoundError: ... run the dataset export first`), exit 1;
+    with --debug the traceback as well."""
+    if debug:
+        raise error
+    errors.print(f"[red]{type(error).__name__}: {error}[/red] [dim](--debug: traceback)[/dim]",
+                 highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 @app.command("run")
@@ -24,9 +56,11 @@ def run_command(
     processes: int = typer.Option(
         1, min=1, help="Data-parallel processes (one per GPU; CPU processes without CUDA); peft backend"
     ),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Train a LoRA adapter as the config says; write the run directory."""
     from train.config import ConfigError, load_config
+    from train.data import require_export
     from train.distributed import under_launcher
     from train.runner import run_training
 
@@ -41,9 +75,13 @@ def run_command(
             output_dir=str(output_dir.resolve()) if output_dir else None,
         )
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    report = run_training(cfg, export=not no_export)
+        errors.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        require_export(cfg.data_path)
+        report = run_training(cfg, export=not no_export)
+    except Exception as exc:  # one line; the traceback with --debug
+        fail(exc, debug)
     if "metrics" not in report:  # a data-parallel worker: the main process reports
         return
     m = report["metrics"]
@@ -85,11 +123,15 @@ def _relaunch(
 def export_command(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A train run directory"),
     gguf: bool | None = typer.Option(None, "--gguf/--no-gguf", help="Override the config's export_gguf"),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Merge the adapter into a 16-bit model, write the Ollama Modelfile and GGUF if possible."""
     from train.export import export_run
 
-    info = export_run(run_dir, gguf=gguf)
+    try:
+        info = export_run(run_dir, gguf=gguf)
+    except Exception as exc:  # one line; the traceback with --debug
+        fail(exc, debug)
     typer.echo(json.dumps(info, indent=2, default=str))
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.config_keys import did_you_mean
+
 #: The special ``model:`` value that builds a tiny randomly initialised stand-in model.
 TINY_MODEL = "tiny-random"
 
@@ -133,8 +135,9 @@ class TrainConfig(BaseModel):
         return self.effective_batch_size // self.per_device_batch_size
 
     def resolve(self, path: str) -> Path:
+        """A path from the config, absolute and normalised (no `data/demo/../../runs`)."""
         candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+        return (candidate if candidate.is_absolute() else Path(self.base_dir) / candidate).resolve()
 
     @property
     def data_path(self) -> Path:
@@ -164,8 +167,16 @@ def parse_config(data: dict[str, Any], base_dir: Path | str = ".") -> TrainConfi
     try:
         return TrainConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {_message(err)}" for err in exc.errors()]
         raise ConfigError("invalid train config:\n" + "\n".join(lines)) from exc
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, or for an unknown key the nearest valid one."""
+    if error["type"] != "extra_forbidden":
+        return str(error["msg"])
+    guess = did_you_mean(TrainConfig, error["loc"], hidden=frozenset({"base_dir"}))
+    return "unknown key" + (f"; did you mean {guess}?" if guess else "")
 
 
 def load_config(path: Path | str, **overrides: Any) -> TrainConfig:

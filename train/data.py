@@ -40,13 +40,18 @@ def read_chat_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]
     return rows
 
 
-def load_export(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """The export folder's splits that exist (train is required)."""
-    folder = Path(folder)
-    if not (folder / "train.jsonl").exists():
+def require_export(folder: Path) -> None:
+    """Fail early, before torch is imported, when `folder` holds no export."""
+    if not (Path(folder) / "train.jsonl").exists():
         raise FileNotFoundError(
             f"{folder}/train.jsonl not found: run the dataset export first (make dataset)"
         )
+
+
+def load_export(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """The export folder's splits that exist (train is required)."""
+    folder = Path(folder)
+    require_export(folder)
     return {s: read_chat_jsonl(folder / f"{s}.jsonl") for s in SPLITS if (folder / f"{s}.jsonl").exists()}
 
 

@@ -4,8 +4,8 @@ Sources: the run manifest (`<run_dir>/manifest.json`: per-stage row counts and r
 written by the runner after every stage), the exported rows and the pipeline config.
 Only row counts, the generate stage's `usage` figures and the validate/split summaries are
 taken from the manifest, never free-form report contents of other stages, so redaction
-state (kept in `<run_dir>/redact.state/`) cannot reach the card; config keys that look like
-secrets are masked.
+state (kept in `<run_dir>/redact.state/`) cannot reach the card; secrets in the config are
+masked by what they are (`mask_secrets`), not by a substring of their key's name.
 """
 
 from __future__ import annotations
@@ -21,16 +21,59 @@ import yaml
 from curate.dataset import chat
 from curate.dataset.splitting import SPLITS
 
-_SECRET_KEY = re.compile(r"(secret|token|password|passwd|salt|api_key|apikey|credential|^key$)", re.I)
+MASK = "***"
+# Key names whose (string) value is a secret, matched as whole words of a snake_case name:
+# `api_key`, `password`, `auth_token` are; `max_tokens`, `tokenizer`, `token_env` (the *name* of
+# the variable that holds one) and `secrets: true` (a switch) are not.
+_SECRET_WORDS = frozenset({"secret", "password", "passwd", "passphrase", "salt", "credential", "credentials",
+                           "apikey", "token", "key"})
+_POINTER_WORDS = frozenset({"env", "file", "path", "name", "names", "id", "ids", "column", "field"})
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)", re.I)
+# detect-secrets plugins that recognise a secret by its format (AWS keys, GitHub/Slack/Stripe
+# tokens, JWTs, private keys...); the entropy and keyword plugins are left out: they flag
+# model names and prose alike.
+_NOISY_PLUGINS = frozenset({"Base64HighEntropyString", "HexHighEntropyString", "KeywordDetector"})
 
 
-def mask_secrets(value: Any) -> Any:
+def is_secret_key(key: str) -> bool:
+    """A key whose value is a secret: its last word names one (`api_key`, `db_password`).
+
+    UPPER_CASE keys are entity types (`redact.policies: {PRIVATE_KEY: fail}`), not field names."""
+    if key.isupper():
+        return False
+    words = [w for w in re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", key.strip()) if w]
+    words = [w.lower() for w in words]
+    if not words or words[-1] in _POINTER_WORDS:
+        return False
+    return words[-1] in _SECRET_WORDS
+
+
+def looks_like_secret(value: str) -> bool:
+    """A value that is a secret by its format, whatever its key is called (detect-secrets)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import transient_settings
+
+    names = [plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values()]
+    plugins = [{"name": name} for name in names if name not in _NOISY_PLUGINS]
+    with transient_settings({"plugins_used": plugins}):
+        return any(True for _ in scan_line(value))
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    """The config with secrets masked by what they are: a string under a secret's name (`api_key`,
+    `password`), a password inside a URL, or a value in a known secret format. Numbers, switches
+    and ordinary settings (`chunk.max_tokens`, `chunk.tokenizer`) stay as they are."""
     if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "") else mask_secrets(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v, key) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    if is_secret_key(key):
+        return MASK
+    value = _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value)
+    return MASK if looks_like_secret(value) else value
 
 
 def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,9 +163,23 @@ def funnel_steps(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
-def _in_run_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def card_sources(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything `render_card` takes from the manifest (the export's fingerprint covers it)."""
     stages = manifest.get("stages", {})
-    return sorted(stages.items(), key=lambda item: str(item[1].get("finished_at", "")))
+    return {
+        "config_hash": manifest.get("config_hash"),
+        "funnel": funnel(manifest),
+        "steps": funnel_steps(manifest),
+        "usage": usage_rows(manifest),
+        "validate": stages.get("validate", {}).get("report"),
+        "split": stages.get("split", {}).get("report"),
+    }
+
+
+def _in_run_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The manifest's own order: the order in which the stages first ran (pipeline order).
+    Not `finished_at`, which puts a stage re-run on every run (discover) last."""
+    return list(manifest.get("stages", {}).items())
 
 
 def lengths(rows: pl.DataFrame) -> pl.DataFrame:
@@ -147,6 +204,7 @@ def plot_distributions(rows: pl.DataFrame, folder: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     strata = stratum_of(rows)
@@ -160,6 +218,7 @@ def plot_distributions(rows: pl.DataFrame, folder: Path) -> dict[str, str]:
         ax.bar([x + i * width for x in range(len(classes))], [by_class.get(c, 0) for c in classes], width, label=split)
     ax.set_xticks([x + width for x in range(len(classes))], classes, rotation=30, ha="right")
     ax.set_ylabel("examples")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
     ax.set_title("Examples per class and split")
     ax.legend()
     fig.tight_layout()
@@ -176,6 +235,7 @@ def plot_distributions(rows: pl.DataFrame, folder: Path) -> dict[str, str]:
                 ax.hist(values, bins=bins, alpha=0.5, label=split)
         ax.set_xlabel(column.replace("_", " "))
         ax.set_ylabel("examples")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
         ax.legend()
     fig.suptitle("Length distribution (characters)")
     fig.tight_layout()
@@ -307,5 +367,9 @@ def render_card(
             f"{leaks.get('pairs_found', 0)} pair(s) found, {leaks.get('dropped', 0)} example(s) dropped, "
             f"{leaks.get('pairs_remaining', 0)} remaining."
         )
+        warnings = [w for w in split_report.get("warnings") or [] if isinstance(w, str)]
+        if warnings:
+            out += ["", "**Split warnings** (scores on these splits say little until they are fixed):", ""]
+            out += [f"- {w}" for w in warnings]
     out += ["", "## Config", "", "```yaml", yaml.safe_dump(mask_secrets(config), sort_keys=False).rstrip(), "```", ""]
     return "\n".join(out)

@@ -92,6 +92,10 @@ class SplitConfig(BaseModel):
     leak_policy: Literal["drop", "report"] = Field(
         "drop", description="drop: remove the non-train member of each leaking pair; report: keep both"
     )
+    min_eval_rows: int = Field(
+        20, ge=0, description="Warn when validation or test holds fewer rows than this: too few to measure "
+        "a score on (at 20 rows one example is 5 points of accuracy)"
+    )
 
     @model_validator(mode="after")
     def _ratios(self) -> SplitConfig:

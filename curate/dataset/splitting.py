@@ -21,6 +21,7 @@ and re-checked by `assert_disjoint`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 
@@ -125,6 +126,53 @@ def distribution(frame: pl.DataFrame, by: str) -> dict[str, dict[str, int]]:
         part = counts.filter(pl.col("split") == split).sort("__s")
         out[split] = dict(zip(part.get_column("__s").to_list(), part.get_column("len").to_list(), strict=True))
     return out
+
+
+def split_warnings(
+    frame: pl.DataFrame, *, ratios: Mapping[str, float], by: str, group_by: str, min_eval_rows: int
+) -> list[str]:
+    """What a user must know before trusting the split: classes a split lacks, evaluation
+    splits too small to measure anything, and what the stratification needs to do better.
+
+    A group (document) is placed whole, so a class can reach every split only when its
+    examples come from at least as many groups as there are splits; and a split of share r
+    expects a class of n examples to bring r*n of them, so n >= ceil(1/r) for even one.
+    """
+    splits = [s for s in SPLITS if ratios.get(s, 0.0) > 0]
+    if frame.height == 0 or not splits:
+        return []
+    dist = distribution(frame, by)
+    keyed = frame.with_columns(strata_column(frame, by).alias("__s"))
+    per_class = keyed.group_by("__s").agg(pl.len().alias("rows"), pl.col(group_by).n_unique().alias("groups"))
+    classes = sorted(per_class.get_column("__s").to_list())
+    warnings = []
+    for split in splits:
+        counts = dist.get(split, {})
+        rows = sum(counts.values())
+        missing = [c for c in classes if not counts.get(c)]
+        if missing:
+            warnings.append(f"{split} ({rows} rows) has no example of {len(missing)} of {len(classes)} classes: "
+                            + ", ".join(missing))
+        if split != "train" and rows < min_eval_rows:
+            warnings.append(f"{split} holds {rows} example(s), fewer than split.min_eval_rows={min_eval_rows}: "
+                            "too few to measure a score on"
+                            + (f" (one example moves accuracy by {100 / rows:.0f} points)" if rows else ""))
+    if not warnings:
+        return warnings
+    smallest = min(ratios[s] for s in splits)
+    need_rows = math.ceil(1 / smallest)
+    short = per_class.filter((pl.col("groups") < len(splits)) | (pl.col("rows") < need_rows)).sort("__s")
+    detail = ", ".join(f"{c} {r} rows in {g} {group_by}(s)" for c, r, g in short.iter_rows())
+    eval_size = max(math.ceil(min_eval_rows / ratios[s]) for s in splits if s != "train") if len(splits) > 1 else 0
+    warnings.append(
+        f"to put every class in every split, each class needs examples from at least {len(splits)} distinct "
+        f"{group_by} values and at least {need_rows} rows (1 / the smallest ratio {smallest:g})"
+        + (f"; short: {detail}" if detail else "")
+        + (f". For {min_eval_rows} rows in every evaluation split the dataset needs about {eval_size} examples "
+           f"(it has {frame.height})" if eval_size > frame.height else "")
+        + "."
+    )
+    return warnings
 
 
 def cross_split_pairs(

@@ -20,7 +20,7 @@ import polars as pl
 import yaml
 
 from curate.dataset import chat
-from curate.dataset.card import mask_secrets, plot_distributions, render_card
+from curate.dataset.card import card_sources, mask_secrets, plot_distributions, render_card
 from curate.dataset.export import FILES_SCHEMA, export_columns, write_exports
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
@@ -29,6 +29,7 @@ from curate.dataset.splitting import (
     cross_split_pairs,
     distribution,
     split_frame,
+    split_warnings,
 )
 from curate.dataset.validation import (
     ValidationFailed,
@@ -38,8 +39,9 @@ from curate.dataset.validation import (
     run_suite,
     validation_view,
 )
-from curate.run.rundir import RunDir, staged_folder
+from curate.run.rundir import RunDir, run_location, staged_folder
 from curate.run.stage import Output, Stage, StageContext, StepKind
+from schemas.ids import sha256_hex
 from schemas.tasks import TaskType
 
 __all__ = ["STAGES", "ValidationFailed"]
@@ -124,6 +126,8 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
         leaks = leaks.with_columns(pl.lit("reported").alias("action"))
     actions = leaks.get_column("action").to_list()
     dist = distribution(frame, by)
+    warnings = split_warnings(frame, ratios=config.ratios(), by=by, group_by=config.group_by,
+                              min_eval_rows=config.min_eval_rows)
     report = {
         "summary": {
             "group_by": config.group_by,
@@ -145,6 +149,7 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
             "dropped": leaks.filter(pl.col("action") == "dropped").get_column("example_id").n_unique(),
             "pairs_remaining": sum(1 for a in actions if a in {"remaining", "reported"}),
         },
+        "warnings": warnings,
     }
     ctx.write_json("split_report.json", report)
     return {
@@ -212,6 +217,21 @@ def residual_scan(rows: pl.DataFrame, ctx: StageContext) -> dict[str, Any] | Non
     return report
 
 
+def export_digest(config: Any) -> str:
+    """What the export depends on besides `split/examples`, for its fingerprint: the whole config
+    (pipeline.yaml and the card carry it), what the card takes from the manifest, and the export
+    folder as it lies on disk (names, sizes, modification times), so that a deleted or edited
+    file makes the next run write the folder again and an unchanged re-run skips the stage."""
+    folder = config.run_path / config.export.dir
+    files = sorted(
+        (str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns)
+        for path in folder.rglob("*") if path.is_file() and (stat := path.stat())
+    ) if folder.is_dir() else []
+    payload = {"config": config.config_hash(), "card": card_sources(RunDir(run_location(config)).load_manifest()),
+               "files": files}
+    return sha256_hex(json.dumps(payload, sort_keys=True, default=str))
+
+
 def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     manifest = outputs["manifest"]
     return {
@@ -251,6 +271,6 @@ STAGES: list[Stage] = [
         config_sections=("task", "validate", "split", "export", "name"),
         summarize=summarize_export,
         description="chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets + dataset card",
-        always_run=True,  # the folder lives outside the artifacts and the card reads the manifest
+        external=export_digest,  # the folder lives outside the artifacts and the card reads the manifest
     ),
 ]

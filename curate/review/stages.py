@@ -5,7 +5,8 @@ GLOBAL over `dedup/examples`. Where `<run_dir>/review.state/decisions.parquet` (
 corrections replace the output and the chat, and the reviewer and time go into the
 lineage columns. Elsewhere the config's policy applies (`review.pending`,
 `review.unreviewed`, the audit). With no decisions at all the stage passes through.
-It always runs (`always_run`): decisions change outside the pipeline, and the stage is cheap.
+Decisions change outside the pipeline: the files `curate review push/pull` keep in
+`review.state/` are the stage's `external` input, so new decisions re-run it and none skip it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import polars as pl
 
 from curate.review.merge import apply_review
-from curate.review.sync import read_decisions, read_pushed
+from curate.review.sync import STATE_DIR, read_decisions, read_pushed
 from curate.run.stage import Output, Stage, StageContext, StepKind
+from schemas.ids import file_sha256, sha256_hex
 
 
 def review_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
@@ -28,6 +30,13 @@ def review_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
     )
     ctx.write_json("merge.json", report)
     return {"examples": examples, "rejected": rejected}
+
+
+def decisions_digest(config: Any) -> str:
+    """The review state the stage reads besides its input (pulled decisions, pushed ids)."""
+    state = config.run_path / STATE_DIR
+    return sha256_hex(" ".join(file_sha256(str(state / name)) if (state / name).exists() else "-"
+                               for name in ("decisions.parquet", "pushed.parquet")))
 
 
 def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
@@ -50,6 +59,6 @@ STAGES: list[Stage] = [
         config_sections=("review", "task"),
         summarize=summarize,
         description="apply expert review decisions from Label Studio",
-        always_run=True,
+        external=decisions_digest,  # new decisions pulled from Label Studio re-run it
     )
 ]

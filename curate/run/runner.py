@@ -164,6 +164,8 @@ class Runner:
         seconds = time.perf_counter() - started
         rows = {name: frame.height for name, frame in outputs.items()}
         errors = outputs["errors"].height if "errors" in outputs else 0
+        if stage.external is not None:  # what the stage itself wrote outside the run counts as unchanged
+            fingerprint = self.fingerprint(stage, manifest)
         entry: dict[str, Any] = {
             "fingerprint": fingerprint,
             "status": status,

@@ -68,7 +68,9 @@ class Stage:
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
     passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input
-    # a digest of what the stage reads outside the run (dedup's index); a change re-runs it
+    # a digest of what the stage reads or writes outside the run's artifacts (dedup's index,
+    # review's decisions, export's folder); a change re-runs it. Read before the stage runs and
+    # again after, for the manifest: what the stage wrote there itself is not a change.
     external: Callable[[PipelineConfig], str | None] | None = None
 
     def __post_init__(self) -> None:
