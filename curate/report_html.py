@@ -31,7 +31,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bot
 .tile{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:10px 14px;min-width:150px}
 .tile b{display:block;font-size:22px}.warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:8px 14px}
 .bad{background:#ffebe9;border-color:#cf222e}
-table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
+table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f0f3f6}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar{background:#2da44e;height:10px;border-radius:2px}.bar.r{background:#cf222e}

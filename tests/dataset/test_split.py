@@ -142,3 +142,33 @@ def test_planted_near_duplicates_across_splits_are_found(
     else:
         assert report["leakage"]["pairs_remaining"] == report["leakage"]["pairs_found"] > 0
         assert out.height == frame.height
+
+
+def _frame(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
+    """(doc_id, label, split) rows."""
+    return pl.DataFrame(rows, schema={"doc_id": pl.String, "label": pl.String, "split": pl.String}, orient="row")
+
+
+def test_split_warnings_name_missing_classes_and_small_splits() -> None:
+    from curate.dataset.splitting import split_warnings
+
+    # the demo's shape: validation and test each hold one document of one class
+    rows = [(f"d{i}", label, "train") for i, label in enumerate(["a", "b", "c"] * 4)]
+    rows += [("dv", "a", "validation"), ("dv", "a", "validation"), ("dt", "b", "test"), ("dt", "b", "test")]
+    warnings = split_warnings(_frame(rows), ratios={"train": 0.8, "validation": 0.1, "test": 0.1},
+                              by="label", group_by="doc_id", min_eval_rows=20)
+    text = "\n".join(warnings)
+    assert "validation (2 rows) has no example of 2 of 3 classes: b, c" in text
+    assert "test (2 rows) has no example of 2 of 3 classes: a, c" in text
+    assert "validation holds 2 example(s), fewer than split.min_eval_rows=20" in text
+    assert "at least 3 distinct doc_id values and at least 10 rows" in text
+    assert "the dataset needs about 200 examples (it has 16)" in text
+
+
+def test_a_healthy_split_has_no_warnings() -> None:
+    from curate.dataset.splitting import split_warnings
+
+    rows = [(f"{split}-{label}-{i}", label, split) for split, n in (("train", 40), ("validation", 10), ("test", 10))
+            for label in ("a", "b") for i in range(n)]
+    assert split_warnings(_frame(rows), ratios={"train": 0.67, "validation": 0.165, "test": 0.165},
+                          by="label", group_by="doc_id", min_eval_rows=20) == []

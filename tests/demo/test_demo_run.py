@@ -195,3 +195,102 @@ def test_a_second_run_skips_every_unchanged_stage(demo_run: DemoRun) -> None:
         assert entry["output_hashes"] == before[name]["output_hashes"], name
         if name not in always:
             assert entry["finished_at"] == before[name]["finished_at"], name
+
+
+# ------------------------------------------------------------------ the first hour (issue 21)
+def test_the_run_ends_with_a_summary_and_the_next_command(demo_run: DemoRun) -> None:
+    lines = demo_run.output.splitlines()
+    dataset = next(line for line in lines if line.startswith("dataset"))
+    assert "23 examples" in dataset and "train 18" in dataset
+    assert any(line.startswith("rejected") and "chunks gave no accepted example" in line for line in lines)
+    assert any(line.startswith("cost") and "$0.0000" in line for line in lines)
+    assert any(line.startswith("report") and "report.html" in line for line in lines)
+    assert lines[-1].startswith("next") and "train run" in lines[-1] and "train.yaml" in lines[-1]
+
+
+def test_the_run_warns_that_the_small_splits_miss_classes(demo_run: DemoRun) -> None:
+    warnings = [line for line in demo_run.output.splitlines() if line.startswith("warning")]
+    assert any("validation" in w and "has no example of" in w for w in warnings), demo_run.output
+    card = (demo_run.run_dir / "dataset" / "README.md").read_text(encoding="utf-8")
+    assert "**Split warnings**" in card and "split.min_eval_rows=20" in card
+
+
+def test_status_is_one_screen_and_full_has_the_rest(demo_run: DemoRun) -> None:
+    short = CliRunner().invoke(app, ["status", str(demo_run.run_dir)], terminal_width=120)
+    full = CliRunner().invoke(app, ["status", str(demo_run.run_dir), "--full"], terminal_width=120)
+    assert short.exit_code == 0 and full.exit_code == 0, short.output + full.output
+    assert len(short.output.splitlines()) <= 50, short.output
+    assert len(full.output.splitlines()) > 3 * len(short.output.splitlines())
+    assert "--full" in short.output and "report.html" in short.output
+
+
+def test_the_html_report_renders_in_headless_chromium(demo_run: DemoRun, tmp_path: Path) -> None:
+    """report.html opened in Debian's Chromium through Playwright: no console error, every section
+    there, the inlined plots decoded. ASSAY_SCREENSHOT=docs/run-report.png keeps the screenshot."""
+    import os
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no Chromium at {chromium} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    page_file = demo_run.run_dir / "report.html"
+    html = page_file.read_text(encoding="utf-8")
+    assert "<script" not in html and "<link" not in html and 'src="http' not in html  # self-contained
+    shot = Path(os.environ.get("ASSAY_SCREENSHOT", tmp_path / "run-report.png"))
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run"]
+    messages: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in {"error", "warning"} else None)
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: messages.append(f"requestfailed: {r.url}"))
+            page.goto(page_file.as_uri(), wait_until="load")
+            headings = page.locator("h2").all_inner_texts()
+            images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.alt, i.complete && i.naturalWidth])")
+            reasons = page.locator("details summary").all_inner_texts()
+            page.screenshot(path=str(shot), full_page=False)
+        finally:
+            browser.close()
+    assert messages == []
+    for section in ("Stages", "Funnel", "Rejection reasons", "Cost", "Plots", "Validation", "Dataset card"):
+        assert section in headings, headings
+    assert len(images) >= 4 and all(width for _, width in images), images  # 2 plots + 2 in the card
+    assert any(r.startswith("minority_label") for r in reasons), reasons
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unchanged_rerun_skips_review_and_export(demo_run: DemoRun) -> None:
+    """`curate run` again: every stage but discover is skipped. A file deleted from the export
+    folder brings export back; new review state (pushed ids) brings review back. Times are
+    logged (pytest -s), not asserted: the machine is shared."""
+    import time
+
+    def rerun() -> str:
+        started = time.perf_counter()
+        result = CliRunner().invoke(app, ["run", str(demo_run.config), "--quiet"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        print(f"unchanged re-run: {time.perf_counter() - started:.1f} s")
+        return result.output
+
+    output = rerun()
+    assert "review: unchanged, skipped" in output and "export: unchanged, skipped" in output
+    assert "▶" in output and output.count("▶") == 1  # discover only
+
+    card = demo_run.run_dir / "dataset" / "README.md"
+    card.unlink()
+    output = rerun()
+    assert "▶ export" in output and card.exists()
+    assert "export: unchanged, skipped" in rerun()
+
+    from curate.review.sync import PUSHED_SCHEMA, STATE_DIR
+
+    state = demo_run.run_dir / STATE_DIR
+    state.mkdir(exist_ok=True)
+    pl.DataFrame(schema=PUSHED_SCHEMA).write_parquet(state / "pushed.parquet")
+    output = rerun()
+    assert "▶ review" in output
+    assert "review: unchanged, skipped" in rerun()

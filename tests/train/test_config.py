@@ -54,3 +54,24 @@ def test_backend_selection_on_cpu() -> None:
     assert select_backend("peft") == "peft"
     with pytest.raises(RuntimeError, match="CUDA"):
         select_backend("unsloth")
+
+
+def test_a_mistyped_key_gets_the_nearest_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("learning_rte: 0.001\nlora: {alpah: 8}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "learning_rte: unknown key; did you mean learning_rate?" in message
+    assert "lora.alpah: unknown key; did you mean lora.alpha?" in message
+    assert "Extra inputs are not permitted" not in message
+
+
+def test_paths_are_normalised(tmp_path: Path) -> None:
+    """The report names `runs/demo/train`, not `data/demo/../../runs/demo/train`."""
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    path = tmp_path / "data" / "demo" / "train.yaml"
+    path.write_text("data: ../../runs/demo/dataset\noutput_dir: ../../runs/demo/train\n")
+    cfg = load_config(path)
+    assert ".." not in cfg.data_path.parts and ".." not in cfg.run_path.parts
+    assert cfg.run_path == (tmp_path / "runs" / "demo" / "train").resolve()
