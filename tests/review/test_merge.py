@@ -144,7 +144,8 @@ def test_apply_review_accept_correct_reject_and_policies(examples_frame: pl.Data
 
 def test_stage_reads_decisions_from_the_run(review_run: PipelineConfig, examples_frame: pl.DataFrame) -> None:
     (stage,) = STAGES
-    assert stage.inputs == ("dedup/examples",) and stage.always_run
+    assert stage.inputs == ("dedup/examples",) and stage.external is not None and not stage.always_run
+    no_decisions = stage.external(review_run)
     ctx = StageContext(config=review_run, run_dir=str(review_run.run_path), stage="review", show_progress=False)
     out = review_stage(examples_frame, ctx)
     assert out["examples"].height == examples_frame.height  # no decisions: pass through
@@ -152,6 +153,7 @@ def test_stage_reads_decisions_from_the_run(review_run: PipelineConfig, examples
     state = Path(review_run.run_path) / "review.state"
     state.mkdir(exist_ok=True)
     _decisions([_ann(victim, "reject", "ann@x", "2026-01-01T10:00:00Z")]).write_parquet(state / "decisions.parquet")
+    assert stage.external(review_run) != no_decisions  # new decisions re-run the stage
     out = review_stage(examples_frame, ctx)
     assert victim not in set(out["examples"]["example_id"])
     summary = summarize(out)
