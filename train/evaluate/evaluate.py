@@ -7,6 +7,7 @@ a few-shot prompt built from training examples, so the comparison answers the qu
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from typing import Any
 import yaml
 
 from curate.run.rundir import RunDir
-from schemas.tasks import TaskConfig, TaskType
+from schemas.tasks import TaskConfig, TaskType, training_prompt
 from train.data import read_chat_jsonl
+from train.evaluate.baselines import Baseline, MajorityClass, NearestTrainingAnswer, TfidfLogisticRegression
 from train.evaluate.config import EvalConfig
+from train.evaluate.gate import Comparison, apply_gate, relative_rise
+from train.evaluate.intervals import Interval, mean_interval, paired_difference
 from train.evaluate.metrics import TaskScores, classification_report, percentile, score_predictions
 from train.evaluate.predict import (
     LoadedModel,
@@ -45,16 +49,20 @@ class SystemResult:
     name: str
     scores: TaskScores
     label_ranking_accuracy: float | None
-    latency_p50_s: float
-    latency_p95_s: float
-    examples_per_s: float
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    examples_per_s: float | None
     general_nll: float | None
+    kind: str = "model"  # model | prompted | trivial | classical
+    interval: Interval | None = None
     samples: list[dict[str, str]] = field(default_factory=list)
     judge: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
+            "interval": self.interval.as_dict() if self.interval else None,
             "scores": self.scores.as_dict(),
             "label_ranking_accuracy": self.label_ranking_accuracy,
             "latency_p50_s": self.latency_p50_s,
@@ -111,6 +119,42 @@ def held_out_rows(path: Path, limit: int | None = None) -> list[HeldOutRow]:
             raise ValueError(f"{path}: a row does not end with an assistant turn")
         rows.append(HeldOutRow(messages[:-1], messages[-1]["content"], record.get("label")))
     return rows
+
+
+def labelled_record_rows(
+    path: Path, task: TaskConfig, text_field: str, label_field: str, limit: int | None = None
+) -> list[HeldOutRow]:
+    """A labelled JSONL of plain records (text + label) as held-out rows, prompted exactly as the
+    pipeline renders its training chats (``schemas.tasks.training_prompt``)."""
+    if task.type is not TaskType.CLASSIFICATION:
+        raise ValueError(f"{path}: plain labelled records need a classification task; give chat JSONL instead")
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            text, label = record.get(text_field), record.get(label_field)
+            if not isinstance(text, str) or not isinstance(label, str):
+                raise ValueError(f"{path}:{n}: needs string fields {text_field!r} and {label_field!r}")
+            if label not in task.labels:
+                raise ValueError(f"{path}:{n}: label {label!r} is not in the task's labels")
+            reference = json.dumps({"label": label, "quote": ""})
+            rows.append(HeldOutRow(training_prompt(task, text), reference, label))
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def read_held_out(path: Path, task: TaskConfig, config: EvalConfig) -> list[HeldOutRow]:
+    """Chat JSONL (an export split) or plain labelled records, whichever the file holds."""
+    with Path(path).open(encoding="utf-8") as fh:
+        first = next((json.loads(line) for line in fh if line.strip()), None)
+    if first is None:
+        raise ValueError(f"{path}: no rows")
+    if "messages" in first:
+        return held_out_rows(path, config.max_examples)
+    return labelled_record_rows(path, task, config.text_field, config.label_field, config.max_examples)
 
 
 def few_shot_prompt(row: HeldOutRow, shots: Sequence[HeldOutRow]) -> Conversation:
@@ -182,6 +226,8 @@ def evaluate_system(
     timed = latencies(loaded, prompts[: config.latency_samples], max_new_tokens=config.max_new_tokens)
     return SystemResult(
         name=loaded.name,
+        kind="model" if loaded.name == "fine-tuned" else "prompted",
+        interval=score_interval(scores, config),
         scores=scores,
         label_ranking_accuracy=ranking,
         latency_p50_s=percentile(timed, 50),
@@ -228,17 +274,15 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
     """Evaluate a training run; writes `<run_dir>/eval/` and returns the report."""
     import torch
 
-    from train.evaluate.gate import apply_gate, relative_rise
     from train.evaluate.report import write_report
 
     layout = RunLayout.discover(run_dir)
     test_path = Path(config.test_file) if config.test_file else _export_file(layout, "test.jsonl")
-    train_path = Path(config.train_file) if config.train_file else test_path.with_name("train.jsonl")
+    train_path = Path(config.train_file) if config.train_file else _default_train_file(layout, test_path)
     task = load_task(config, layout)
-    rows = held_out_rows(test_path, config.max_examples)
-    if not rows:
-        raise ValueError(f"{test_path}: no test rows")
-    shots = choose_shots(held_out_rows(train_path), config.few_shot) if train_path.exists() else []
+    rows = read_held_out(test_path, task, config)
+    train_rows = held_out_rows(train_path) if train_path.exists() else []
+    shots = choose_shots(train_rows, config.few_shot)
     general = [row["messages"] for row in read_chat_jsonl(Path(config.general_set))] if config.general_set else None
 
     tuned = (
@@ -253,11 +297,14 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
     baseline_result = evaluate_system(
         base, task, rows, [few_shot_prompt(r, shots) for r in rows], config, general, judge_dir
     )
+    del base
+    others = [score_baseline(b, task, rows, config) for b in fit_baselines(task, train_rows, config)]
+    systems = [tuned_result, baseline_result, *others]
 
     regression = relative_rise(baseline_result.general_nll, tuned_result.general_nll)
     gate = apply_gate(
         tuned_result.scores.score,
-        baseline_result.scores.score,
+        [compare(tuned_result, other, config) for other in systems[1:]],
         margin=config.margin,
         regression=regression,
         tolerance=config.regression_tolerance,
@@ -266,23 +313,91 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
         "test_file": str(test_path),
+        "train_file": str(train_path),
         "n_test": len(rows),
+        "n_train": len(train_rows),
         "task_type": task.type.value,
+        "labels": list(task.labels),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "base_model": str(layout.base_model),
         "few_shot": len(shots),
-        "systems": [tuned_result.as_dict(), baseline_result.as_dict()],
+        "confidence": config.confidence,
+        "bootstrap": {"resamples": config.bootstrap_resamples, "seed": config.seed, "method": "percentile"},
+        "systems": [s.as_dict() for s in systems],
         "chance": 1 / len(task.labels) if task.type is TaskType.CLASSIFICATION else None,
-        "majority": max(labels.count(x) for x in set(labels)) / len(labels) if labels else None,
-        "gate": vars(gate),
+        "test_majority_share": max(labels.count(x) for x in set(labels)) / len(labels) if labels else None,
+        "gate": gate.as_dict(),
         "cost": {
             "hardware_usd_per_hour": config.hardware_usd_per_hour,
             "fine_tuned_p50_s": tuned_result.latency_p50_s,
-            "fine_tuned_per_1k_usd": config.hardware_usd_per_hour * tuned_result.latency_p50_s * 1000 / 3600,
+            "fine_tuned_per_1k_usd": config.hardware_usd_per_hour * (tuned_result.latency_p50_s or 0) * 1000 / 3600,
             "teacher_per_1k_usd": teacher_cost_per_1k(layout.export_dir),
         },
     }
     write_report(run_dir / "eval", report)
     return report
+
+
+def score_interval(scores: TaskScores, config: EvalConfig) -> Interval:
+    return mean_interval(
+        scores.per_example, confidence=config.confidence, resamples=config.bootstrap_resamples, seed=config.seed
+    )
+
+
+def fit_baselines(task: TaskConfig, train_rows: Sequence[HeldOutRow], config: EvalConfig) -> list[Baseline]:
+    """The baselines that need no model, fitted on the training rows only."""
+    if not train_rows or not config.classical_baselines:
+        return []
+    prompts = [r.prompt for r in train_rows]
+    if task.type is TaskType.CLASSIFICATION:
+        labels = [r.label or _label_of(r.reference) for r in train_rows]
+        majority: list[Baseline] = [MajorityClass.fit(labels, task.labels)]
+        if len(set(labels)) < 2:  # nothing to discriminate: the classifier would be the majority class
+            return majority
+        return [*majority, TfidfLogisticRegression.fit(prompts, labels, seed=config.seed)]
+    return [NearestTrainingAnswer.fit(prompts, [r.reference for r in train_rows])]
+
+
+def _label_of(reference: str) -> str:
+    return str(json.loads(reference).get("label", ""))
+
+
+def score_baseline(
+    baseline: Baseline, task: TaskConfig, rows: Sequence[HeldOutRow], config: EvalConfig
+) -> SystemResult:
+    answers = baseline.answer([r.prompt for r in rows])
+    scores = score_predictions(task, answers, [r.reference for r in rows])
+    return SystemResult(
+        name=baseline.name,
+        kind=baseline.kind,
+        interval=score_interval(scores, config),
+        scores=scores,
+        label_ranking_accuracy=None,
+        latency_p50_s=None,
+        latency_p95_s=None,
+        examples_per_s=None,
+        general_nll=None,
+        samples=[{"reference": r.reference, "answer": a} for r, a in zip(rows[:5], answers[:5], strict=False)],
+    )
+
+
+def compare(tuned: SystemResult, other: SystemResult, config: EvalConfig) -> Comparison:
+    """The fine-tune minus another system over the same rows; required as the config says."""
+    required = other.kind in ("prompted", "trivial") or (other.kind == "classical" and config.require_classical)
+    difference = paired_difference(
+        tuned.scores.per_example,
+        other.scores.per_example,
+        confidence=config.confidence,
+        resamples=config.bootstrap_resamples,
+        seed=config.seed,
+    )
+    return Comparison(other.name, other.kind, other.scores.score, difference, required)
+
+
+def _default_train_file(layout: RunLayout, test_path: Path) -> Path:
+    """train.jsonl beside the test file, else the export's: the rows few-shots and baselines learn from."""
+    beside = test_path.with_name("train.jsonl")
+    return beside if beside.exists() or layout.export_dir is None else _export_file(layout, "train.jsonl")
 
 
 def _export_file(layout: RunLayout, name: str) -> Path:

@@ -75,6 +75,7 @@ class TaskScores:
     per_class: dict[str, ClassMetrics] = field(default_factory=dict)
     per_field_f1: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    per_example: list[float] = field(default_factory=list)  # each row's score: what intervals resample
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class TaskScores:
             "per_class": {k: vars(v) for k, v in self.per_class.items()},
             "per_field_f1": self.per_field_f1,
             "confusion": self.confusion,
+            "per_example": self.per_example,
         }
 
 
@@ -105,7 +107,7 @@ def score_predictions(task: TaskConfig, predictions: Sequence[str], references: 
         token_f1(getattr(p, key, None) if p else None, getattr(g, key))
         for p, g in zip(parsed, gold, strict=True)
     ]
-    return TaskScores(n, compliance, sum(f1s) / n if n else 0.0, f"{key}_token_f1")
+    return TaskScores(n, compliance, sum(f1s) / n if n else 0.0, f"{key}_token_f1", per_example=f1s)
 
 
 def classification_report(
@@ -136,27 +138,26 @@ def _classification(
     task: TaskConfig, parsed: list[BaseModel | None], gold: list[BaseModel], compliance: float
 ) -> TaskScores:
     predicted = [getattr(p, "label", None) if p else None for p in parsed]
-    accuracy, per_class, confusion = classification_report(
-        task.labels,
-        predicted,
-        [g.label for g in gold],  # type: ignore[attr-defined]
-    )
-    return TaskScores(len(gold), compliance, accuracy, "exact_match", per_class, {}, confusion)
+    gold_labels = [g.label for g in gold]  # type: ignore[attr-defined]
+    accuracy, per_class, confusion = classification_report(task.labels, predicted, gold_labels)
+    correct = [float(p == g) for p, g in zip(predicted, gold_labels, strict=True)]
+    return TaskScores(len(gold), compliance, accuracy, "exact_match", per_class, {}, confusion, correct)
 
 
 def _extraction(
     task: TaskConfig, parsed: list[BaseModel | None], gold: list[BaseModel], compliance: float
 ) -> TaskScores:
     per_field: dict[str, float] = {}
-    for spec in task.fields:
-        scores = []
-        for p, g in zip(parsed, gold, strict=True):
+    rows = np.zeros((len(gold), len(task.fields)))
+    for column, spec in enumerate(task.fields):
+        for row, (p, g) in enumerate(zip(parsed, gold, strict=True)):
             gold_value = getattr(getattr(g, spec.name, None), "value", None)
             pred_value = getattr(getattr(p, spec.name, None), "value", None) if p else None
-            scores.append(token_f1(pred_value, gold_value) if p else 0.0)
-        per_field[spec.name] = sum(scores) / len(scores) if scores else 0.0
+            rows[row, column] = token_f1(pred_value, gold_value) if p else 0.0
+        per_field[spec.name] = float(rows[:, column].mean()) if len(gold) else 0.0
     mean = sum(per_field.values()) / len(per_field) if per_field else 0.0
-    return TaskScores(len(gold), compliance, mean, "field_token_f1", {}, per_field, {})
+    per_example = [float(v) for v in rows.mean(axis=1)] if task.fields else []
+    return TaskScores(len(gold), compliance, mean, "field_token_f1", {}, per_field, {}, per_example)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -27,18 +27,21 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
 
 
 def _plot_scores(path: Path, report: dict[str, Any]) -> None:
-    names = [s["name"] for s in report["systems"]]
-    scores = [s["scores"]["score"] for s in report["systems"]]
-    compliance = [s["scores"]["schema_compliance"] for s in report["systems"]]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], scores, width=0.4, label=report["systems"][0]["scores"]["metric"])
-    ax.bar([x + 0.2 for x in xs], compliance, width=0.4, label="schema compliance")
+    systems = report["systems"]
+    names = [s["name"] for s in systems]
+    scores = [s["scores"]["score"] for s in systems]
+    errors = [
+        [s["scores"]["score"] - s["interval"]["low"] for s in systems],
+        [s["interval"]["high"] - s["scores"]["score"] for s in systems],
+    ]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.5))
+    ax.bar(range(len(names)), scores, yerr=errors, capsize=4, color="#4C72B0")
     if report.get("chance") is not None:
         ax.axhline(report["chance"], linestyle="--", color="grey", label="chance")
-    ax.set_xticks(list(xs), names)
+        ax.legend(fontsize=8)
+    ax.set_xticks(list(range(len(names))), names, rotation=20, fontsize=8)
+    ax.set_ylabel(f"{systems[0]['scores']['metric']} ({report['confidence']:.0%} CI)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -62,33 +65,56 @@ def _plot_confusion(path: Path, confusion: dict[str, dict[str, int]], title: str
 
 def _markdown(report: dict[str, Any]) -> str:
     gate = report["gate"]
+    confidence = f"{report['confidence']:.0%}"
     lines = [
         "# Evaluation report",
         "",
-        f"Test rows: {report['n_test']} · task: {report['task_type']} · device: {report['device']}",
+        f"Test rows: {report['n_test']} ({report['test_file']}) · training rows for few-shots and baselines: "
+        f"{report['n_train']} · task: {report['task_type']} · device: {report['device']}",
         "",
         f"**Gate: {'PASSED' if gate['passed'] else 'FAILED'}**"
         + ("" if gate["passed"] else " — " + "; ".join(gate["reasons"])),
         "",
-        "| system | metric | score | schema compliance | label ranking acc. | p50 s | p95 s | ex/s | general NLL |",
+        *[f"- {note}" for note in gate["notes"]],
+        "",
+        f"## Scores, with {confidence} bootstrap intervals over test rows",
+        "",
+        "| system | kind | score | interval | schema compliance | label ranking acc. | p50 s | ex/s | general NLL |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["systems"]:
-        sc = s["scores"]
+        sc, ci = s["scores"], s["interval"]
         lines.append(
-            f"| {s['name']} | {sc['metric']} | {sc['score']:.4f} | {sc['schema_compliance']:.3f} | "
-            f"{_f(s['label_ranking_accuracy'])} | {s['latency_p50_s']:.3f} | {s['latency_p95_s']:.3f} | "
-            f"{s['examples_per_s']:.2f} | {_f(s['general_nll'])} |"
+            f"| {s['name']} | {s['kind']} | {sc['score']:.4f} | [{ci['low']:.4f}, {ci['high']:.4f}] | "
+            f"{sc['schema_compliance']:.3f} | {_f(s['label_ranking_accuracy'])} | {_f(s['latency_p50_s'])} | "
+            f"{_f(s['examples_per_s'])} | {_f(s['general_nll'])} |"
         )
+    lines += ["", f"Metric: {report['systems'][0]['scores']['metric']}."]
     if report.get("chance") is not None:
-        lines += ["", f"Chance accuracy: {report['chance']:.4f}; majority class: {report['majority']:.4f}."]
+        lines.append(
+            f"Chance accuracy: {report['chance']:.4f}; the test split's own majority share: "
+            f"{report['test_majority_share']:.4f} (the majority-class baseline predicts the training split's)."
+        )
+    lines += [
+        "",
+        f"## The fine-tune against each system (paired bootstrap, margin {gate['margin']:.4f})",
+        "",
+        "| baseline | required by the gate | difference | interval | beaten |",
+        "|---|---|---|---|---|",
+    ]
+    for c in gate["comparisons"]:
+        d = c["difference"]
+        lines.append(
+            f"| {c['baseline']} | {'yes' if c['required'] else 'no'} | {d['estimate']:+.4f} | "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}] | {'yes' if c['beaten'] else 'no'} |"
+        )
     cost = report["cost"]
     lines += [
         "",
         "## Why fine-tune: cost per 1,000 calls",
         "",
         f"- fine-tuned model: ${_f(cost['fine_tuned_per_1k_usd'])} "
-        f"(p50 latency {cost['fine_tuned_p50_s']:.3f} s on {report['device']}, at ${cost['hardware_usd_per_hour']}/h)",
+        f"(p50 latency {_f(cost['fine_tuned_p50_s'])} s on {report['device']}, at ${cost['hardware_usd_per_hour']}/h)",
         f"- teacher: ${_f(cost['teacher_per_1k_usd'])} (from the curation run's usage accounting)",
         "",
         f"General-capability check: perplexity rise {_pct(gate['regression'])} (tolerance {gate['tolerance']:.0%}).",
@@ -101,19 +127,31 @@ def _markdown(report: dict[str, Any]) -> str:
             j = s["judge"]
             lines.append(f"| {s['name']} | {_f(j['mean'])} | {j['scored']} | {j['failed']} | {j['cost_usd']:.4f} |")
     for s in report["systems"]:
-        if s["scores"]["per_class"]:
-            lines += [
-                "",
-                f"## Per class: {s['name']}",
-                "",
-                "| class | precision | recall | f1 | support |",
-                "|---|---|---|---|---|",
-            ]
-            for label, m in s["scores"]["per_class"].items():
-                lines.append(
-                    f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-                )
+        lines += _per_class(s)
     return "\n".join(lines) + "\n"
+
+
+def _per_class(system: dict[str, Any]) -> list[str]:
+    scores = system["scores"]
+    if not scores["per_class"]:
+        return []
+    lines = [
+        "",
+        f"## Per class: {system['name']}",
+        "",
+        "| class | precision | recall | f1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label, m in scores["per_class"].items():
+        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    confusion = scores["confusion"]
+    predicted = [p for p in next(iter(confusion.values())) if any(row[p] for row in confusion.values())]
+    lines += ["", "Confusion (rows: gold, columns: predicted; empty columns left out)", ""]
+    lines.append("| gold \\ predicted | " + " | ".join(predicted) + " |")
+    lines.append("|---" * (len(predicted) + 1) + "|")
+    for gold, row in confusion.items():
+        lines.append(f"| {gold} | " + " | ".join(str(row[p]) for p in predicted) + " |")
+    return lines
 
 
 def _f(value: float | None) -> str:

