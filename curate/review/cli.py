@@ -52,8 +52,17 @@ def pull(config: ConfigArg) -> None:
     console.print(json.dumps(asdict(report), indent=2))
     if report.invalid_corrections:
         console.print(
-            f"[yellow]{len(report.invalid_corrections)} corrections failed validation or grounding and were "
-            "not applied: fix them in Label Studio and pull again[/yellow]"
+            f"[yellow]{len(report.invalid_corrections)} corrections were refused and not applied (the example "
+            "stays pending): fix them in Label Studio and pull again[/yellow]"
+        )
+        for item in report.invalid_corrections:
+            console.print(f"[yellow]  {report.url}/projects/{report.project_id}/data?task={item['task_id']}: {item['error']}[/yellow]")
+    counts = report.counts
+    if counts:
+        console.print(
+            f"{counts['accepted']} accepted, {counts['corrected']} corrected, {counts['rejected']} rejected, "
+            f"{counts['pending']} pending, {counts['never_sent']} never sent; audit {report.audit['status']} "
+            f"({report.audit['message']})"
         )
     console.print("apply them with `curate run CONFIG` (the review stage reads the decisions)")
 
