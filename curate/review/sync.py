@@ -43,7 +43,7 @@ from schemas.records import ReviewDecision, polars_schema
 EXAMPLES_ARTIFACT = ("dedup", "examples")
 CHUNK_ARTIFACTS = (("redact", "chunks"), ("chunk", "chunks"))
 STATE_DIR = "review.state"
-VIEW_TITLE = "Review queue (most doubtful first)"
+VIEW_TITLE = "Most doubtful first"
 # Label Studio's own task-list columns that a reviewer does not need (it lists them before the
 # data columns, so each one shown pushes the reason to the right).
 LS_COLUMNS_HIDDEN = (
@@ -228,7 +228,10 @@ def review_view() -> dict[str, Any]:
     return {
         "ordering": ["-tasks:data.doubt"],
         "hiddenColumns": {"explore": hidden, "labeling": hidden},
-        "columnsWidth": {"tasks:data.reason": 560, "tasks:data.location": 300},
+        "columnsWidth": {
+            "tasks:data.reason": 470, "tasks:data.location": 270, "tasks:data.label": 150,
+            "tasks:data.agreement": 110, "tasks:data.grounding": 110,
+        },
     }
 
 
