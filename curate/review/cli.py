@@ -35,7 +35,8 @@ def push(config: ConfigArg) -> None:
         f"({report.borderline} borderline, {report.audit} audit), {report.already_present} already there, "
         f"{report.imported} imported in {report.batches} batches"
     )
-    console.print(f"review them at {report.url}/projects/{report.project_id}/data")
+    tab = f"?tab={report.view_id}" if report.view_id is not None else ""
+    console.print(f"review them, most doubtful first, at {report.url}/projects/{report.project_id}/data{tab}")
 
 
 @app.command()

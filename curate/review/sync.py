@@ -193,6 +193,7 @@ class PushReport:
     imported: int = 0
     batches: int = 0
     finished: bool = False
+    view_id: int | None = None
     updated_at: str = ""
 
 
@@ -252,7 +253,7 @@ def push(cfg: PipelineConfig, client: ReviewClient | None = None, *, stop_after_
         annotations_per_task=cfg.review.annotations_per_task,
         instructions=guidelines_html(cfg.task, cfg.review.guidelines),
     )
-    client.ensure_view(project_id, VIEW_TITLE, review_view())
+    view_id = client.ensure_view(project_id, VIEW_TITLE, review_view())
     present = client.task_ids_by_example(project_id)
     tasks = [t for t in build_tasks(cfg, examples, chunks, selection) if t["data"]["example_id"] not in present]
     reasons = {t["data"]["example_id"]: t["data"]["reason"] for t in tasks}
@@ -261,7 +262,7 @@ def push(cfg: PipelineConfig, client: ReviewClient | None = None, *, stop_after_
     report = PushReport(
         url=client.url, project_id=project_id, project_title=title, project_created=created,
         selected=selection.height, borderline=selection.height - n_audit, audit=n_audit,
-        already_present=sum(1 for eid in kinds if eid in present),
+        already_present=sum(1 for eid in kinds if eid in present), view_id=view_id,
     )
     previous = read_pushed(cfg.run_path)
     earlier = dict(previous.select("example_id", "reason").iter_rows()) if previous is not None else {}
