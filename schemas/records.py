@@ -138,7 +138,7 @@ class Example(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     quality_score: float = Field(1.0, description="Used to pick dedup survivors")
     refine_round: int = 0
-    review_status: str = Field("auto", description="auto | accepted | corrected | rejected")
+    review_status: str = Field("auto", description="auto (never sent for review) | pending (sent, not decided) | accepted | corrected | rejected")
     reviewer: str | None = None
     reviewed_at: str | None = None
     cost_usd: float = 0.0

@@ -250,6 +250,25 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def review_lines(report: dict[str, Any]) -> list[str]:
+    """The review stage's counts and audit, as `curate status` and report.md show them."""
+    counts = report.get("counts") or {}
+    if not counts:
+        return ["No review report in the run manifest."]
+    left = report.get("left out") or {}
+    audit = report.get("audit") or {}
+    lines = [
+        f"{counts.get('accepted', 0)} accepted, {counts.get('corrected', 0)} corrected and "
+        f"{counts.get('rejected', 0)} rejected by reviewers (rejected examples left out); "
+        f"{counts.get('pending', 0)} sent for review and not decided yet "
+        f"({left.get('pending', 0)} of them left out); {counts.get('never_sent', 0)} never sent "
+        f"({left.get('never_sent', 0)} of them left out)."
+    ]
+    if audit:
+        lines.append(f"\nAudit of the never-sent examples: {audit.get('status')} ({audit.get('message')}).")
+    return lines
+
+
 def render_card(
     rows: pl.DataFrame,
     *,
@@ -330,7 +349,8 @@ def render_card(
     if checks:
         out.append(
             f"great-expectations suite: {vsum.get('passed', 0)}/{vsum.get('evaluated', 0)} expectations passed; "
-            f"{vsum.get('rejected_dropped', 0)} reviewer-rejected examples left out. "
+            f"{vsum.get('rejected_dropped', 0)} reviewer-rejected examples left in its input and dropped here "
+            "(the review stage removes them first: see Expert review). "
             "Data Docs: `validate.state/data_docs/index.html` in the run directory."
         )
         out.append("")
@@ -340,6 +360,8 @@ def render_card(
         ))
     else:
         out.append("No validation report in the run manifest.")
+
+    out += ["", "## Expert review", "", *review_lines(stages.get("review", {}).get("report") or {})]
 
     out += ["", "## Personal data and secrets (residual scan)", ""]
     if residual is None:

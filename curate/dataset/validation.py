@@ -26,7 +26,7 @@ from schemas.tasks import TaskConfig, TaskType, output_model
 if TYPE_CHECKING:
     import pandas as pd
 
-ALLOWED_REVIEW_STATUS = ("auto", "accepted", "corrected")
+ALLOWED_REVIEW_STATUS = ("auto", "pending", "accepted", "corrected")
 REQUIRED_FIELDS = ("example_id", "chunk_id", "doc_id", "task_type", "output_json")
 RESULT_SCHEMA = pl.Schema(
     {

@@ -35,7 +35,8 @@ def push(config: ConfigArg) -> None:
         f"({report.borderline} borderline, {report.audit} audit), {report.already_present} already there, "
         f"{report.imported} imported in {report.batches} batches"
     )
-    console.print(f"review them at {report.url}/projects/{report.project_id}/data")
+    tab = f"?tab={report.view_id}" if report.view_id is not None else ""
+    console.print(f"review them, most doubtful first, at {report.url}/projects/{report.project_id}/data{tab}")
 
 
 @app.command()
@@ -52,8 +53,17 @@ def pull(config: ConfigArg) -> None:
     console.print(json.dumps(asdict(report), indent=2))
     if report.invalid_corrections:
         console.print(
-            f"[yellow]{len(report.invalid_corrections)} corrections failed validation or grounding and were "
-            "not applied: fix them in Label Studio and pull again[/yellow]"
+            f"[yellow]{len(report.invalid_corrections)} corrections were refused and not applied (the example "
+            "stays pending): fix them in Label Studio and pull again[/yellow]"
+        )
+        for item in report.invalid_corrections:
+            console.print(f"[yellow]  {report.url}/projects/{report.project_id}/data?task={item['task_id']}: {item['error']}[/yellow]")
+    counts = report.counts
+    if counts:
+        console.print(
+            f"{counts['accepted']} accepted, {counts['corrected']} corrected, {counts['rejected']} rejected, "
+            f"{counts['pending']} pending, {counts['never_sent']} never sent; audit {report.audit['status']} "
+            f"({report.audit['message']})"
         )
     console.print("apply them with `curate run CONFIG` (the review stage reads the decisions)")
 

@@ -20,6 +20,18 @@ from curate.review.config import ReviewConfig
 T = TypeVar("T")
 
 
+# Project settings push keeps: annotators and reviewers see every task, in the Data Manager's
+# order (the review tab's: most doubtful first), with the instructions before the first one;
+# an empty submission is refused.
+PROJECT_SETTINGS: dict[str, Any] = {
+    "show_instruction": True,
+    "sampling": "Sequential sampling",
+    "enable_empty_annotation": False,
+    "show_collab_predictions": True,
+    "show_skip_button": True,
+}
+
+
 class ReviewServerError(RuntimeError):
     """Label Studio could not be reached or refused us; nothing was lost."""
 
@@ -86,24 +98,44 @@ class ReviewClient:
         return min(matches) if matches else None
 
     def ensure_project(
-        self, title: str, label_config: str, description: str = "", annotations_per_task: int = 1
+        self, title: str, label_config: str, description: str = "", annotations_per_task: int = 1,
+        instructions: str = "",
     ) -> tuple[int, bool]:
-        """Find the project by exact title or create it; keep its labeling config current."""
+        """Find the project by exact title or create it; keep its labeling config and its
+        review settings current (`PROJECT_SETTINGS`, the instructions panel)."""
+        settings: dict[str, Any] = {**PROJECT_SETTINGS, "expert_instruction": instructions}
         project_id = self.find_project(title)
         if project_id is None:
             with self._errors("create the project"):
                 project = self.sdk.projects.create(
                     title=title, label_config=label_config, description=description,
-                    show_collab_predictions=True, maximum_annotations=annotations_per_task,
+                    maximum_annotations=annotations_per_task, **settings,
                 )
             assert project.id is not None
             return int(project.id), True
         with self._errors("read the project"):
-            current = self.sdk.projects.get(id=project_id).label_config
-        if current != label_config:
-            with self._errors("update the labeling config"):
-                self.sdk.projects.update(id=project_id, label_config=label_config)
+            current = self.sdk.projects.get(id=project_id)
+        changed = {key: value for key, value in settings.items() if getattr(current, key, None) != value}
+        if current.label_config != label_config:
+            changed["label_config"] = label_config
+        if changed:
+            with self._errors("update the project's labeling config and settings"):
+                self.sdk.projects.update(id=project_id, **changed)
         return project_id, False
+
+    def ensure_view(self, project_id: int, title: str, data: dict[str, Any]) -> int:
+        """The project's Data Manager tab `title` (ordering, hidden columns), created or updated."""
+        with self._errors("list the project's task-list tabs"):
+            views = list(self.sdk.views.list(project=project_id))
+        found = [v for v in views if v.data and v.data.get("title") == title and v.id is not None]
+        payload: Any = {"title": title, **data}
+        with self._errors("save the task-list tab"):
+            if found:
+                view = self.sdk.views.update(id=str(found[0].id), data=payload, project=project_id)
+            else:
+                view = self.sdk.views.create(data=payload, project=project_id)
+        assert view.id is not None
+        return int(view.id)
 
     def task_ids_by_example(self, project_id: int) -> dict[str, int]:
         """example_id -> task id of every task already in the project."""

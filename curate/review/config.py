@@ -44,6 +44,16 @@ class ReviewConfig(BaseModel):
     audit_max_error_rate: float = Field(
         0.1, ge=0, le=1, description="The audit passes while rejected+corrected audited examples stay at or below this share"
     )
+    audit_min_reviewed: int = Field(
+        10, ge=1,
+        description="Reviewed audit examples the audit needs before it passes or fails; until then it is undecided "
+        "and never-sent examples are kept",
+    )
+    guidelines: dict[str, str] = Field(
+        default_factory=dict,
+        description="One-line definition per label (classification) or field (extraction), shown in Label Studio's "
+        "instructions panel and as hints on the choices; falls back to task.label_descriptions / the field descriptions",
+    )
     min_grounding: float = Field(
         0.9, ge=0, le=1, description="A corrected quote must match the chunk at least this well (rapidfuzz, 0-1)"
     )

@@ -1,4 +1,11 @@
-"""Apply reviewers' decisions (and the config's policy where there are none) to examples."""
+"""Apply reviewers' decisions (and the config's policy where there are none) to examples.
+
+A correction replaces the example's answer (its output, label, evidence and the chat's last
+assistant turn) and nothing else: the system prompt, the user turn and so the source passage
+stay byte for byte as the pipeline wrote them. The counts (accepted, corrected, rejected,
+pending, never sent) and the audit are computed here once; pull, the review stage's report,
+`curate status`, report.md and the dataset card all show these figures.
+"""
 
 from __future__ import annotations
 
@@ -11,41 +18,53 @@ from curate.review.config import ReviewConfig
 from curate.review.sync import is_audit, select_for_review
 from schemas.records import Example, Rejection, frame_of, polars_schema
 
-
-def rewrite_messages(messages: list[dict[str, Any]], old_json: str, new_json: str) -> list[dict[str, Any]]:
-    """The chat with the corrected output in place of the candidate.
-
-    An assistant message that holds the output as JSON gets `new_json` (the output model's
-    own serialisation, as `curate.filters` renders it); any
-    other message has each changed string value of the output replaced verbatim (freeform
-    chats put the instruction in the user turn and the response in the assistant turn).
-    """
-    old, new = json.loads(old_json), json.loads(new_json)
-    replacements = _changed_strings(old, new)
-    out = []
-    for message in messages:
-        content = message["content"]
-        if message["role"] == "assistant":
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                parsed = None
-            if parsed == old:
-                out.append({"role": message["role"], "content": new_json})
-                continue
-        if message["role"] != "system":
-            for before, after in replacements:
-                content = content.replace(before, after)
-        out.append({"role": message["role"], "content": content})
-    return out
+COUNTS = ("accepted", "corrected", "rejected", "pending", "never_sent")
 
 
-def _changed_strings(old: Any, new: Any) -> list[tuple[str, str]]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [pair for key in old if key in new for pair in _changed_strings(old[key], new[key])]
-    if isinstance(old, str) and isinstance(new, str) and old != new and old:
-        return [(old, new)]
-    return []
+def rewrite_messages(messages: list[dict[str, Any]], new_json: str) -> list[dict[str, Any]]:
+    """The chat with `new_json` as the answer: the last assistant turn is replaced, every
+    other turn is returned as it was (never searched and replaced: a quote or a label word
+    can also occur in the passage)."""
+    answers = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
+    if not answers:
+        raise ValueError("the chat has no assistant turn to correct")
+    return [
+        {**message, "content": new_json} if index == answers[-1] else message
+        for index, message in enumerate(messages)
+    ]
+
+
+def audit_gate(reason_of: dict[str, str], decided: dict[str, dict[str, Any]], review: ReviewConfig) -> dict[str, Any]:
+    """Whether the audit of never-sent examples passed, failed or cannot decide yet.
+
+    It decides only once `audit_min_reviewed` audit examples have a decision: before that,
+    one early reject would drop every never-sent example, and one accept would pass them all."""
+    audit_ids = [eid for eid, reason in reason_of.items() if is_audit(reason)]
+    audited = [decided[eid]["decision"] for eid in audit_ids if eid in decided]
+    errors = sum(1 for d in audited if d != "accept")
+    error_rate = errors / len(audited) if audited else None
+    needed = review.audit_min_reviewed
+    if len(audited) < needed:
+        status = "undecided"
+        message = f"{len(audited)} of the {needed} reviewed audit examples it needs (review.audit_min_reviewed)"
+        if len(audit_ids) < needed:
+            message += (
+                f"; only {len(audit_ids)} were sent: raise review.audit_fraction and push again, "
+                "or lower review.audit_min_reviewed"
+            )
+        message += "; never-sent examples are kept until it decides"
+    else:
+        assert error_rate is not None
+        status = "passed" if error_rate <= review.audit_max_error_rate else "failed"
+        message = (
+            f"{errors} of {len(audited)} reviewed audit examples corrected or rejected: error rate "
+            f"{error_rate:.2f} {'<=' if status == 'passed' else '>'} {review.audit_max_error_rate:.2f}"
+        )
+    return {
+        "status": status, "sent": len(audit_ids), "reviewed": len(audited), "needed": needed,
+        "errors": errors, "error_rate": None if error_rate is None else round(error_rate, 4),
+        "max_error_rate": review.audit_max_error_rate, "message": message,
+    }
 
 
 def apply_review(
@@ -54,24 +73,22 @@ def apply_review(
     pushed: pl.DataFrame | None,
     review: ReviewConfig,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """(examples kept, rejections, report). No decisions at all: every example passes through."""
-    if decisions is None:
-        return examples, frame_of(Rejection, []), {"decisions": 0, "passthrough": True}
-    if pushed is None:
-        pushed = select_for_review(examples, review).with_columns(pl.lit(None, pl.Int64).alias("task_id"))
-    reason_of = dict(pushed.select("example_id", "reason").iter_rows())
-    decided = {row["example_id"]: row for row in decisions.iter_rows(named=True)}
+    """(examples kept, rejections, report).
 
-    audit_ids = [eid for eid, reason in reason_of.items() if is_audit(reason)]
-    audited = [decided[eid]["decision"] for eid in audit_ids if eid in decided]
-    errors = sum(1 for d in audited if d != "accept")
-    error_rate = errors / len(audited) if audited else None
-    audit_passed = error_rate is None or error_rate <= review.audit_max_error_rate
+    Examples sent for review and not decided get `review_status` "pending"; never-sent ones
+    stay "auto". No decisions at all (nothing pulled yet): every example passes through,
+    with those statuses, and the report counts them as such."""
+    if pushed is None:
+        pushed = select_for_review(examples, review) if decisions is not None else None
+    reason_of = dict(pushed.select("example_id", "reason").iter_rows()) if pushed is not None else {}
+    decided = {row["example_id"]: row for row in decisions.iter_rows(named=True)} if decisions is not None else {}
+    audit = audit_gate(reason_of, decided, review)
+    passthrough = decisions is None
 
     kept: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    counts = {"accepted": 0, "corrected": 0, "rejected": 0, "pending_kept": 0, "pending_dropped": 0,
-              "unreviewed_kept": 0, "unreviewed_dropped": 0}
+    counts = dict.fromkeys(COUNTS, 0)
+    left_out = {"pending": 0, "never_sent": 0}
     for row in examples.iter_rows(named=True):
         decision = decided.get(row["example_id"])
         if decision is not None:
@@ -88,29 +105,30 @@ def apply_review(
                 row["review_status"] = "accepted"
             kept.append(row)
         elif row["example_id"] in reason_of:
-            if review.pending == "keep":
-                counts["pending_kept"] += 1
+            counts["pending"] += 1
+            row["review_status"] = "pending"
+            if passthrough or review.pending == "keep":
                 kept.append(row)
             else:
-                counts["pending_dropped"] += 1
+                left_out["pending"] += 1
                 rejected.append(_rejection(row, "review_pending", reason_of[row["example_id"]]))
         else:
-            keep = review.unreviewed == "keep" or (review.unreviewed == "audited" and audit_passed)
+            counts["never_sent"] += 1
+            keep = passthrough or review.unreviewed == "keep" or (
+                review.unreviewed == "audited" and audit["status"] != "failed"
+            )
             if keep:
-                counts["unreviewed_kept"] += 1
                 kept.append(row)
             else:
-                counts["unreviewed_dropped"] += 1
+                left_out["never_sent"] += 1
                 why = "not_reviewed" if review.unreviewed == "drop" else "audit_failed"
-                detail = "" if error_rate is None else f"audit error rate {error_rate:.2f} > {review.audit_max_error_rate:.2f}"
-                rejected.append(_rejection(row, why, detail))
+                rejected.append(_rejection(row, why, "" if why == "not_reviewed" else audit["message"]))
     report: dict[str, Any] = {
-        "decisions": decisions.height,
-        "passthrough": False,
-        **counts,
-        "audit_reviewed": len(audited),
-        "audit_error_rate": None if error_rate is None else round(error_rate, 4),
-        "audit_passed": audit_passed,
+        "decisions": 0 if decisions is None else decisions.height,
+        "passthrough": passthrough,
+        "counts": counts,
+        "left_out": {"rejected": counts["rejected"], **left_out},
+        "audit": audit,
     }
     out = pl.DataFrame(kept, schema=polars_schema(Example), orient="row") if kept else frame_of(Example, [])
     return out, frame_of(Rejection, rejected), report
@@ -118,7 +136,7 @@ def apply_review(
 
 def _apply_correction(row: dict[str, Any], decision: dict[str, Any]) -> None:
     new_json = decision["corrected_output_json"]
-    row["messages"] = rewrite_messages(row["messages"], row["output_json"], new_json)
+    row["messages"] = rewrite_messages(row["messages"], new_json)
     row["output_json"] = new_json
     parsed = json.loads(new_json)
     if isinstance(parsed, dict) and isinstance(parsed.get("label"), str):

@@ -311,6 +311,19 @@ def _tail(path: Path, chars: int = 3000) -> str:
 # --------------------------------------------------------------------------- command line
 
 
+def start_hint(handle: ServerHandle) -> str:
+    """What to do next. On the default data folder, push and pull find the token themselves
+    (`curate.review.client.token_from_env`), so no token needs exporting."""
+    if Path(handle.data_dir).resolve() == DEFAULT_DATA_DIR.resolve():
+        return f"set review.url: {handle.url} in the pipeline config; push and pull use this server's token by themselves"
+    return (
+        f"set review.url: {handle.url} in the pipeline config, and export the token from "
+        f"{Path(handle.data_dir) / CREDENTIALS_FILE} as $LABEL_STUDIO_API_KEY (only the default data folder's "
+        "token is found without it)"
+    )
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m curate.review.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status", "install"])
@@ -325,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             handle = start(port=args.port, data_dir=args.data_dir, venv=args.venv)
             print(f"Label Studio is up at {handle.url} (pid {handle.pid}, log {handle.log_path})")
             print(f"user {handle.username}; password and token in {Path(handle.data_dir) / CREDENTIALS_FILE}")
-            print("point the pipeline at it: review.url in the config, and the token in $LABEL_STUDIO_API_KEY")
+            print(start_hint(handle))
         elif args.action == "stop":
             print("stopped" if stop(args.data_dir) else "no server was running")
         else:

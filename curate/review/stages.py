@@ -4,13 +4,16 @@ GLOBAL over `dedup/examples`. Where `<run_dir>/review.state/decisions.parquet` (
 `curate review pull`) has a decision, it wins: rejected examples leave (with a Rejection),
 corrections replace the output and the chat, and the reviewer and time go into the
 lineage columns. Elsewhere the config's policy applies (`review.pending`,
-`review.unreviewed`, the audit). With no decisions at all the stage passes through.
+`review.unreviewed`, the audit); examples sent but not decided are marked "pending". With
+no decisions at all the stage passes through. Its report (`summary`) holds the counts that
+`curate status`, report.md and the dataset card show.
 Decisions change outside the pipeline: the files `curate review push/pull` keep in
 `review.state/` are the stage's `external` input, so new decisions re-run it and none skip it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,8 @@ def review_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
         batch, read_decisions(run_path), read_pushed(run_path), ctx.config.review
     )
     ctx.write_json("merge.json", report)
-    return {"examples": examples, "rejected": rejected}
+    summary = pl.DataFrame([{"report_json": json.dumps(report)}])
+    return {"examples": examples, "rejected": rejected, "summary": summary}
 
 
 def decisions_digest(config: Any) -> str:
@@ -40,12 +44,13 @@ def decisions_digest(config: Any) -> str:
 
 
 def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    examples, rejected = outputs["examples"], outputs["rejected"]
-    status = examples.group_by("review_status").len().sort("review_status")
-    reasons = rejected.group_by("reason").len().sort("reason")
+    """The review counts (accepted, corrected, rejected, pending, never sent), what was left
+    out, and the audit: the figures `curate status`, report.md and the dataset card show."""
+    report = json.loads(outputs["summary"]["report_json"][0]) if outputs["summary"].height else {}
     return {
-        "review_status": {name: int(count) for name, count in status.iter_rows()},
-        "removed": {name: int(count) for name, count in reasons.iter_rows()},
+        "counts": report.get("counts", {}),
+        "left out": report.get("left_out", {}),
+        "audit": report.get("audit", {}),
     }
 
 
@@ -55,7 +60,7 @@ STAGES: list[Stage] = [
         kind=StepKind.GLOBAL,
         fn=review_stage,
         inputs=("dedup/examples",),
-        outputs=(Output("examples", key="example_id"), Output("rejected", key="item_id")),
+        outputs=(Output("examples", key="example_id"), Output("rejected", key="item_id"), Output("summary")),
         config_sections=("review", "task"),
         summarize=summarize,
         description="apply expert review decisions from Label Studio",

@@ -27,7 +27,15 @@ import polars as pl
 from curate.config import PipelineConfig
 from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.config import ReviewConfig
-from curate.review.labeling import check_correction, label_config, read_annotation, task_payload
+from curate.review.explain import explain
+from curate.review.labeling import (
+    INTERNAL_DATA,
+    check_correction,
+    guidelines_html,
+    label_config,
+    read_annotation,
+    task_payload,
+)
 from curate.run.rundir import atomic_write_parquet, atomic_write_text
 from schemas.ids import content_id
 from schemas.records import ReviewDecision, polars_schema
@@ -35,6 +43,17 @@ from schemas.records import ReviewDecision, polars_schema
 EXAMPLES_ARTIFACT = ("dedup", "examples")
 CHUNK_ARTIFACTS = (("redact", "chunks"), ("chunk", "chunks"))
 STATE_DIR = "review.state"
+VIEW_TITLE = "Most doubtful first"
+# Label Studio's own task-list columns that a reviewer does not need (it lists them before the
+# data columns, so each one shown pushes the reason to the right).
+LS_COLUMNS_HIDDEN = (
+    "inner_id", "completed_at", "cancelled_annotations", "total_predictions", "annotators",
+    "annotations_results", "annotations_ids", "predictions_score", "predictions_model_versions",
+    "predictions_results", "file_upload", "storage_filename", "created_at", "updated_at", "updated_by",
+    "avg_lead_time", "draft_exists",
+)
+
+SAMPLE_ARTIFACTS = (("generate", "samples"), ("refine", "samples"))
 SEVERITY = {"reject": 2, "correct": 1, "accept": 0}
 
 PUSHED_SCHEMA = pl.Schema({"example_id": pl.String(), "task_id": pl.Int64(), "reason": pl.String()})
@@ -70,7 +89,8 @@ def audit_draw(seed: str, example_id: str) -> float:
 
 
 def select_for_review(examples: pl.DataFrame, review: ReviewConfig) -> pl.DataFrame:
-    """example_id and reason of every example to send: borderline ones, then the audit share."""
+    """example_id, reason, kind and doubt of every example to send (borderline ones and the
+    audit share), most doubtful first (`doubt_order`)."""
     rows = []
     for example_id, agreement, grounding in examples.select("example_id", "agreement", "grounding_score").iter_rows():
         reasons = []
@@ -79,14 +99,39 @@ def select_for_review(examples: pl.DataFrame, review: ReviewConfig) -> pl.DataFr
         if grounding < review.borderline_grounding:
             reasons.append(f"grounding {grounding:.2f} < {review.borderline_grounding:.2f}")
         if reasons:
-            rows.append((example_id, "borderline: " + ", ".join(reasons)))
+            rows.append((example_id, "borderline: " + ", ".join(reasons), "borderline"))
         elif audit_draw(review.seed, example_id) < review.audit_fraction:
-            rows.append((example_id, "audit: a random sample of auto-accepted examples"))
-    return pl.DataFrame(rows, schema={"example_id": pl.String(), "reason": pl.String()}, orient="row")
+            rows.append((example_id, "audit: a random sample of auto-accepted examples", "audit"))
+    chosen = pl.DataFrame(
+        rows, schema={"example_id": pl.String(), "reason": pl.String(), "kind": pl.String()}, orient="row"
+    )
+    return doubt_order(chosen.join(examples, on="example_id", how="left"))
+
+
+DOUBT_SCORE = "doubt"
+
+
+def doubt_order(selected: pl.DataFrame) -> pl.DataFrame:
+    """The selection with its `doubt` (higher = more doubtful), sorted most doubtful first.
+
+    Borderline examples come before audit ones (doubt 1 to 1.5 against 0 to 0.5). Within each
+    kind, today: the lowest self-consistency agreement first, then the lowest grounding. The
+    doubt score of the issue "Beyond the peers" slots in here: when the examples carry a
+    `doubt` column (0-1, higher = more doubtful), it replaces the within-kind part."""
+    if DOUBT_SCORE in selected.columns:
+        within = pl.col(DOUBT_SCORE).fill_null(0.0).clip(0.0, 1.0)
+    else:
+        within = (1 - pl.col("agreement")).round(4) + (1 - pl.col("grounding_score")) * 1e-5
+    kind = pl.when(pl.col("kind") == "borderline").then(1.0).otherwise(0.0)
+    return (
+        selected.with_columns((kind + within / 2).alias("_doubt"))
+        .sort(["_doubt", "example_id"], descending=[True, False])
+        .select("example_id", "reason", "kind", pl.col("_doubt").alias("doubt"))
+    )
 
 
 def is_audit(reason: str) -> bool:
-    return reason.startswith("audit")
+    return reason.casefold().startswith("audit")
 
 
 # --------------------------------------------------------------------------- run-dir inputs
@@ -105,6 +150,21 @@ def read_chunks(cfg: PipelineConfig) -> pl.DataFrame:
         if path.exists():
             return pl.read_parquet(path, columns=["chunk_id", "text", "source_path", "heading_path"])
     raise FileNotFoundError(f"no chunks in {cfg.run_path}: run the pipeline up to the filters first")
+
+
+def read_samples(cfg: PipelineConfig, chunk_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """chunk_id -> its teacher samples (generation and refinement rounds), for the reasons."""
+    frames = [
+        pl.read_parquet(path, columns=["sample_id", "chunk_id", "round", "status", "output_json"])
+        for stage, name in SAMPLE_ARTIFACTS if (path := cfg.run_path / stage / f"{name}.parquet").exists()
+    ]
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not frames:
+        return found
+    wanted = pl.concat(frames).filter(pl.col("chunk_id").is_in(chunk_ids) & (pl.col("status") == "ok"))
+    for row in wanted.iter_rows(named=True):
+        found.setdefault(row["chunk_id"], []).append(row)
+    return found
 
 
 def read_pushed(run_path: Path) -> pl.DataFrame | None:
@@ -133,54 +193,81 @@ class PushReport:
     imported: int = 0
     batches: int = 0
     finished: bool = False
+    view_id: int | None = None
     updated_at: str = ""
 
 
 def build_tasks(cfg: PipelineConfig, examples: pl.DataFrame, chunks: pl.DataFrame, selection: pl.DataFrame) -> list[dict[str, Any]]:
+    """The tasks of `selection`, in its order (most doubtful first), each with its reason in
+    plain words and the other samples' answers."""
     chunk_by_id = {row["chunk_id"]: row for row in chunks.iter_rows(named=True)}
-    reasons = dict(selection.iter_rows())
+    example_by_id = {row["example_id"]: row for row in examples.iter_rows(named=True)}
+    samples = read_samples(cfg, [example_by_id[eid]["chunk_id"] for eid in selection["example_id"] if eid in example_by_id])
     tasks = []
-    for row in examples.filter(pl.col("example_id").is_in(selection["example_id"].implode())).iter_rows(named=True):
+    for example_id, kind, doubt in selection.select("example_id", "kind", "doubt").iter_rows():
+        row = example_by_id[example_id]
         chunk = chunk_by_id.get(row["chunk_id"])
         if chunk is None:
-            raise ValueError(f"example {row['example_id']}: its chunk {row['chunk_id']} is not in the run's chunks")
+            raise ValueError(f"example {example_id}: its chunk {row['chunk_id']} is not in the run's chunks")
         source = " › ".join([chunk["source_path"], *(chunk["heading_path"] or [])])
+        words = explain(cfg.task, row, samples.get(row["chunk_id"], []), audit=kind == "audit")
         tasks.append(task_payload(
             cfg.task,
-            example_id=row["example_id"], output_json=row["output_json"], chunk=chunk["text"],
-            source=source, reason=reasons[row["example_id"]], evidence=list(row["evidence"] or []),
+            example_id=example_id, output_json=row["output_json"], chunk=chunk["text"],
+            source=source, reason=words.reason, others=words.others, evidence=list(row["evidence"] or []),
+            doubt=float(doubt), agreement=float(row["agreement"]), grounding=float(row["grounding_score"]),
             model_version="teacher", score=float(row["quality_score"]),
         ))
-    tasks.sort(key=lambda task: task["data"]["example_id"])
     return tasks
 
 
+def review_view() -> dict[str, Any]:
+    """The task list's tab: most doubtful first, reason, location, label and scores up front
+    (Label Studio puts its own columns before the data's, so only the id and the annotation
+    count stay of those), internal data hidden."""
+    hidden = [f"tasks:{name}" for name in LS_COLUMNS_HIDDEN] + [f"tasks:data.{key}" for key in INTERNAL_DATA]
+    return {
+        "ordering": ["-tasks:data.doubt"],
+        "hiddenColumns": {"explore": hidden, "labeling": hidden},
+        "columnsWidth": {
+            "tasks:data.reason": 470, "tasks:data.location": 270, "tasks:data.label": 150,
+            "tasks:data.agreement": 110, "tasks:data.grounding": 110,
+        },
+    }
+
+
 def push(cfg: PipelineConfig, client: ReviewClient | None = None, *, stop_after_batches: int | None = None) -> PushReport:
-    """Send the sample to Label Studio; safe to repeat and to resume.
+    """Send the sample to Label Studio, most doubtful first; safe to repeat and to resume.
 
     `stop_after_batches` stops early on purpose (how tests stand for an interrupted push).
     """
     examples = read_examples(cfg)
     chunks = read_chunks(cfg)
     selection = select_for_review(examples, cfg.review)
+    config = label_config(cfg.task, cfg.review.guidelines)  # checks review.guidelines before any request
     client = client or ReviewClient.from_config(cfg.review)
     client.whoami()
     title = project_title(cfg)
     project_id, created = client.ensure_project(
-        title, label_config(cfg.task), description=f"assay expert review of {cfg.name} ({cfg.task.type.value})",
+        title, config, description=f"assay expert review of {cfg.name} ({cfg.task.type.value})",
         annotations_per_task=cfg.review.annotations_per_task,
+        instructions=guidelines_html(cfg.task, cfg.review.guidelines),
     )
+    view_id = client.ensure_view(project_id, VIEW_TITLE, review_view())
     present = client.task_ids_by_example(project_id)
-    reasons = dict(selection.iter_rows())
     tasks = [t for t in build_tasks(cfg, examples, chunks, selection) if t["data"]["example_id"] not in present]
-    n_audit = sum(1 for reason in reasons.values() if is_audit(reason))
+    reasons = {t["data"]["example_id"]: t["data"]["reason"] for t in tasks}
+    kinds = dict(selection.select("example_id", "kind").iter_rows())
+    n_audit = sum(1 for kind in kinds.values() if kind == "audit")
     report = PushReport(
         url=client.url, project_id=project_id, project_title=title, project_created=created,
         selected=selection.height, borderline=selection.height - n_audit, audit=n_audit,
-        already_present=sum(1 for eid in reasons if eid in present),
+        already_present=sum(1 for eid in kinds if eid in present), view_id=view_id,
     )
+    previous = read_pushed(cfg.run_path)
+    earlier = dict(previous.select("example_id", "reason").iter_rows()) if previous is not None else {}
     pushed: dict[str, tuple[int | None, str]] = {
-        eid: (tid, reasons.get(eid, "pushed earlier")) for eid, tid in present.items()
+        eid: (tid, earlier.get(eid) or _kind_reason(kinds.get(eid))) for eid, tid in present.items()
     }
     state = state_dir(cfg)
     _save_push_state(state, report, pushed)
@@ -196,10 +283,15 @@ def push(cfg: PipelineConfig, client: ReviewClient | None = None, *, stop_after_
         report.batches += 1
         _save_push_state(state, report, pushed)
     for eid, tid in client.task_ids_by_example(project_id).items():
-        pushed[eid] = (tid, pushed.get(eid, (None, reasons.get(eid, "pushed earlier")))[1])
+        pushed[eid] = (tid, pushed.get(eid, (None, reasons.get(eid) or _kind_reason(kinds.get(eid))))[1])
     report.finished = True
     _save_push_state(state, report, pushed)
     return report
+
+
+def _kind_reason(kind: str | None) -> str:
+    """The reason of a task pushed by an earlier run whose state was lost: its kind at least."""
+    return {"audit": "Audit", "borderline": "Borderline"}.get(kind or "", "pushed earlier")
 
 
 def _save_push_state(state: Path, report: PushReport, pushed: dict[str, tuple[int | None, str]]) -> None:
@@ -216,13 +308,20 @@ def _save_push_state(state: Path, report: PushReport, pushed: dict[str, tuple[in
 
 @dataclass
 class PullReport:
+    """What a pull found. `pending_tasks`: tasks with no valid decision yet (no annotation, only
+    skipped ones, no decision chosen, or a refused correction). `counts` and `audit` are what
+    the review stage will do with these decisions (the same function computes both)."""
+
     url: str
     project_id: int
     tasks: int
     annotations: int
-    undecided: int
-    invalid_corrections: list[dict[str, str]] = field(default_factory=list)
+    pending_tasks: int
+    annotations_without_decision: int = 0
+    invalid_corrections: list[dict[str, Any]] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
     multi_annotated: int = 0
     mean_agreement: float | None = None
     resolution: str = ""
@@ -237,7 +336,7 @@ def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
     exported = client.export(project_id)
     emails = client.user_emails()
     rows: list[dict[str, Any]] = []
-    undecided = 0
+    without_decision = 0
     for task in exported:
         data = task.get("data") or {}
         example_id = data.get("example_id")
@@ -246,9 +345,12 @@ def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
-            read = read_annotation(cfg.task, data["output_json"], annotation.get("result") or [])
+            read = read_annotation(
+                cfg.task, data["output_json"], annotation.get("result") or [],
+                chunk=data.get("chunk"), regions=data.get("regions"),
+            )
             if read.decision is None:
-                undecided += 1
+                without_decision += 1
                 continue
             row = _annotation_row(cfg, example_id, int(task["id"]), data, annotation, read, emails)
             rows.append(row)
@@ -257,14 +359,18 @@ def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
     atomic_write_parquet(annotations, state / "annotations.parquet")
     atomic_write_parquet(decisions, state / "decisions.parquet")
     multi = decisions.filter(pl.col("n_annotations") > 1)
+    decided = set(decisions["example_id"].to_list())
+    merged = _merge_report(cfg, decisions)
     report = PullReport(
         url=client.url, project_id=project_id, tasks=len(exported), annotations=annotations.height,
-        undecided=undecided,
+        pending_tasks=sum(1 for t in exported if (t.get("data") or {}).get("example_id") not in decided),
+        annotations_without_decision=without_decision,
         invalid_corrections=[
-            {"example_id": r["example_id"], "reviewer": r["reviewer"], "error": r["error"]}
+            {"task_id": r["task_id"], "example_id": r["example_id"], "reviewer": r["reviewer"], "error": r["error"]}
             for r in annotations.filter(~pl.col("valid")).iter_rows(named=True)
         ],
         decisions=dict(Counter(decisions["decision"].to_list())),
+        counts=merged.get("counts", {}), audit=merged.get("audit", {}),
         multi_annotated=multi.height,
         mean_agreement=round(float(multi["agreement"].mean()), 4) if multi.height else None,  # type: ignore[arg-type]
         resolution=cfg.review.resolution,
@@ -272,6 +378,17 @@ def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
     )
     atomic_write_text(state / "pull.json", json.dumps(asdict(report), indent=2))
     return report
+
+
+def _merge_report(cfg: PipelineConfig, decisions: pl.DataFrame) -> dict[str, Any]:
+    """The review stage's counts and audit for these decisions (empty without dedup/examples)."""
+    from curate.review.merge import apply_review
+
+    try:
+        examples = read_examples(cfg)
+    except FileNotFoundError:
+        return {}
+    return apply_review(examples, decisions, read_pushed(cfg.run_path), cfg.review)[2]
 
 
 def _project_id(cfg: PipelineConfig, client: ReviewClient, state: Path) -> int:
@@ -304,10 +421,15 @@ def _annotation_row(
         "annotation_id": annotation.get("id"), "task_id": task_id, "valid": True, "error": None,
         "evidence_json": None, "grounding_score": None,
     }
-    if read.decision == "correct":
-        checked = check_correction(cfg.task, read.corrected or {}, data["chunk"], cfg.review.min_grounding)
+    if read.decision == "correct" and not read.changed:
+        row.update(valid=False, error=(
+            f"task {task_id}: marked 'correct' but nothing was changed (the label, fields and quote are the "
+            "teacher's): choose 'accept', or change what is wrong"
+        ))
+    elif read.decision == "correct":
+        checked = check_correction(cfg.task, read.corrected or {}, data["chunk"], cfg.review.min_grounding, read.spans)
         if checked.error:
-            row.update(valid=False, error=checked.error)
+            row.update(valid=False, error=f"task {task_id}: {checked.error}")
         else:
             row.update(
                 corrected_output_json=checked.output_json,

@@ -41,7 +41,8 @@ def _controls(corpus: Path, per_family: int = 3) -> list[dict[str, Any]]:
 def build_run(corpus: Path, run_dir: Path, review: dict[str, Any] | None = None) -> PipelineConfig:
     """A run directory holding `redact/chunks` and `dedup/examples` as the filters would leave
     them: one chunk per control statement, one example per chunk whose label is the control's
-    true family and whose quote is the statement's first words. Agreement and grounding vary
+    true family and whose quote is the statement's first sentence (every other example, its
+    evidence without the final ".") or its first words. Agreement and grounding vary
     so that some examples are borderline. (Hand-made stand-ins for teacher output.)"""
     chunks: list[BaseModel] = []
     examples: list[BaseModel] = []
@@ -54,7 +55,13 @@ def build_run(corpus: Path, run_dir: Path, review: dict[str, Any] | None = None)
             end=len(text), heading_path=[record["family_title"], f"{record['id']} {record['title']}"],
             n_tokens=len(text.split()),
         ))
-        quote = text[: text.rfind(" ", 0, 100)]
+        stop = text.find(". ", 40)
+        if index % 2 == 0 and 20 < stop < 300:
+            # a whole sentence, whose evidence leaves out the final "." as the grounding filter does
+            quote, evidence_end = text[: stop + 1], stop
+        else:
+            quote = text[: text.rfind(" ", 0, 100)]
+            evidence_end = len(quote)
         start = 0
         output = {"label": FAMILIES[record["family"]], "quote": quote}
         output_json = json.dumps(output, separators=(",", ":"), ensure_ascii=False)  # as model_dump_json
@@ -70,7 +77,7 @@ def build_run(corpus: Path, run_dir: Path, review: dict[str, Any] | None = None)
             ],
             sample_ids=[content_id(chunk_id, "sample", n) for n in range(3)], agreement=agreement,
             grounding_score=grounding,
-            evidence=[{"field": "quote", "start": start, "end": start + len(quote), "score": grounding}],
+            evidence=[{"field": "quote", "start": start, "end": evidence_end, "score": grounding}],
             quality_score=0.5 + 0.5 * agreement,
         ))
     for stage, name, frame in (("redact", "chunks", frame_of(Chunk, chunks)), ("dedup", "examples", frame_of(Example, examples))):

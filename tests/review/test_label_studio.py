@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from curate.config import PipelineConfig
+from curate.dataset.card import review_lines
+from curate.report import print_status, write_run_report
 from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.server import free_port
-from curate.review.stages import review_stage
-from curate.review.sync import pull, push, select_for_review
-from curate.run.stage import StageContext
+from curate.review.stages import STAGES as REVIEW_STAGES
+from curate.review.sync import VIEW_TITLE, pull, push, select_for_review
+from curate.run.rundir import RunDir
+from curate.run.runner import Runner
 from tests.review.conftest import build_run
 
 pytestmark = pytest.mark.integration
@@ -32,6 +37,7 @@ def ls_run(shared_corpus: Path, tmp_path: Path, label_studio: Any, request: pyte
     review = {
         "url": label_studio.url, "project_title": f"assay test {request.node.name}"[:50],
         "audit_fraction": 0.5, "batch_size": 2, "resolution": "majority", "pending": "keep",
+        "audit_min_reviewed": 2, "guidelines": {"access-control": "Who may use which system, and how that is checked."},
     }
     return build_run(shared_corpus, tmp_path / "run", review)
 
@@ -48,9 +54,9 @@ def _annotate(client: ReviewClient, task: Any, decision: str, *, user: int | Non
     prediction = task.predictions[0]
     result = [json.loads(json.dumps(item)) for item in prediction.result]
     chunk = task.data["chunk"]
+    if label:  # nothing is pre-selected: the reviewer picks the label
+        result.append({"from_name": "fix_label", "to_name": "chunk", "type": "choices", "value": {"choices": [label]}})
     for item in result:
-        if label and item["from_name"] == "fix_label":
-            item["value"]["choices"] = [label]
         if quote_span and item["type"] == "labels":
             start, end = quote_span
             item["value"].update(start=start, end=end, text=chunk[start:end])
@@ -65,67 +71,117 @@ def _annotate(client: ReviewClient, task: Any, decision: str, *, user: int | Non
 
 def test_push_annotate_pull_merge(ls_run: PipelineConfig, client: ReviewClient) -> None:
     examples = pl.read_parquet(ls_run.run_path / "dedup" / "examples.parquet")
-    selection = dict(select_for_review(examples, ls_run.review).iter_rows())
+    original = {r["example_id"]: r for r in examples.iter_rows(named=True)}
+    selection = select_for_review(examples, ls_run.review)
+    order = selection["example_id"].to_list()
     report = push(ls_run, client)
     assert report.finished and report.project_created
-    assert report.imported == report.selected == len(selection)
+    assert report.imported == report.selected == len(order)
     tasks = {t.data["example_id"]: t for t in _tasks(client, report.project_id)}
-    assert tasks.keys() == selection.keys()
-    for task in tasks.values():  # the evidence is highlighted where it is in the chunk
+    assert tasks.keys() == set(order)
+
+    # most doubtful first: in the review tab, and in task ids (the labeling stream's sequence)
+    (view,) = [v for v in client.sdk.views.list(project=report.project_id) if v.data["title"] == VIEW_TITLE]
+    listed = [t.data["example_id"] for t in client.sdk.tasks.list(project=report.project_id, view=view.id, fields="all")]
+    assert listed == order == [eid for eid, _ in sorted(((e, tasks[e].id) for e in order), key=lambda p: p[1])]
+    kinds = selection["kind"].to_list()
+    assert kinds[0] == "borderline" and kinds == sorted(kinds, key=lambda k: k != "borderline")
+    assert "tasks:data.output_json" in view.data["hiddenColumns"]["explore"]
+    project = client.sdk.projects.get(id=report.project_id)
+    assert project.show_instruction and "Who may use which system" in (project.expert_instruction or "")
+    assert all(label in (project.expert_instruction or "") for label in ls_run.task.labels)
+    for eid, task in tasks.items():  # the region holds the teacher's quote exactly, and the reason is plain
         (region,) = [r for r in task.predictions[0].result if r["type"] == "labels"]
         value = region["value"]
-        assert task.data["chunk"][value["start"]:value["end"]] == value["text"]
+        assert task.data["chunk"][value["start"]:value["end"]] == value["text"] == json.loads(task.data["output_json"])["quote"]
+        assert not [r for r in task.predictions[0].result if r["from_name"] == "fix_label"]
+        assert task.data["reason"].startswith("Audit" if selection.filter(pl.col("example_id") == eid)["kind"][0] == "audit" else "Borderline")
+        assert " of 3 samples said " in task.data["reason"] or "agreement" in task.data["reason"]
 
-    borderline = sorted(eid for eid, reason in selection.items() if reason.startswith("borderline"))
-    audits = sorted(eid for eid, reason in selection.items() if reason.startswith("audit"))
-    assert len(borderline) >= 4 and audits
-    rejected_id, corrected_id, disputed_id, invalid_id = borderline[:4]
+    borderline = [eid for eid, kind in zip(order, kinds, strict=True) if kind == "borderline"]
+    audits = [eid for eid, kind in zip(order, kinds, strict=True) if kind == "audit"]
+    assert len(borderline) >= 6 and len(audits) >= ls_run.review.audit_min_reviewed
+    stop_quoted = [eid for eid in borderline if json.loads(original[eid]["output_json"])["quote"].endswith(".")]
+    assert stop_quoted  # a quote ending in punctuation, whose evidence leaves the "." out
+    relabelled_id = stop_quoted[0]
+    rejected_id, moved_id, disputed_id, invalid_id, noop_id = [e for e in borderline if e != relabelled_id][:5]
     second = client.sdk.users.create(email="second@assay.local", username="second").id
     third = client.sdk.users.create(email="third@assay.local", username="third").id
 
     _annotate(client, tasks[rejected_id], "reject", note="quote does not support the label")
-    chunk = tasks[corrected_id].data["chunk"]
+    _annotate(client, tasks[relabelled_id], "correct", label="incident-response")  # label only
+    chunk = tasks[moved_id].data["chunk"]
     span = (chunk.index(" ", 20) + 1, chunk.index(" ", 90))
-    _annotate(client, tasks[corrected_id], "correct", label="incident-response", quote_span=span)
+    _annotate(client, tasks[moved_id], "correct", label="incident-response", quote_span=span)
     _annotate(client, tasks[disputed_id], "accept")
     _annotate(client, tasks[disputed_id], "accept", user=second)
     _annotate(client, tasks[disputed_id], "reject", user=third)
     _annotate(client, tasks[invalid_id], "correct", label="audit", quote_text="Passwords rotate hourly using quantum keys.")
+    _annotate(client, tasks[noop_id], "correct")  # "correct" that changes nothing
     for eid in audits:
         _annotate(client, tasks[eid], "accept", user=second)
 
     pulled = pull(ls_run, client)
-    assert pulled.annotations == 6 + len(audits)
-    assert pulled.decisions == {"reject": 1, "correct": 1, "accept": 1 + len(audits)}
-    assert [c["example_id"] for c in pulled.invalid_corrections] == [invalid_id]
+    assert pulled.annotations == 8 + len(audits)
+    assert pulled.decisions == {"reject": 1, "correct": 2, "accept": 1 + len(audits)}
+    refused = {c["example_id"]: c for c in pulled.invalid_corrections}
+    assert refused.keys() == {invalid_id, noop_id}
+    assert refused[noop_id]["error"].startswith(f"task {tasks[noop_id].id}: marked 'correct' but nothing was changed")
+    assert refused[invalid_id]["task_id"] == tasks[invalid_id].id
+    assert pulled.pending_tasks == len(order) - 4 - len(audits)
+    never_sent = examples.height - len(order)
+    assert pulled.counts == {"accepted": 1 + len(audits), "corrected": 2, "rejected": 1,
+                             "pending": len(borderline) - 4, "never_sent": never_sent}
+    assert pulled.audit["status"] == "passed" and pulled.audit["reviewed"] == len(audits)
     assert pulled.multi_annotated == 1 and pulled.mean_agreement == pytest.approx(1 / 3, abs=1e-3)
-    decisions = pl.read_parquet(ls_run.run_path / "review.state" / "decisions.parquet")
-    assert decisions.height == 3 + len(audits)
 
-    ctx = StageContext(config=ls_run, run_dir=str(ls_run.run_path), stage="review", show_progress=False)
-    merged = review_stage(examples, ctx)
-    kept = {r["example_id"]: r for r in merged["examples"].iter_rows(named=True)}
+    # the review stage, run by the pipeline's runner: manifest, report.md, `curate status`, card
+    Runner(ls_run, REVIEW_STAGES, show_progress=False).run()
+    kept = {r["example_id"]: r for r in pl.read_parquet(ls_run.run_path / "review" / "examples.parquet").iter_rows(named=True)}
+    removed = pl.read_parquet(ls_run.run_path / "review" / "rejected.parquet")
     assert rejected_id not in kept
-    assert merged["rejected"].filter(pl.col("item_id") == rejected_id)["detail"].to_list() == ["quote does not support the label"]
-    fixed = kept[corrected_id]
-    assert fixed["review_status"] == "corrected" and fixed["label"] == "incident-response"
-    assert json.loads(fixed["output_json"]) == {"label": "incident-response", "quote": chunk[span[0]:span[1]]}
-    assert json.loads(fixed["messages"][-1]["content"])["label"] == "incident-response"
-    (evidence,) = fixed["evidence"]  # grounded again: the moved quote's place in the chunk
-    assert evidence["field"] == "quote" and evidence["score"] == 1.0
-    assert chunk[evidence["start"]:evidence["end"]] in chunk[span[0]:span[1]]
-    assert abs(evidence["start"] - span[0]) <= 1 and abs(evidence["end"] - span[1]) <= 1
-    assert fixed["reviewer"] == "reviewer@assay.local" and fixed["reviewed_at"].startswith("20")
+    assert removed.filter(pl.col("item_id") == rejected_id)["detail"].to_list() == ["quote does not support the label"]
+
+    relabelled, before = kept[relabelled_id], original[relabelled_id]
+    teacher_quote = json.loads(before["output_json"])["quote"]
+    assert relabelled["review_status"] == "corrected" and relabelled["label"] == "incident-response"
+    assert json.loads(relabelled["output_json"]) == {"label": "incident-response", "quote": teacher_quote}
+    for role in ("system", "user"):  # byte-identical: the source passage is untouched
+        new = next(m["content"] for m in relabelled["messages"] if m["role"] == role)
+        old = next(m["content"] for m in before["messages"] if m["role"] == role)
+        assert new.encode() == old.encode()
+    assert json.loads(relabelled["messages"][-1]["content"])["quote"] == teacher_quote
+
+    moved = kept[moved_id]
+    assert json.loads(moved["output_json"]) == {"label": "incident-response", "quote": chunk[span[0]:span[1]]}
+    (evidence,) = moved["evidence"]  # grounded by the region's offsets
+    assert (evidence["field"], evidence["start"], evidence["end"], evidence["score"]) == ("quote", *span, 1.0)
+    assert moved["reviewer"] == "reviewer@assay.local" and moved["reviewed_at"].startswith("20")
+    assert [m["content"] for m in moved["messages"][:2]] == [m["content"] for m in original[moved_id]["messages"][:2]]
     assert kept[disputed_id]["review_status"] == "accepted"
     assert kept[disputed_id]["reviewer"] == "reviewer@assay.local,second@assay.local"
-    assert kept[invalid_id]["review_status"] == "auto"  # invalid correction not applied: still pending
+    assert kept[invalid_id]["review_status"] == kept[noop_id]["review_status"] == "pending"
     assert all(kept[eid]["review_status"] == "accepted" for eid in audits)
-    assert len(kept) + merged["rejected"].height == examples.height
+    assert len(kept) + removed.height == examples.height
+
+    stage_report = RunDir(ls_run.run_path).load_manifest()["stages"]["review"]["report"]
+    assert stage_report["counts"] == pulled.counts and stage_report["audit"] == pulled.audit
+    report_md = write_run_report(ls_run.run_path).read_text()
+    assert json.dumps(pulled.counts, indent=2) in report_md
+    console = Console(record=True, width=200)
+    print_status(ls_run.run_path, console)
+    status = console.export_text()
+    for key, value in pulled.counts.items():
+        assert re.search(rf"{key}\s*│\s*{value}\s*│", status), key
+    card = " ".join(review_lines(stage_report))
+    c = pulled.counts
+    assert (f"{c['accepted']} accepted, {c['corrected']} corrected and {c['rejected']} rejected" in card
+            and f"{c['pending']} sent for review and not decided yet" in card and f"{c['never_sent']} never sent" in card)
 
     again = push(ls_run, client)  # re-push: nothing new, no duplicate
-    assert (again.imported, again.already_present, again.project_created) == (0, len(selection), False)
+    assert (again.imported, again.already_present, again.project_created) == (0, len(order), False)
     ids = [t.data["example_id"] for t in _tasks(client, report.project_id)]
-    assert sorted(ids) == sorted(selection)
+    assert sorted(ids) == sorted(order)
 
 
 def test_interrupted_push_resumes(ls_run: PipelineConfig, client: ReviewClient) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from curate.review.labeling import check_correction, label_config, read_annotation, task_payload
+import pytest
+
+from curate.review.labeling import (
+    check_correction,
+    definitions,
+    guidelines_html,
+    label_config,
+    read_annotation,
+    task_payload,
+)
 from schemas.tasks import TaskConfig
 
 CLASSIFY = TaskConfig(type="classification", instruction="Which area?", labels=("access", "incident"))
@@ -31,7 +40,33 @@ def test_classification_config_has_highlight_decision_label_and_note() -> None:
     assert tags["decision"].get("required") == "true"
     assert [c.get("value") for c in tags["fix_label"]] == ["access", "incident"]
     assert tags["note"].tag == "TextArea"
-    assert {"instruction", "candidate", "location", "reason"} <= tags.keys()
+    assert {"candidate", "others", "location", "reason"} <= tags.keys()
+    # the instruction is in the config (the same on every task), not a data column
+    headers = [el.get("value") for el in ET.fromstring(label_config(CLASSIFY)).iter("Header")]
+    assert any(h and h.endswith(CLASSIFY.instruction) for h in headers)
+
+
+def test_corrections_show_only_once_correct_is_chosen() -> None:
+    root = ET.fromstring(label_config(CLASSIFY))
+    (block,) = [v for v in root.iter("View") if v.get("visibleWhen")]
+    assert (block.get("visibleWhen"), block.get("whenTagName"), block.get("whenChoiceValue")) == (
+        "choice-selected", "decision", "correct")
+    assert [c.get("name") for c in block.iter("Choices")] == ["fix_label"]
+    assert any("becomes the new quote" in (h.get("value") or "") for h in block.iter("Header"))
+
+
+def test_definitions_from_guidelines_or_label_descriptions() -> None:
+    task = TaskConfig(type="classification", instruction="x", labels=("a", "b", "c"),
+                      label_descriptions={"a": "desc of a", "b": "desc of b"})
+    assert definitions(task, {"b": "guideline for b"}) == {"a": "desc of a", "b": "guideline for b", "c": ""}
+    with pytest.raises(ValueError, match="'z' is not a label"):
+        definitions(task, {"z": "typo"})
+    assert definitions(EXTRACT, {})["owner"] == "Who is responsible"
+    hints = {c.get("value"): c.get("hint") for c in _tags(label_config(task, {"b": "guideline for b"}))["fix_label"]}
+    assert hints["a"] == "desc of a" and hints["b"] == "guideline for b"
+    html = guidelines_html(task, {"c": "uses <b> & such"})
+    assert "<li><b>a</b>: desc of a</li>" in html and "uses &lt;b&gt; &amp; such" in html
+    assert "becomes the new quote" in html and "<b>accept</b>" in html
 
 
 def test_extraction_config_has_one_correction_field_and_label_per_field() -> None:
@@ -61,10 +96,24 @@ def test_task_payload_highlights_evidence_and_predicts_candidate() -> None:
         reason="audit", evidence=[{"field": "quote", "start": start, "end": start + 30, "score": 1.0}],
     )
     assert payload["data"]["example_id"] == "e1" and payload["data"]["chunk"] == CHUNK
+    assert list(payload["data"])[:2] == ["reason", "location"]  # the task list's first data columns
     (region,) = [r for r in payload["predictions"][0]["result"] if r["type"] == "labels"]
     assert region["value"]["text"] == output["quote"] == CHUNK[region["value"]["start"]:region["value"]["end"]]
-    (label,) = [r for r in payload["predictions"][0]["result"] if r["from_name"] == "fix_label"]
-    assert label["value"]["choices"] == ["access"]
+    # nothing pre-selected: the correction label is the reviewer's own choice
+    assert not [r for r in payload["predictions"][0]["result"] if r["from_name"] == "fix_label"]
+    assert json.loads(payload["data"]["regions"]) == [["quote", start, start + 30]]
+
+
+def test_region_holds_the_quote_exactly_when_evidence_drops_its_final_stop() -> None:
+    """Bug 1: the grounding offsets leave out a quote's edge punctuation; the region must not."""
+    quote = "The system owner reviews accounts every 90 days."
+    start = CHUNK.index(quote)
+    payload = task_payload(
+        CLASSIFY, example_id="e1", output_json=json.dumps({"label": "access", "quote": quote}), chunk=CHUNK,
+        source="a.md", reason="r", evidence=[{"field": "quote", "start": start, "end": start + len(quote) - 1, "score": 1.0}],
+    )
+    (region,) = [r["value"] for r in payload["predictions"][0]["result"] if r["type"] == "labels"]
+    assert region["text"] == quote and (region["start"], region["end"]) == (start, start + len(quote))
 
 
 def test_extraction_highlights_each_field_quote_once() -> None:
@@ -140,3 +189,57 @@ def test_check_correction_rejects_invalid_and_ungrounded() -> None:
     assert typo.error is None and 0.9 <= typo.grounding_score < 1.0
     wrong_id = check_correction(EXTRACT, {"control_id": {"value": "AC-9", "quote": "AC-2"}, "owner": {"value": None, "quote": None}}, CHUNK, 0.9)
     assert wrong_id.error is not None and "AC-9" in wrong_id.error
+
+
+QUOTE = "The system owner reviews accounts every 90 days."
+
+
+def _pushed(quote: str, evidence: tuple[int, int]) -> dict:
+    return task_payload(
+        CLASSIFY, example_id="e1", output_json=json.dumps({"label": "access", "quote": quote}), chunk=CHUNK,
+        source="a.md", reason="r", evidence=[{"field": "quote", "start": evidence[0], "end": evidence[1], "score": 1.0}],
+    )
+
+
+def _submit(payload: dict, *extra: dict) -> list[dict]:
+    """What the labeling view submits: the prediction's regions as they were, plus the reviewer's choices."""
+    return [json.loads(json.dumps(item)) for item in payload["predictions"][0]["result"]] + list(extra)
+
+
+def _fix_label(value: str) -> dict:
+    return {"from_name": "fix_label", "to_name": "chunk", "type": "choices", "value": {"choices": [value]}}
+
+
+def test_label_only_correction_keeps_the_teachers_quote_byte_for_byte() -> None:
+    start = CHUNK.index(QUOTE)
+    payload = _pushed(QUOTE, (start, start + len(QUOTE) - 1))
+    out, regions = payload["data"]["output_json"], payload["data"]["regions"]
+    read = read_annotation(CLASSIFY, out, _submit(payload, _decision("correct"), _fix_label("incident")), chunk=CHUNK, regions=regions)
+    assert read.corrected == {"label": "incident", "quote": QUOTE} and read.changed and read.spans == {}
+    nothing = read_annotation(CLASSIFY, out, _submit(payload, _decision("correct")), chunk=CHUNK, regions=regions)
+    assert nothing.corrected == json.loads(out) and not nothing.changed
+    same = read_annotation(CLASSIFY, out, _submit(payload, _decision("correct"), _fix_label("access")), chunk=CHUNK, regions=regions)
+    assert not same.changed  # re-choosing the teacher's own label changes nothing either
+
+
+def test_moved_region_becomes_the_new_quote_grounded_by_its_offsets() -> None:
+    start = CHUNK.index(QUOTE)
+    payload = _pushed(QUOTE, (start, start + len(QUOTE)))
+    moved = _submit(payload, _decision("correct"))
+    moved[0]["value"].update(start=0, end=24, text=CHUNK[0:24])
+    read = read_annotation(CLASSIFY, payload["data"]["output_json"], moved, chunk=CHUNK, regions=payload["data"]["regions"])
+    assert read.corrected == {"label": "access", "quote": "AC-2 Account Management."} and read.spans == {"quote": (0, 24)}
+    checked = check_correction(CLASSIFY, read.corrected or {}, CHUNK, 0.9, read.spans)
+    assert checked.error is None
+    assert [(e.field, e.start, e.end, e.score) for e in checked.evidence] == [("quote", 0, 24, 1.0)]
+
+
+def test_an_approximate_quote_left_in_place_stays_as_the_teacher_wrote_it() -> None:
+    typo = "The system owner reviews acounts every 90 days"
+    start = CHUNK.index(QUOTE)
+    payload = _pushed(typo, (start, start + len(QUOTE) - 1))  # no verbatim occurrence: shown at its evidence
+    (region,) = [r["value"] for r in payload["predictions"][0]["result"] if r["type"] == "labels"]
+    assert (region["start"], region["end"]) == (start, start + len(QUOTE) - 1)
+    read = read_annotation(CLASSIFY, payload["data"]["output_json"], _submit(payload, _decision("correct"), _fix_label("incident")),
+                           chunk=CHUNK, regions=payload["data"]["regions"])
+    assert read.corrected == {"label": "incident", "quote": typo}

@@ -69,3 +69,11 @@ def test_install_uses_uv_or_falls_back_to_venv_and_pip(uv: str | None, monkeypat
 
 def test_stop_without_server_is_harmless(tmp_path: Path) -> None:
     assert server.stop(tmp_path) is False
+
+
+def test_start_message_asks_for_no_token_on_the_default_data_folder(tmp_path: Path) -> None:
+    handle = server.ServerHandle("http://127.0.0.1:8080", 8080, 1, str(server.DEFAULT_DATA_DIR), "log", "u", "t")
+    hint = server.start_hint(handle)
+    assert "review.url: http://127.0.0.1:8080" in hint and "LABEL_STUDIO_API_KEY" not in hint and "token by themselves" in hint
+    elsewhere = server.start_hint(server.ServerHandle("http://127.0.0.1:9", 9, 1, str(tmp_path), "log", "u", "t"))
+    assert str(tmp_path / server.CREDENTIALS_FILE) in elsewhere and "LABEL_STUDIO_API_KEY" in elsewhere
