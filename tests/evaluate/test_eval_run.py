@@ -70,21 +70,28 @@ def classification_run(shared_corpus: Path, tmp_path_factory: pytest.TempPathFac
 def test_report_has_both_systems_metrics_and_plots(classification_run: Path) -> None:
     report = evaluate_run(classification_run, EvalConfig(max_new_tokens=24, latency_samples=2, batch_size=4))
     names = [s["name"] for s in report["systems"]]
-    assert names == ["fine-tuned", "prompted-baseline"]
+    assert names == ["fine-tuned", "prompted-baseline", "majority-class", "tfidf-logreg"]
     for system in report["systems"]:
-        scores = system["scores"]
+        scores, interval = system["scores"], system["interval"]
         assert scores["metric"] == "exact_match" and scores["n"] == 6
         assert 0.0 <= scores["score"] <= 1.0 and 0.0 <= scores["schema_compliance"] <= 1.0
+        assert interval["low"] <= scores["score"] <= interval["high"]
+        assert len(scores["per_example"]) == 6
         assert set(scores["confusion"]) == set(LABELS)
         assert sum(sum(row.values()) for row in scores["confusion"].values()) == 6
+    for system in report["systems"][:2]:
         assert 0.0 <= system["label_ranking_accuracy"] <= 1.0
         assert 0.0 < system["latency_p50_s"] <= system["latency_p95_s"]
+    comparisons = {c["baseline"]: c for c in report["gate"]["comparisons"]}
+    assert [name for name, c in comparisons.items() if c["required"]] == ["prompted-baseline", "majority-class"]
     assert report["chance"] == pytest.approx(1 / 3)
+    assert report["n_train"] == 36
     assert report["few_shot"] == 3
     out = classification_run / "eval"
     assert (out / "scores.png").stat().st_size > 0
     assert (out / "confusion_fine-tuned.png").stat().st_size > 0
-    assert "prompted-baseline" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "prompted-baseline" in markdown and "tfidf-logreg" in markdown and "95% bootstrap intervals" in markdown
 
 
 def test_cli_gate_fails_and_passes(classification_run: Path, tmp_path: Path) -> None:
@@ -159,7 +166,8 @@ def test_freeform_answers_are_judged_through_the_teacher(tmp_path: Path) -> None
             ),
         )
         received = server.received
-    for system in report["systems"]:
+    assert [s["name"] for s in report["systems"]] == ["fine-tuned", "prompted-baseline", "nearest-train-answer"]
+    for system in report["systems"][:2]:  # the models are judged; the retrieval baseline is scored by F1 only
         judge = system["judge"]
         assert judge["scored"] == 2 and judge["failed"] == 0
         assert 0.2 <= judge["mean"] <= 1.0  # rubric scores 1..5, scaled by 5
