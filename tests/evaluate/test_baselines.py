@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from schemas.tasks import TaskConfig, training_prompt
-from train.evaluate.baselines import MajorityClass, NearestTrainingAnswer, TfidfLogisticRegression, prompt_text
+from train.evaluate.baselines import (
+    MajorityClass,
+    NearestTrainingAnswer,
+    TfidfLogisticRegression,
+    prompt_text,
+)
 from train.evaluate.config import EvalConfig
 from train.evaluate.evaluate import HeldOutRow, fit_baselines, labelled_record_rows, read_held_out
 from train.evaluate.metrics import score_predictions

@@ -62,7 +62,6 @@ def test_gate_needs_the_whole_interval_above_the_margin() -> None:
 
 
 def test_gate_passes_a_clear_win_and_reports_a_stronger_classical_baseline() -> None:
-    n = 200
     tuned = [1.0] * 120 + [0.0] * 80
     prompted = [1.0] * 20 + [0.0] * 180
     majority = [1.0] * 26 + [0.0] * 174
