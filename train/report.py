@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    """Write through a temp file in the same folder and rename: readers never see a half report."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, target)
 
 
 def loss_curves(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -36,7 +47,7 @@ def plot_losses(curves: dict[str, list[tuple[float, float]]], out: Path, title: 
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2, default=str))
     m = report["metrics"]
     curves = report["curves"]
     lines = [
@@ -75,4 +86,4 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
     for key, value in report["outputs"].items():
         lines.append(f"- {key}: `{value}`")
     lines += ["", f"Train/eval loss points: {len(curves['train'])} / {len(curves['eval'])}", ""]
-    (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(run_dir / "report.md", "\n".join(lines))

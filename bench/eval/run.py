@@ -1,12 +1,15 @@
-"""Does the pipeline teach? SP 800-53 control statements -> family (18 classes), on the CPU.
+"""Does the pipeline teach? SP 800-53 control statements -> family (18 classes).
 
 The statements of `../shared/corpus/sp800-53r4/controls.jsonl` become curated examples
-(known labels stand in for the teacher), go through the real validate/split/export
-stages and the real `train run` stage on a small randomly initialised Llama, and
-`train eval` compares the fine-tuned model with the same untrained model prompted with
-few-shot examples. Test accuracy is printed beside chance and the majority class.
+(known labels stand in for the teacher), go through the real validate/split/export stages
+(`prepare`, needs the curation stack), then the real `train run` fine-tunes the base model
+(SmolLM2-135M-Instruct by default) and `train eval` scores it on the held-out test split
+against the same base model prompted with few-shot examples, the majority class and
+TF-IDF + logistic regression, each with a bootstrap interval (`train`, needs only train/).
 
-    .venv/bin/python bench/eval/run.py [--epochs 3] [--out bench/out/eval]
+    .venv/bin/python bench/eval/run.py                 # prepare + train, here
+    .venv/bin/python bench/eval/run.py prepare         # the export, on a CPU machine
+    python3 bench/eval/run.py train --export DIR       # on the GPU machine
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -76,22 +78,13 @@ def control_examples(task_labels: list[str]) -> pl.DataFrame:
     return frame_of(Example, rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "eval")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--max-test", type=int, default=None)
-    args = parser.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
+def prepare(out: Path) -> Path:
+    """Curated examples -> the real validate/split/export stages -> ``out/export`` (+ task.yaml)."""
     labels = sorted({json.loads(line)["family"] for line in CONTROLS.read_text().splitlines()})
-
-    started = time.perf_counter()
     config = parse_config(
         {
             "name": "bench-eval",
-            "run_dir": str(args.out / "curate"),
+            "run_dir": str(out / "curate"),
             "task": {
                 "type": "classification",
                 "name": "control-family",
@@ -108,77 +101,45 @@ def main() -> None:
     manifest["stages"]["review"] = {"status": "complete", "output_hashes": {}, "rows": {}}
     run_dir.save_manifest(manifest)
     Runner(config, DATASET_STAGES, show_progress=False).run()
-    export_dir = config.run_path / config.export.dir
-    task_yaml = args.out / "task.yaml"
-    task_yaml.write_text(yaml.safe_dump({"task": config.task.model_dump(mode="json")}), encoding="utf-8")
-    curate_s = time.perf_counter() - started
+    export = out / "export"
+    shutil.rmtree(export, ignore_errors=True)
+    export.mkdir(parents=True)
+    for split in ("train", "validation", "test"):  # the splits only: what the GPU machine needs
+        shutil.copy(config.run_path / config.export.dir / f"{split}.jsonl", export / f"{split}.jsonl")
+    task = {"task": config.task.model_dump(mode="json")}
+    (export / "pipeline.yaml").write_text(yaml.safe_dump(task), encoding="utf-8")
+    return export
 
-    from train.config import parse_config as parse_train_config
-    from train.evaluate.config import EvalConfig
-    from train.evaluate.evaluate import evaluate_run
-    from train.runner import run_training
 
-    train_cfg = parse_train_config(
-        {
-            "name": "bench-eval",
-            "model": "tiny-random",
-            "tiny": {
-                "architecture": "llama",
-                "hidden_size": args.hidden,
-                "num_layers": args.layers,
-                "num_heads": 4,
-                "num_kv_heads": 2,
-                "intermediate_size": 2 * args.hidden,
-                "vocab_size": 4096,
-            },
-            "data": str(export_dir),
-            "output_dir": str(args.out / "train"),
-            "learning_rate": 3e-3,
-            "epochs": args.epochs,
-            "per_device_batch_size": 8,
-            "effective_batch_size": 16,
-            "max_seq_len": 512,
-            "gradient_checkpointing": False,
-            "export_gguf": False,
-        }
-    )
-    train_report = run_training(train_cfg)
-    train_s = time.perf_counter() - started - curate_s
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["prepare", "train", "all"], nargs="?", default="all")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "eval")
+    parser.add_argument("--export", type=Path, default=None, help="train: the prepared export (default OUT/export)")
+    parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=16, help="per-device batch (effective batch 16)")
+    parser.add_argument("--max-test", type=int, default=None)
+    parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (CPU runs)")
+    args = parser.parse_args()
+    if args.step in ("prepare", "all"):
+        shutil.rmtree(args.out, ignore_errors=True)
+        export = prepare(args.out)
+        print(f"export: {export}")
+    if args.step in ("train", "all"):
+        from bench.eval.train_eval import train_and_evaluate
 
-    eval_config = EvalConfig(
-        test_file=str(export_dir / "test.jsonl"),
-        train_file=str(export_dir / "train.jsonl"),
-        task_config=str(task_yaml),
-        few_shot=3,
-        max_examples=args.max_test,
-        max_new_tokens=48,
-        batch_size=16,
-        latency_samples=8,
-        general_set=str(ROOT / "data" / "eval" / "general.jsonl"),
-    )
-    report = evaluate_run(Path(train_cfg.run_path), eval_config)
-    eval_s = time.perf_counter() - started - curate_s - train_s
-
-    tuned, baseline = report["systems"]
-    print(
-        f"\ncontrols: {report['n_test']} test rows, 18 classes; train {train_report['examples']['train']} rows,"
-        f" {train_report['metrics']['global_step']} steps, loss {train_report['metrics']['first_train_loss']:.3f}"
-        f" -> {train_report['metrics']['last_train_loss']:.3f}"
-    )
-    print(f"{'system':<28}{'label accuracy (ranked)':>26}{'exact match (generated)':>26}{'schema ok':>12}")
-    for name, value in (("chance (1/18)", report["chance"]), ("majority class", report["majority"])):
-        print(f"{name:<28}{value:>26.4f}{'':>26}{'':>12}")
-    for system in (baseline, tuned):
-        label = "untrained, 3-shot prompted" if system is baseline else "fine-tuned (LoRA)"
-        print(
-            f"{label:<28}{system['label_ranking_accuracy']:>26.4f}{system['scores']['score']:>26.4f}"
-            f"{system['scores']['schema_compliance']:>12.3f}"
+        train_and_evaluate(
+            args.export or args.out / "export",
+            args.out,
+            model=args.model,
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            batch=args.batch,
+            max_test=args.max_test,
+            max_train=args.max_train,
         )
-    ratio = tuned["label_ranking_accuracy"] / max(report["chance"], 1e-9)
-    print(f"fine-tuned / chance: {ratio:.2f}x; gate {'passed' if report['gate']['passed'] else 'failed'}")
-    print(
-        f"times: curate {curate_s:.0f}s, train {train_s:.0f}s, eval {eval_s:.0f}s; report {args.out / 'train' / 'eval' / 'report.md'}"
-    )
 
 
 if __name__ == "__main__":
