@@ -116,12 +116,26 @@ def test_retries_are_bounded_then_an_api_error(anthropic_router, anthropic_teach
     assert teacher.cache.count() == 0  # an API failure is not cached: the next run asks again
 
 
-def test_400_is_not_retried(anthropic_router, anthropic_teacher):
+def test_config_400_is_not_retried_and_stops_the_client(anthropic_router, anthropic_teacher):
     route = anthropic_router.post("/v1/messages").mock(
         return_value=api_error(400, "invalid_request_error", "max_tokens: field required")
     )
-    answer = _ask(anthropic_teacher())
-    assert answer.error_kind == "api" and route.call_count == 1
+    teacher = anthropic_teacher()
+    answer = _ask(teacher)
+    assert answer.error_kind == "stopped" and route.call_count == 1
+    assert teacher.fatal is not None and teacher.fatal.cause == "config"
+    assert "400 (max_tokens: field required)" in teacher.fatal.message
+    later = _ask(teacher, chunk_id="c2", index=1)  # nothing more is sent after a fatal stop
+    assert later.error_kind == "stopped" and route.call_count == 1
+
+
+def test_a_too_long_prompt_400_fails_only_its_request(anthropic_router, anthropic_teacher):
+    route = anthropic_router.post("/v1/messages").mock(
+        return_value=api_error(400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum")
+    )
+    teacher = anthropic_teacher()
+    answer = _ask(teacher)
+    assert answer.error_kind == "api" and route.call_count == 1 and teacher.fatal is None
 
 
 def test_malformed_tool_input_is_reasked_by_instructor(anthropic_router, anthropic_teacher):
