@@ -106,6 +106,7 @@ class MockTeacherServer:
         self.abandoned = 0
         self.preflight_calls = 0
         self.answered_by_body: collections.Counter[str] = collections.Counter()
+        self.answer_times: list[tuple[str, float]] = []  # (body hash, time.monotonic()) per answer
         self.billed_input_tokens = 0  # usage of every answer delivered: what a provider bills
         self.billed_output_tokens = 0
         self.fail_next: collections.deque[int] = collections.deque()
@@ -297,16 +298,26 @@ class MockTeacherServer:
             else:
                 held = False
                 self.answered += 1
-                key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-                self.answered_by_body[key] += 1
-                usage = payload.get("usage", {})
-                self.billed_input_tokens += int(usage.get("input_tokens", usage.get("prompt_tokens", 0)))
-                self.billed_output_tokens += int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
         if held:
             assert self._release is not None
             await self._release.wait()
             return web.json_response({"error": {"message": "server stopped"}}, status=503)
-        return web.json_response(payload)
+        response = web.json_response(payload)
+        try:  # written here, not after the handler returns, so that the time below is the delivery's
+            await response.prepare(request)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            with self._lock:
+                self.abandoned += 1
+            return response
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        usage = payload.get("usage", {})
+        with self._lock:
+            self.answered_by_body[key] += 1
+            self.answer_times.append((key, time.monotonic()))
+            self.billed_input_tokens += int(usage.get("input_tokens", usage.get("prompt_tokens", 0)))
+            self.billed_output_tokens += int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
+        return response
 
     async def _openai(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -229,3 +229,36 @@ def test_prompts_put_chunk_before_instruction(tmp_path):
     system = prompts.system_prompt(task)
     assert all(label in system for label in task.labels)
     assert prompts.instruction(task) == "Which policy area?"
+
+
+def test_an_answer_that_failed_validation_is_durable_before_its_reask(anthropic_router, anthropic_teacher):
+    """The re-ask never comes back (here: a 500, no retry); the next client, as after a crash,
+    reuses the stored invalid answer and pays only for the re-ask."""
+    invalid = tool_use_message({"label": "physical-security", "quote": "x"}, input_tokens=420)
+    route = anthropic_router.post("/v1/messages").mock(
+        side_effect=[httpx.Response(200, json=invalid), api_error(500, "api_error", "Internal server error")]
+    )
+    first = anthropic_teacher(max_reasks=2, max_retries=0)
+    lost = _ask(first)
+    assert lost.error_kind == "api" and route.call_count == 2
+    assert first.cache.spent(first.run_dir) == pytest.approx((420 * 3 + 35 * 15) / 1e6)  # the paid answer is in the ledger
+
+    route.side_effect = [httpx.Response(200, json=tool_use_message(GOOD, input_tokens=500))]
+    second = anthropic_teacher(max_reasks=2, max_retries=0)
+    answer = _ask(second)
+    assert answer.ok and route.call_count == 3  # one new request: the re-ask
+    reask = json.loads(route.calls[2].request.content)["messages"]
+    assert reask[2]["content"][0]["is_error"] is True and "physical-security" in reask[2]["content"][0]["content"]
+    assert second.counts["reused_attempts"] == 1
+    assert second.cache.spent(second.run_dir) == pytest.approx((420 * 3 + 35 * 15 + 500 * 3 + 35 * 15) / 1e6)
+
+
+def test_a_reservation_left_by_a_killed_process_counts_against_the_budget(anthropic_router, anthropic_teacher):
+    route = anthropic_router.post("/v1/messages").mock(return_value=httpx.Response(200, json=tool_use_message(GOOD)))
+    teacher = anthropic_teacher(budget_usd=0.02)
+    # what a process killed with a request in flight leaves behind: a reservation, no spend
+    assert teacher.cache.reserve(teacher.run_dir, "in-flight-when-killed", 0.019, 0.02) is not None
+    fresh = anthropic_teacher(budget_usd=0.02)
+    answer = _ask(fresh)
+    assert answer.error_kind == "budget" and route.call_count == 0
+    assert fresh.cache.committed(fresh.run_dir) == pytest.approx(0.019)
