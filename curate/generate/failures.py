@@ -65,7 +65,7 @@ def is_connection_failure(error: BaseException) -> bool:
     return isinstance(error, anthropic.APIConnectionError | openai.APIConnectionError)
 
 
-def is_timeout(error: BaseException) -> bool:
+def is_timeout(error: BaseException | None) -> bool:
     import anthropic
     import openai
 

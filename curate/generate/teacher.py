@@ -55,7 +55,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from curate.generate.config import Price, TeacherConfig
 from curate.generate.failures import CircuitBreaker, Endpoint, TeacherFatal, fatal_for_status, is_timeout
 from curate.generate.prompts import passage_block
-from curate.generate.store import Cassette, RequestLog, ResponseCache, canonical_json, now_iso
+from curate.generate.store import Cassette, RequestLog, ResponseCache, StoredAttempt, canonical_json, now_iso
 from curate.generate.usage import (
     add_usage,
     cost_usd,
@@ -853,7 +853,7 @@ class TeacherClient:
                     create, args, kwargs, payload, estimated, request, rhash, state
                 )
             except BaseException as error:
-                if not is_timeout(error):  # a timed-out request may have been paid: keep it counted
+                if not (is_timeout(error) or is_timeout(error.__cause__)):  # a timed-out one may be billed: keep it
                     self.cache.release(reservation)
                 raise
             usage = live.usage_of(response)
@@ -978,7 +978,7 @@ class TeacherClient:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _reuse_attempt(
-        self, stored: Any, payload: dict[str, Any], request: TeacherRequest, rhash: str, purpose: str,
+        self, stored: StoredAttempt, payload: dict[str, Any], request: TeacherRequest, rhash: str, purpose: str,
         total_box: list[Usage],
     ) -> Any:
         """A provider response stored by an earlier (killed) run for this exact payload."""
