@@ -51,6 +51,18 @@ def _next_command(config: PipelineConfig) -> str:
     return f"train run {shown}" + ("" if beside.exists() else f"  (with data: {config.run_path / config.export.dir})")
 
 
+def _preflight(config: PipelineConfig) -> None:
+    """Checks before any stage (teacher key, endpoint, model price, cassette): when one fails,
+    nothing runs and the command exits with code 5, naming every problem."""
+    from curate.generate.preflight import EXIT_PREFLIGHT, run_preflight, teacher_preflight
+
+    problems = run_preflight(config, [teacher_preflight])
+    for problem in problems:
+        console.print(f"[red]preflight: {problem}[/red]")
+    if problems:
+        raise typer.Exit(EXIT_PREFLIGHT)
+
+
 def _run(config: PipelineConfig, groups: list[str] | None, force: bool, quiet: bool) -> RunResult:
     """Run stages; a stage that fails is reported in one message (its traceback is in the manifest)."""
     stages = all_stages() if groups is None else [s for g in groups for s in stage_groups()[g]]
@@ -79,6 +91,7 @@ def run(
 
         print_estimate(cfg, console)
         raise typer.Exit(0)
+    _preflight(cfg)
     _finish(cfg, _run(cfg, None, force, quiet))
 
 
@@ -110,6 +123,8 @@ def ingest(
 def _group_command(group: str, help_text: str) -> None:
     def command(config: ConfigArg, executor: ExecutorOpt = None, force: ForceOpt = False, quiet: QuietOpt = False) -> None:
         cfg = _load(config, executor)
+        if group in ("generate", "filter"):  # the stages that ask the teacher
+            _preflight(cfg)
         _finish(cfg, _run(cfg, [group], force, quiet))
 
     command.__doc__ = help_text

@@ -105,8 +105,8 @@ def refine(
         answers = teacher.ask_many([build_request(env, t, round_) for t in targets])
         samples: list[Sample] = []
         for target, answer in zip(targets, answers, strict=True):
-            if answer.error_kind == "budget":
-                outcome.stopped = answer.error or "teacher budget reached"
+            if answer.error_kind in ("budget", "api", "stopped"):  # not done: the next run asks again
+                outcome.stopped = outcome.stopped or answer.error or "teacher budget reached"
                 continue
             if answer.error_kind == "cassette_miss":
                 outcome.skipped += 1

@@ -80,6 +80,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
 
     with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config)) as teacher:
         outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds)
+        fatal = getattr(teacher, "fatal", None)  # a rejected key, an unreachable endpoint: stop
     new_rejections = records_frame(Rejection, outcome.rejections).with_columns(
         pl.lit(None, dtype=pl.String).alias("recovered_by"))
     recovered = pl.DataFrame(
@@ -99,7 +100,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
         "funnel": pl.concat(funnel_frames, how="diagonal_relaxed"),
     }
     if outcome.stopped:
-        raise StageStopped(outcome.stopped, outputs)
+        raise StageStopped(fatal.message if fatal else outcome.stopped, outputs, exit_code=4 if fatal else 3)
     return outputs
 
 

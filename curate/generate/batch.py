@@ -60,10 +60,11 @@ async def ask_many_batched(client: TeacherClient, requests: Sequence[TeacherRequ
     missing = [h for h in dict.fromkeys(hashes) if client.cache.get(client.backend_id, h) is None]
     to_send: list[str] = []
     params_of: dict[str, dict[str, Any]] = {}
+    reservations: list[int | None] = []
     for rhash in missing:
         params = batch_params(client, by_hash[rhash])
         try:
-            client._reserve(count_tokens(canonical_json(params)), batch=True)
+            reservations.append(client._reserve(count_tokens(canonical_json(params)), request_hash=rhash, batch=True))
         except BudgetExceeded:
             break
         params_of[rhash] = params
@@ -86,7 +87,8 @@ async def ask_many_batched(client: TeacherClient, requests: Sequence[TeacherRequ
                 cache_read_tokens=0, cache_write_tokens=0, cost_usd=0.0, error=None,
             )
         collected |= await _poll_and_collect(client, state.client, batch.id, {h: by_hash[h] for h in part})
-    client._reserved = 0.0
+    for reservation in reservations:  # collected answers are in the ledger now, at their cost
+        client.cache.release(reservation)
     # 3. every answer now comes from the cache (or is a budget stop / a failed batch item)
     return [_final_answer(client, request, rhash, collected) for request, rhash in zip(requests, hashes, strict=True)]
 

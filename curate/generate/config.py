@@ -80,10 +80,33 @@ class TeacherConfig(BaseModel):
     prices: dict[str, Price] = Field(
         default_factory=dict, description="Model name (or prefix) -> price; overrides the built-in Claude prices"
     )
+    price: Price | None = Field(
+        None, description="Price of `model` itself (USD per million tokens); overrides `prices` and the built-in table"
+    )
+    allow_unpriced: bool = Field(
+        False, description="Run a model with no known price (its cost counts as $0 and no budget can hold): "
+        "otherwise an unknown price stops the run at preflight"
+    )
+    preflight: bool = Field(
+        True, description="Before any stage: one cheap call to the endpoint (Anthropic count_tokens, "
+        "OpenAI-compatible models list) to check the key, the endpoint and the model"
+    )
+    breaker_consecutive: int = Field(
+        5, ge=1, description="Stop the stage after this many connection failures or timeouts in a row"
+    )
+    breaker_window: int = Field(
+        50, ge=2, description="Attempts in the sliding window of the error-rate breaker"
+    )
+    breaker_error_rate: float = Field(
+        0.5, gt=0, le=1, description="Stop the stage when this share of the last `breaker_window` attempts "
+        "failed (5xx, 529, connection errors, timeouts; 429 is pacing, not counted)"
+    )
 
     def price_for(self, model: str | None = None) -> Price | None:
         """The price of `model` (default: the teacher model), by longest prefix; None if unknown."""
         name = model or self.model
+        if self.price is not None and name == self.model:
+            return self.price
         table = {**DEFAULT_PRICES, **self.prices}
         if name in table:
             return table[name]

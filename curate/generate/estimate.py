@@ -190,7 +190,10 @@ def print_estimate(cfg: PipelineConfig, console: Console) -> Estimate:
     if teacher.backend == "replay":
         console.print("backend replay: answers come from the cassette, nothing is paid.")
     elif not result.price_known:
-        console.print(f"[yellow]no price for model {teacher.model!r}: add it to teacher.prices[/yellow]")
+        from curate.generate.preflight import price_problems
+
+        for problem in price_problems(teacher) or [f"no price for model {teacher.model!r}: costs shown as $0"]:
+            console.print(f"[yellow]{problem}[/yellow]")
     if result.budget_usd is not None:
         verdict = "within" if result.total_usd <= result.budget_usd else "OVER"
         console.print(f"budget ${result.budget_usd:.2f}: estimate {verdict} budget")

@@ -11,14 +11,20 @@ Knobs: `latency_s` per answer, `requests_per_minute` counted over a sliding wind
 `rate_window_s` (over it: 429 with retry-after),
 `fail_next` (status codes to return to the next requests: 429/500/529...), `hold_after`
 (answer that many requests, then hold every later one open without answering, to
-simulate a crash mid-run). It counts requests received and answered, and keeps their
-bodies (`bodies`) for audits of what was sent.
+simulate a crash mid-run), `api_key` (any other key gets the provider's 401), `models`
+(any other model gets the provider's 404), `down` (drop every connection without an HTTP
+answer, as a dead upstream behind a proxy does). It counts requests received and answered
+(`answered_by_body`: how often each distinct request body was answered, so a test can
+count paid duplicates on the server's side; an answer whose client went away before it was
+written is `abandoned`, not answered), and keeps their bodies (`bodies`). Preflight calls
+(`POST /v1/messages/count_tokens`, `GET /v1/models`) are counted in `preflight_calls` only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import json
 import re
 import threading
@@ -84,6 +90,8 @@ class MockTeacherServer:
         answer: AnswerFn | None = None,
         hold_after: int | None = None,
         port: int = 0,
+        api_key: str | None = None,
+        models: set[str] | None = None,
     ):
         self.latency_s = latency_s
         self.requests_per_minute = requests_per_minute
@@ -91,6 +99,16 @@ class MockTeacherServer:
         self.answer = answer
         self.hold_after = hold_after
         self.port = port
+        self.api_key = api_key
+        self.models = models
+        self.down = False
+        self.dropped = 0
+        self.abandoned = 0
+        self.preflight_calls = 0
+        self.answered_by_body: collections.Counter[str] = collections.Counter()
+        self.answer_times: list[tuple[str, float]] = []  # (body hash, time.monotonic()) per answer
+        self.billed_input_tokens = 0  # usage of every answer delivered: what a provider bills
+        self.billed_output_tokens = 0
         self.fail_next: collections.deque[int] = collections.deque()
         self.received = 0
         self.answered = 0
@@ -151,6 +169,8 @@ class MockTeacherServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -168,16 +188,65 @@ class MockTeacherServer:
 
     def stats(self) -> dict[str, int]:
         return {"received": self.received, "answered": self.answered, "rate_limited": self.rate_limited,
-                "max_in_flight": self.max_in_flight}
+                "max_in_flight": self.max_in_flight, "dropped": self.dropped, "abandoned": self.abandoned,
+                "preflight_calls": self.preflight_calls,
+                "paid_duplicates": sum(n - 1 for n in self.answered_by_body.values() if n > 1)}
+
+    def _refusal(self, request: web.Request, body: dict[str, Any], anthropic: bool) -> web.Response | None:
+        """The provider's own 401 (wrong key) or 404 (unknown model), in its wire format."""
+        if self.api_key is not None:
+            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+            if given != self.api_key:
+                if anthropic:
+                    return web.json_response({"type": "error", "error": {
+                        "type": "authentication_error", "message": "invalid x-api-key"}}, status=401)
+                return web.json_response({"error": {
+                    "message": "Incorrect API key provided.", "type": "invalid_request_error",
+                    "param": None, "code": "invalid_api_key"}}, status=401)
+        model = body.get("model")
+        if self.models is not None and model is not None and model not in self.models:
+            if anthropic:
+                return web.json_response({"type": "error", "error": {
+                    "type": "not_found_error", "message": f"model: {model}"}}, status=404)
+            return web.json_response({"error": {
+                "message": f"The model `{model}` does not exist or you do not have access to it.",
+                "type": "invalid_request_error", "param": None, "code": "model_not_found"}}, status=404)
+        return None
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.preflight_calls += 1
+        refused = self._refusal(request, body, anthropic=True)
+        return refused or web.json_response({"input_tokens": _tokens(json.dumps(body))})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.preflight_calls += 1
+        refused = self._refusal(request, {}, anthropic="x-api-key" in request.headers)
+        if refused is not None:
+            return refused
+        names = sorted(self.models) if self.models is not None else ["mock-teacher"]
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in names]})
 
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats())
 
-    async def _gate(self, body: dict[str, Any]) -> web.Response | None:
-        """Rate limit, injected failures, hold: a response to send instead of an answer."""
+    async def _gate(self, request: web.Request, body: dict[str, Any], anthropic: bool) -> web.Response | None:
+        """Down, key, model, rate limit, injected failures, hold: a response instead of an answer."""
         with self._lock:
             self.received += 1
             self.bodies.append(body)
+            if self.down:
+                self.dropped += 1
+                assert request.transport is not None
+                request.transport.abort()  # no HTTP answer at all: the client sees a dropped connection
+                return web.Response(status=503)
+        refused = self._refusal(request, body, anthropic)
+        if refused is not None:
+            return refused
+        with self._lock:
             if self.fail_next:
                 status = self.fail_next.popleft()
                 return web.json_response(
@@ -211,7 +280,7 @@ class MockTeacherServer:
         value = fill_schema(schema, passage)
         return value if isinstance(value, dict) else {"value": value}
 
-    async def _respond(self, payload: dict[str, Any]) -> web.Response:
+    async def _respond(self, request: web.Request, body: dict[str, Any], payload: dict[str, Any]) -> web.Response:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -219,7 +288,11 @@ class MockTeacherServer:
                 await asyncio.sleep(self.latency_s)
         finally:
             self.in_flight -= 1
+        transport = request.transport
         with self._lock:
+            if transport is None or transport.is_closing():  # the client is gone: nothing is delivered
+                self.abandoned += 1
+                return web.Response(status=499)
             if self.hold_after is not None and self.answered >= self.hold_after:
                 held = True
             else:
@@ -229,11 +302,26 @@ class MockTeacherServer:
             assert self._release is not None
             await self._release.wait()
             return web.json_response({"error": {"message": "server stopped"}}, status=503)
-        return web.json_response(payload)
+        response = web.json_response(payload)
+        try:  # written here, not after the handler returns, so that the time below is the delivery's
+            await response.prepare(request)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            with self._lock:
+                self.abandoned += 1
+            return response
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        usage = payload.get("usage", {})
+        with self._lock:
+            self.answered_by_body[key] += 1
+            self.answer_times.append((key, time.monotonic()))
+            self.billed_input_tokens += int(usage.get("input_tokens", usage.get("prompt_tokens", 0)))
+            self.billed_output_tokens += int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
+        return response
 
     async def _openai(self, request: web.Request) -> web.Response:
         body = await request.json()
-        blocked = await self._gate(body)
+        blocked = await self._gate(request, body, anthropic=False)
         if blocked is not None:
             return blocked
         text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
@@ -251,7 +339,7 @@ class MockTeacherServer:
             out = json.dumps(self._fill({"type": "object"}, body, text))
             message, finish = {"role": "assistant", "content": out}, "stop"
         prompt = _tokens(json.dumps(body))
-        return await self._respond({
+        return await self._respond(request, body, {
             "id": f"chatcmpl-{self.received}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "mock"),
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
@@ -260,7 +348,7 @@ class MockTeacherServer:
 
     async def _anthropic(self, request: web.Request) -> web.Response:
         body = await request.json()
-        blocked = await self._gate(body)
+        blocked = await self._gate(request, body, anthropic=True)
         if blocked is not None:
             return blocked
         parts: list[str] = []
@@ -273,7 +361,7 @@ class MockTeacherServer:
         tool = (body.get("tools") or [{}])[0]
         answer = self._fill(tool.get("input_schema", {}), body, "\n".join(parts))
         prompt = _tokens(json.dumps(body))
-        return await self._respond({
+        return await self._respond(request, body, {
             "id": f"msg_{self.received}", "type": "message", "role": "assistant",
             "model": body.get("model", "mock"),
             "content": [{"type": "tool_use", "id": f"toolu_{self.received}", "name": tool.get("name", "answer"),

@@ -10,12 +10,22 @@ import polars as pl
 from pydantic import BaseModel
 
 from curate.generate import prompts
-from curate.generate.teacher import TeacherAnswer, TeacherRequest, open_teacher
+from curate.generate.failures import TeacherFatal
+from curate.generate.teacher import PENDING_KINDS, TeacherAnswer, TeacherRequest, open_teacher
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.ids import content_id
 from schemas.records import ErrorRecord, Sample, SampleStatus, frame_of
 from schemas.tasks import output_model
+
+EXIT_TEACHER_FATAL = 4  # the command's exit status when the teacher stopped on a fatal error
+
+# A request that is not done (failed after retries, refused by the budget, not sent after a
+# fatal stop): the stage is incomplete while any is left, and the next run sends exactly these.
+PENDING_SCHEMA = {
+    "request_hash": pl.String, "chunk_id": pl.String, "doc_id": pl.String, "sample_index": pl.Int64,
+    "round": pl.Int64, "reason": pl.String, "error": pl.String,
+}
 
 
 def sample_id(chunk_id: str, task_type: str, sample_index: int, round_: int = 0) -> str:
@@ -71,9 +81,11 @@ def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
     """Ask the teacher for `teacher.samples` answers per chunk; keep every answer as a Sample.
 
     Schema failures (after instructor's re-asks) are kept as `schema_error` samples for the
-    filters to count; API failures after retries and cassette misses become `failed`
-    samples and error rows. When the budget is reached the stage stops cleanly with the
-    answers it has (StageStopped); the next run resumes from the response cache.
+    filters to count; cassette misses become `failed` samples and error rows. A request
+    that is not done (API failure after retries, budget, a fatal stop) is a `pending` row,
+    never a sample: the stage stops (StageStopped, exit 3; 4 after a fatal error) with the
+    answers it has, and the next run sends exactly the pending requests again (the
+    answered ones come from the response cache).
     """
     config = ctx.config
     task_type = config.task.type.value
@@ -85,36 +97,57 @@ def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
         )
         spent = teacher.spent_usd
         counts = dict(teacher.counts)
+        fatal = teacher.fatal
     samples: list[BaseModel] = []
     errors: list[BaseModel] = []
-    budget_refused = 0
+    pending: list[dict[str, Any]] = []
     for answer in answers:
-        if answer.error_kind == "budget":
-            budget_refused += 1
+        if answer.error_kind in PENDING_KINDS:
+            pending.append({
+                "request_hash": answer.request_hash, "chunk_id": answer.chunk_id,
+                "doc_id": doc_of[answer.chunk_id], "sample_index": answer.sample_index,
+                "round": answer.round, "reason": answer.error_kind, "error": answer.error,
+            })
             continue
         samples.append(sample_of(answer, doc_id=doc_of[answer.chunk_id], task_type=task_type))
-        if answer.error_kind in ("api", "cassette_miss"):
+        if answer.error_kind == "cassette_miss":
             errors.append(
-                ErrorRecord(
-                    stage=ctx.stage,
-                    source=answer.chunk_id,
-                    reason="teacher_cassette_miss" if answer.error_kind == "cassette_miss" else "teacher_api_error",
-                    message=answer.error or "",
-                )
+                ErrorRecord(stage=ctx.stage, source=answer.chunk_id, reason="teacher_cassette_miss",
+                            message=answer.error or "")
             )
+    reasons = Counter(row["reason"] for row in pending)
     ctx.write_json(
         f"usage.shard{ctx.shard}.json",
-        {"spent_usd_run_dir": spent, "counts": counts, "budget_refused": budget_refused},
+        {"spent_usd_run_dir": spent, "counts": counts, "pending": dict(reasons),
+         "budget_refused": reasons.get("budget", 0), "fatal": fatal.cause if fatal else None},
     )
-    outputs = {"samples": frame_of(Sample, samples), "errors": frame_of(ErrorRecord, errors)}
-    if budget_refused:
+    outputs = {
+        "samples": frame_of(Sample, samples), "errors": frame_of(ErrorRecord, errors),
+        "pending": pl.DataFrame(pending, schema=PENDING_SCHEMA),
+    }
+    if pending:
         raise StageStopped(
-            f"teacher budget ${config.teacher.budget_usd} reached: {len(samples)} of {len(requests)} "
-            f"answers kept, {budget_refused} not asked (spent ${spent:.4f}); raise teacher.budget_usd "
-            "and run again to resume without paying twice",
-            outputs,
+            stop_message(config, len(samples), len(requests), reasons, spent, fatal, pending),
+            outputs, exit_code=EXIT_TEACHER_FATAL if fatal is not None else 3,
         )
     return outputs
+
+
+def stop_message(
+    config: Any, kept: int, asked: int, reasons: Counter[str], spent: float, fatal: TeacherFatal | None,
+    pending: list[dict[str, Any]],
+) -> str:
+    """Why the stage stopped, what is kept and what the next run will do (cause first)."""
+    tally = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    resume = (f"{kept} of {asked} answers kept, {sum(reasons.values())} requests pending ({tally}); "
+              "the next `curate run` sends exactly those, nothing upstream runs again")
+    if fatal is not None:
+        return f"teacher stopped: {fatal.message} {resume}"
+    if reasons.get("budget"):
+        return (f"teacher budget ${config.teacher.budget_usd} reached (spent ${spent:.4f}): {resume}; "
+                "raise teacher.budget_usd to go on")
+    first = next(row["error"] for row in pending if row["reason"] == "api")
+    return f"teacher requests failed after {config.teacher.max_retries} retries (first: {first}): {resume}"
 
 
 def usage_report(samples: pl.DataFrame) -> dict[str, Any]:
@@ -134,6 +167,18 @@ def usage_report(samples: pl.DataFrame) -> dict[str, Any]:
     }
 
 
+def pending_report(pending: pl.DataFrame | None) -> dict[str, Any]:
+    """`curate status`: how many requests are not done, and why (the first error of each kind)."""
+    if pending is None or pending.height == 0:
+        return {}
+    by_reason = pending.group_by("reason").agg(pl.len().alias("requests"), pl.col("error").first())
+    return {
+        "requests": pending.height,
+        **{f"{row['reason']}": f"{row['requests']} ({row['error']})" for row in by_reason.sort("reason").iter_rows(named=True)},
+        "next": "a plain `curate run` sends exactly these requests again",
+    }
+
+
 def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     samples = outputs["samples"]
     statuses = Counter(samples["status"].to_list()) if samples.height else Counter()
@@ -147,6 +192,7 @@ def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
             {"step": "failed", "rows": statuses.get("failed", 0)},
         ],
         "usage": {"generate": usage_report(samples)},
+        "pending": pending_report(outputs.get("pending")),
     }
 
 
@@ -156,7 +202,7 @@ STAGES: list[Stage] = [
         kind=StepKind.IO_POOL,
         fn=generate,
         inputs=("redact/chunks",),
-        outputs=(Output("samples", "sample_id"), Output("errors", "source")),
+        outputs=(Output("samples", "sample_id"), Output("errors", "source"), Output("pending", "request_hash")),
         config_sections=("task", "teacher"),
         summarize=summarize,
         description="teacher samples per chunk (instructor; cached, rate-limited, budgeted)",

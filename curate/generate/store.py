@@ -3,9 +3,14 @@ cassette and the request log.
 
 - `ResponseCache` (SQLite, WAL): one row per answered request, keyed by the backend (and
   its endpoint) and the request hash (which covers model, parameters, prompt, schema and
-  sample index). Written the moment an answer arrives, so a killed run loses at most the
-  requests in flight, and a resumed run pays for no answered request twice. The `spend`
-  table is the ledger of every paid response per run directory: the budget counts it.
+  sample index). The `attempts` table keeps every paid provider response the moment it
+  arrives, keyed by the hash of the exact payload sent, in the same transaction as its
+  ledger entry: an answer that failed validation and is being re-asked is durable too, so
+  a run killed mid re-ask resumes by reusing it. The `spend` table is the ledger of every
+  paid response per run directory; `reservations` holds the worst-case cost of each
+  request in flight (written before it is sent, replaced by its spend when it is answered,
+  dropped when it certainly was not). The budget counts both, so a reservation left by a
+  killed process keeps counting as spent: the request may have been paid.
 - `Cassette` (JSONL): request hash -> recorded answer, for the `replay` backend.
 - `RequestLog` (JSONL): every request that leaves the machine (and every answer served
   locally, marked `sent: false`), for `curate audit`.
@@ -47,6 +52,24 @@ CREATE TABLE IF NOT EXISTS spend (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_run ON spend (run_dir);
+CREATE TABLE IF NOT EXISTS attempts (
+    backend TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    usage_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (backend, payload_hash)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_dir TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    cost_usd REAL NOT NULL,
+    pid INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_run ON reservations (run_dir);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     backend TEXT NOT NULL,
@@ -59,6 +82,14 @@ CREATE TABLE IF NOT EXISTS batches (
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class StoredAttempt:
+    """A provider response as received (the SDK object's JSON) and what it cost."""
+
+    response_json: str
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -77,7 +108,9 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        # autocommit: every statement commits by itself; `_transaction` opens BEGIN IMMEDIATE
+        # where a check and a write must be one step across processes (the budget).
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
@@ -142,6 +175,88 @@ class ResponseCache:
                 "SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE run_dir = ?", (run_dir,)
             ).fetchone()[0]
         return float(value)
+
+    def _committed_locked(self, run_dir: str) -> float:
+        paid = self._conn.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE run_dir = ?", (run_dir,)
+        ).fetchone()[0]
+        held = self._conn.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM reservations WHERE run_dir = ?", (run_dir,)
+        ).fetchone()[0]
+        return float(paid) + float(held)
+
+    def committed(self, run_dir: str) -> float:
+        """Paid plus reserved (in flight now, or left in flight by a killed process)."""
+        with self._lock:
+            return self._committed_locked(run_dir)
+
+    def reserved(self, run_dir: str) -> float:
+        with self._lock:
+            value = self._conn.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM reservations WHERE run_dir = ?", (run_dir,)
+            ).fetchone()[0]
+        return float(value)
+
+    def reserve(self, run_dir: str, request_hash: str, worst: float, budget: float | None) -> int | None:
+        """Hold `worst` against `budget` (None: no limit, still recorded); None when it would
+        cross it. Check and write are one IMMEDIATE transaction: two processes sharing the
+        ledger cannot both take the last dollars."""
+        import os
+
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if budget is not None and self._committed_locked(run_dir) + worst > budget:
+                    self._conn.execute("ROLLBACK")
+                    return None
+                cursor = self._conn.execute(
+                    "INSERT INTO reservations (run_dir, request_hash, cost_usd, pid, created_at) VALUES (?,?,?,?,?)",
+                    (run_dir, request_hash, worst, os.getpid(), now_iso()),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            return int(cursor.lastrowid or 0)
+
+    def release(self, reservation: int | None) -> None:
+        """Drop a reservation whose request certainly was not paid (an HTTP error answer)."""
+        if reservation is None:
+            return
+        with self._lock:
+            self._conn.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+
+    def settle(
+        self, reservation: int | None, *, run_dir: str, backend: str, request_hash: str,
+        payload_hash: str, response_json: str, usage: Usage,
+    ) -> None:
+        """A paid response, in one transaction: its ledger entry replaces its reservation and
+        the response itself is stored (durable before anyone validates it)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if reservation is not None:
+                    self._conn.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+                self._conn.execute(
+                    "INSERT INTO spend (run_dir, request_hash, cost_usd, created_at) VALUES (?,?,?,?)",
+                    (run_dir, request_hash, usage.cost_usd, now_iso()),
+                )
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?)",
+                    (backend, payload_hash, request_hash, response_json, usage.model_dump_json(), now_iso()),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def get_attempt(self, backend: str, payload_hash: str) -> StoredAttempt | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT response_json, usage_json FROM attempts WHERE backend = ? AND payload_hash = ?",
+                (backend, payload_hash),
+            ).fetchone()
+        return None if row is None else StoredAttempt(row[0], Usage.model_validate_json(row[1]))
 
     def save_batch(self, batch_id: str, backend: str, custom_ids: list[str], status: str) -> None:
         with self._lock:

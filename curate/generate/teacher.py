@@ -12,6 +12,13 @@ answer, an API failure, a cassette miss or the budget. Around every request it a
 - retries with exponential backoff and jitter on 408/409/429/5xx/529 and timeouts that
   honour `retry-after` (tenacity; the SDKs' own retries are switched off, max_retries=0,
   so that one policy owns the waits and every attempt is logged and rate limited);
+- fail fast (`curate.generate.failures`): 401/403/404 and a config-caused 400 stop the
+  client at their first occurrence, a circuit breaker stops it after connection failures
+  in a row or a sustained error rate; afterwards no request is sent (`fatal`, answers of
+  kind "stopped"). The first request of a run goes alone (a probe), so a wrong key costs
+  one request, not `max_concurrency`;
+- every paid provider response stored the moment it arrives (`ResponseCache.settle`),
+  re-ask attempts included, and reused by payload hash after a crash;
 - instructor's validation re-ask for schema failures (`teacher.max_reasks`), in tool mode;
 - usage and cost per response (`teacher.prices`, built-in Claude prices), the spend
   ledger and the budget (`teacher.budget_usd`: no request starts whose worst-case cost
@@ -46,8 +53,9 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from curate.generate.config import Price, TeacherConfig
+from curate.generate.failures import CircuitBreaker, Endpoint, TeacherFatal, fatal_for_status, is_timeout
 from curate.generate.prompts import passage_block
-from curate.generate.store import Cassette, RequestLog, ResponseCache, canonical_json, now_iso
+from curate.generate.store import Cassette, RequestLog, ResponseCache, StoredAttempt, canonical_json, now_iso
 from curate.generate.usage import (
     add_usage,
     cost_usd,
@@ -61,7 +69,11 @@ from schemas.records import Usage
 if TYPE_CHECKING:
     from curate.config import PipelineConfig
 
-ErrorKind = Literal["schema", "api", "budget", "cassette_miss"]
+# schema: answered, invalid after re-asks (kept); api: failed after retries (pending);
+# budget: not sent, the budget is reached (pending); stopped: not sent (or failed) because the
+# client stopped on a fatal error (pending); cassette_miss: replay has no answer.
+ErrorKind = Literal["schema", "api", "budget", "cassette_miss", "stopped"]
+PENDING_KINDS = ("api", "budget", "stopped")  # not done: the next run asks again
 STATE_DIR = "generate.state"
 
 
@@ -280,8 +292,13 @@ class _LiveBackend:
     def answer_json(self, response: Any) -> str | None:
         raise NotImplementedError
 
+    def parse_response(self, text: str) -> Any:
+        """A stored response (`model_dump_json` of the SDK object) as the SDK object again."""
+        raise NotImplementedError
+
     def _api_key(self, default_env: str, required: bool) -> str:
         env = self.teacher.api_key_env or default_env
+        self.key_env = env
         key = os.environ.get(env)
         if key:
             return key
@@ -340,6 +357,11 @@ class AnthropicBackend(_LiveBackend):
     def usage_of(self, response: Any) -> Usage:
         return usage_from_anthropic(getattr(response, "usage", None))
 
+    def parse_response(self, text: str) -> Any:
+        from anthropic.types import Message
+
+        return Message.model_validate_json(text)
+
     def answer_json(self, response: Any) -> str | None:
         for block in getattr(response, "content", None) or []:
             if getattr(block, "type", None) == "tool_use":
@@ -392,6 +414,11 @@ class OpenAIBackend(_LiveBackend):
     def usage_of(self, response: Any) -> Usage:
         return usage_from_openai(getattr(response, "usage", None))
 
+    def parse_response(self, text: str) -> Any:
+        from openai.types.chat import ChatCompletion
+
+        return ChatCompletion.model_validate_json(text)
+
     def answer_json(self, response: Any) -> str | None:
         choices = getattr(response, "choices", None) or []
         if not choices:
@@ -415,6 +442,8 @@ class _LoopState:
     semaphore: asyncio.Semaphore
     limiter: Limiter | None
     inflight: dict[str, asyncio.Future[TeacherAnswer]] = field(default_factory=dict)
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
+    opened: bool = False  # a request was answered: the others may go out concurrently
 
 
 class TeacherClient:
@@ -439,11 +468,12 @@ class TeacherClient:
         self.log = RequestLog(self.state_dir / "requests.jsonl")
         self.backend_name = teacher.backend
         self.price: Price | None = teacher.price_for()
-        self.counts: dict[str, int] = {"sent": 0, "cached": 0, "replayed": 0, "retries": 0}
+        self.counts: dict[str, int] = {"sent": 0, "cached": 0, "replayed": 0, "retries": 0, "reused_attempts": 0}
         self._external_limiter = limiter
         self._state: _LoopState | None = None
         self._budget_hit = False
-        self._reserved = 0.0
+        self.fatal: TeacherFatal | None = None
+        self.breaker = CircuitBreaker(teacher.breaker_consecutive, teacher.breaker_window, teacher.breaker_error_rate)
         self.cassette: Cassette | None = None
         self.live: _LiveBackend | None = None
         if teacher.backend == "replay":
@@ -707,9 +737,23 @@ class TeacherClient:
             self._log_local(request, rhash, answer, self.live.name)
             self._record(request, answer)
             return answer
+        if not state.opened:  # the first request goes alone: a wrong key or URL costs one request
+            async with state.probe:
+                if not state.opened:
+                    answer = await self._send_one(request, rhash, state)
+                    state.opened = answer.error_kind in (None, "schema")
+                    return answer
+        return await self._send_one(request, rhash, state)
+
+    async def _send_one(self, request: TeacherRequest, rhash: str, state: _LoopState) -> TeacherAnswer:
+        assert self.cache is not None
+        if self.fatal is not None:
+            return self._stopped_answer(request, rhash, Usage())
         if self._budget_hit:
             return self._budget_answer(request, rhash, Usage())
         async with state.semaphore:
+            if self.fatal is not None:
+                return self._stopped_answer(request, rhash, Usage())
             if self._budget_hit:
                 return self._budget_answer(request, rhash, Usage())
             answer = await self._live_call(request, rhash, state)
@@ -721,6 +765,24 @@ class TeacherClient:
             )
             self._record(request, answer)
         return answer
+
+    def _stopped_answer(self, request: TeacherRequest, rhash: str, usage: Usage) -> TeacherAnswer:
+        assert self.fatal is not None
+        return self._answer(
+            request, rhash, output=None, raw_json=None, error=f"not answered, teacher stopped: {self.fatal.message}",
+            error_kind="stopped", usage=usage, cached=False,
+        )
+
+    def _endpoint(self, state: _LoopState) -> Endpoint:
+        assert self.live is not None
+        url = str(getattr(state.client, "base_url", None) or self.teacher.base_url or "").rstrip("/")
+        return Endpoint(url=url, key_env=getattr(self.live, "key_env", "the API key"), model=self.teacher.model)
+
+    def _stop(self, fatal: TeacherFatal) -> TeacherFatal:
+        """Record the first fatal error: from now on no request of this client is sent."""
+        if self.fatal is None:
+            self.fatal = fatal
+        return fatal
 
     def _budget_answer(self, request: TeacherRequest, rhash: str, usage: Usage) -> TeacherAnswer:
         return self._answer(
@@ -743,23 +805,23 @@ class TeacherClient:
             }
         )
 
-    def _reserve(self, estimated_input: int, *, batch: bool = False) -> float:
-        """Hold the worst-case cost of one attempt (a batch item: at batch prices) against the
-        budget, or refuse it."""
+    def _reserve(self, estimated_input: int, *, request_hash: str = "", batch: bool = False) -> int | None:
+        """Hold the worst-case cost of one request (a batch item: at batch prices) in the
+        ledger before it is sent, or refuse it when it would cross the budget. The ledger
+        row is durable: a process killed with the request in flight leaves it counted."""
+        assert self.cache is not None
         budget = self.teacher.budget_usd
-        if budget is None:
-            return 0.0
         worst = cost_usd(
             Usage(input_tokens=estimated_input, output_tokens=self.teacher.max_tokens), self.price, batch=batch
         )
-        if self._spent + self._reserved + worst > budget:
+        reservation = self.cache.reserve(self.run_dir, request_hash, worst, budget)
+        if reservation is None:
             self._budget_hit = True
             raise BudgetExceeded(
                 f"next request (worst case ${worst:.5f}) would cross teacher.budget_usd "
-                f"${budget} (spent ${self._spent:.5f}, in flight ${self._reserved:.5f})"
+                f"${budget} (spent and in flight ${self.cache.committed(self.run_dir):.5f})"
             )
-        self._reserved += worst
-        return worst
+        return reservation
 
     async def _live_call(self, request: TeacherRequest, rhash: str, state: _LoopState) -> TeacherAnswer:
         from instructor.v2.core.errors import IncompleteOutputException, InstructorRetryException
@@ -768,26 +830,40 @@ class TeacherClient:
         live = self.live
         assert live is not None and self.cache is not None
         create = live.create_fn(state.client)
-        total = Usage()
+        total_box = [Usage()]  # the answer's usage so far (re-asks and reused attempts included)
         attempt_counter = 0
         purpose = request.purpose or self.purpose
 
         async def guarded_create(*args: Any, **kwargs: Any) -> Any:
-            nonlocal total, attempt_counter
+            nonlocal attempt_counter
+            assert self.cache is not None
             payload = dict(kwargs)
-            estimated = count_tokens(canonical_json(payload))
-            reserved = self._reserve(estimated)
+            payload_text = canonical_json(payload)
+            # keyed by the request too: Claude's n samples of a chunk are n identical payloads
+            payload_hash = sha256_hex(rhash + "\n" + payload_text)
+            stored = self.cache.get_attempt(self.backend_id, payload_hash)
+            if stored is not None:  # paid in a run that died before the answer was final
+                return self._reuse_attempt(stored, payload, request, rhash, purpose, total_box)
+            if self.fatal is not None:
+                raise TeacherFatal(self.fatal.cause, self.fatal.message)
+            estimated = count_tokens(payload_text)
+            reservation = self._reserve(estimated, request_hash=rhash)
             try:
                 response = await self._send_with_retries(
                     create, args, kwargs, payload, estimated, request, rhash, state
                 )
-            finally:
-                self._reserved -= reserved
+            except BaseException as error:
+                if not (is_timeout(error) or is_timeout(error.__cause__)):  # a timed-out one may be billed: keep it
+                    self.cache.release(reservation)
+                raise
             usage = live.usage_of(response)
             usage = usage.model_copy(update={"cost_usd": cost_usd(usage, self.price)})
-            total = add_usage(total, usage)
+            self.cache.settle(
+                reservation, run_dir=self.run_dir, backend=self.backend_id, request_hash=rhash,
+                payload_hash=payload_hash, response_json=response.model_dump_json(), usage=usage,
+            )
+            total_box[0] = add_usage(total_box[0], usage)
             self._spent += usage.cost_usd
-            self.cache.record_spend(self.run_dir, rhash, usage.cost_usd)  # type: ignore[union-attr]
             attempt_counter += 1
             self.log.write(
                 provider=live.name, model=self.teacher.model, base_url=self.teacher.base_url,
@@ -811,9 +887,12 @@ class TeacherClient:
             return self._answer(
                 request, rhash, output=None, raw_json=live.answer_json(truncated.last_completion),
                 error=f"output truncated at max_tokens={self.teacher.max_tokens}",
-                error_kind="schema", usage=total, cached=False,
+                error_kind="schema", usage=total_box[0], cached=False,
             )
         except InstructorRetryException as failed:
+            total = total_box[0]
+            if _caused_by(failed, TeacherFatal):
+                return self._stopped_answer(request, rhash, total)
             if _caused_by(failed, BudgetExceeded):
                 return self._budget_answer(request, rhash, total)
             api_error = _api_cause(failed)
@@ -831,13 +910,15 @@ class TeacherClient:
                 error_kind="schema", usage=total, cached=False,
             )
         except BudgetExceeded:
-            return self._budget_answer(request, rhash, total)
+            return self._budget_answer(request, rhash, total_box[0])
+        except TeacherFatal:
+            return self._stopped_answer(request, rhash, total_box[0])
         raw_json = result.model_dump_json()
         # A plain model (instructor's carries the raw response): the same as a cached answer.
         output = request.response_model.model_validate_json(raw_json)
         return self._answer(
             request, rhash, output=output, raw_json=raw_json, error=None,
-            error_kind=None, usage=total, cached=False,
+            error_kind=None, usage=total_box[0], cached=False,
         )
 
     async def _send_with_retries(
@@ -862,6 +943,8 @@ class TeacherClient:
         )
         async for attempt in retrying:
             with attempt:
+                if self.fatal is not None:  # another request stopped the client while this one waited
+                    raise TeacherFatal(self.fatal.cause, self.fatal.message)
                 attempt_number += 1
                 if attempt_number > 1:
                     self.counts["retries"] += 1
@@ -869,7 +952,7 @@ class TeacherClient:
                     await state.limiter.acquire(estimated + self.teacher.expected_output_tokens)
                 self.counts["sent"] += 1
                 try:
-                    return await create(*args, **kwargs)
+                    response = await create(*args, **kwargs)
                 except Exception as error:
                     status = _status_of(error)
                     self.log.write(
@@ -881,8 +964,35 @@ class TeacherClient:
                         input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
                         cost_usd=0.0, error=_short(error),
                     )
+                    where = self._endpoint(state)
+                    fatal = fatal_for_status(error, where)
+                    if fatal is None and is_retryable(error):
+                        fatal = self.breaker.failure(error, where)
+                    elif fatal is None:
+                        self.breaker.success()  # an HTTP answer: the endpoint is there
+                    if fatal is not None:
+                        raise self._stop(fatal) from error
                     raise
+                self.breaker.success()
+                return response
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _reuse_attempt(
+        self, stored: StoredAttempt, payload: dict[str, Any], request: TeacherRequest, rhash: str, purpose: str,
+        total_box: list[Usage],
+    ) -> Any:
+        """A provider response stored by an earlier (killed) run for this exact payload."""
+        assert self.live is not None
+        total_box[0] = add_usage(total_box[0], stored.usage)
+        self.counts["reused_attempts"] += 1
+        self.log.write(
+            provider=self.live.name, model=self.teacher.model, base_url=self.teacher.base_url,
+            purpose=purpose, chunk_id=request.chunk_id, sample_index=request.sample_index,
+            round=request.round, request_hash=rhash, sent=False, cached=True, status="ok",
+            attempt=0, payload=payload, payload_kind="provider", input_tokens=0, output_tokens=0,
+            cache_read_tokens=0, cache_write_tokens=0, cost_usd=0.0, error=None,
+        )
+        return self.live.parse_response(stored.response_json)
 
 
 def _for_request(answer: TeacherAnswer, request: TeacherRequest) -> TeacherAnswer:

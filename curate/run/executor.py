@@ -78,11 +78,13 @@ def combine(
 
 def finish_stage(
     stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]], ctx: StageContext,
-    store: ShardStore | None, stopped: str | None,
+    store: ShardStore | None, stopped: str | StageStopped | None,
 ) -> dict[str, pl.DataFrame]:
     """Every executor's last step: combine the batches; a stopped stage raises with what it
     has (its checkpoints kept for the next run), a finished one drops its checkpoints."""
     combined = combine(stage, results, ctx)
+    if isinstance(stopped, StageStopped):
+        raise StageStopped(stopped.reason, combined, exit_code=stopped.exit_code)
     if stopped is not None:
         raise StageStopped(stopped, combined)
     if store is not None:
@@ -232,8 +234,7 @@ class LocalExecutor:
                     break
         else:
             stopped = self._run_pool(stage, shards, contexts, store, results)
-        return finish_stage(stage, [results[i] for i in sorted(results)], ctx, store,
-                            stopped.reason if stopped is not None else None)
+        return finish_stage(stage, [results[i] for i in sorted(results)], ctx, store, stopped)
 
     def _run_pool(
         self,

@@ -69,13 +69,15 @@ RESULT_SCHEMA = pa.schema(
         ("output", pa.string()),
         ("payload", pa.large_binary()),
         ("stopped", pa.string()),
+        ("exit_code", pa.int64()),
         ("error", pa.large_binary()),
     ]
 )
 
 
 def _result_table(
-    first_row: int, outputs: dict[str, pl.DataFrame], stopped: str | None, error: bytes | None = None
+    first_row: int, outputs: dict[str, pl.DataFrame], stopped: str | None, error: bytes | None = None,
+    exit_code: int | None = None,
 ) -> pa.Table:
     names = sorted(outputs) or [""]
     return pa.table(
@@ -84,6 +86,7 @@ def _result_table(
             "output": pa.array(names, pa.string()),
             "payload": pa.array([frame_to_ipc(outputs[n]) if n else b"" for n in names], pa.large_binary()),
             "stopped": pa.array([stopped] * len(names), pa.string()),
+            "exit_code": pa.array([exit_code] * len(names), pa.int64()),
             "error": pa.array([error] * len(names), pa.large_binary()),
         },
         schema=RESULT_SCHEMA,
@@ -114,7 +117,7 @@ def _process_batch(
     try:
         outputs = run_shard(stage, frame, shard_ctx, store)
     except StageStopped as stop:
-        return _result_table(first_row, dict(stop.outputs), stop.reason or "stopped")
+        return _result_table(first_row, dict(stop.outputs), stop.reason or "stopped", exit_code=stop.exit_code)
     except Exception as error:
         # returned, not raised: the other batches finish (and checkpoint), and the driver
         # raises the function's own exception instead of Ray's wrappers
@@ -202,7 +205,7 @@ class RayExecutor:
 
     def _run_dataset(
         self, stage: Stage, primary: pl.DataFrame, ctx: StageContext, store: ShardStore | None
-    ) -> tuple[list[dict[str, pl.DataFrame]], str | None]:
+    ) -> tuple[list[dict[str, pl.DataFrame]], StageStopped | None]:
         import ray.data
         from ray.data import ActorPoolStrategy
 
@@ -229,7 +232,7 @@ class RayExecutor:
             )
         per_batch: dict[int, dict[str, pl.DataFrame]] = {}
         errors: dict[int, BaseException] = {}
-        stopped: str | None = None
+        stopped: StageStopped | None = None
         for table in self._iter_tables(mapped):
             for row in table.to_pylist():
                 if row["error"] is not None:
@@ -237,7 +240,7 @@ class RayExecutor:
                     continue
                 per_batch.setdefault(row["first_row"], {})[row["output"]] = frame_from_ipc(row["payload"])
                 if row["stopped"] is not None:
-                    stopped = row["stopped"]
+                    stopped = StageStopped(row["stopped"], {}, exit_code=row["exit_code"] or 3)
         if errors:
             first = min(errors)
             if len(errors) > 1:

@@ -41,6 +41,7 @@ class StageResult:
     errors: int = 0
     seconds: float = 0.0
     message: str = ""
+    exit_code: int = 0  # of a partial stage: StageStopped.exit_code
 
 
 @dataclass
@@ -57,10 +58,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 a stage failed, 2 finished with bad-input errors, 3 stopped early."""
+        """0 clean, 1 a stage failed, 2 finished with bad-input errors, 3 stopped early,
+        4 the teacher stopped on a fatal error (key, model, config, unreachable endpoint)."""
         stopped = self.stopped
         if stopped is not None:
-            return 1 if stopped.status == "failed" else 3
+            return 1 if stopped.status == "failed" else (stopped.exit_code or 3)
         return 2 if self.errors else 0
 
 
@@ -152,11 +154,11 @@ class Runner:
             stage=stage.name,
             show_progress=self.show_progress,
         )
-        status, message = "complete", ""
+        status, message, exit_code = "complete", "", 0
         try:
             outputs = self.executor.execute(stage, primary, ctx)
         except StageStopped as stop:
-            outputs, status, message = stop.outputs, "partial", stop.reason
+            outputs, status, message, exit_code = stop.outputs, "partial", stop.reason, stop.exit_code
         except Exception as error:  # recorded in the manifest, previous outputs kept, then raised
             self._record_failure(stage, manifest, primary.height, started, error)
             raise
@@ -170,6 +172,7 @@ class Runner:
             "fingerprint": fingerprint,
             "status": status,
             "message": message,
+            "exit_code": exit_code,
             "kind": stage.kind.value,
             "inputs": input_hashes(stage, manifest),
             "rows_in": primary.height,
@@ -189,7 +192,7 @@ class Runner:
             + ", ".join(f"{n}={c}" for n, c in rows.items())
             + f" ({seconds:.1f}s){' — ' + message if message else ''}"
         )
-        return StageResult(stage.name, status, rows, errors, seconds, message)
+        return StageResult(stage.name, status, rows, errors, seconds, message, exit_code)
 
     def _record_failure(
         self,

@@ -91,12 +91,15 @@ class StageStopped(Exception):
 
     The runner commits `outputs`, marks the stage partial and runs no later stage; the
     next run starts the stage again and, through its caches, pays for nothing twice.
+    `exit_code` is the command's exit status (3: stopped early; 4: the teacher stopped on a
+    fatal error such as a rejected key or an unreachable endpoint).
     """
 
-    def __init__(self, reason: str, outputs: Mapping[str, pl.DataFrame]):
+    def __init__(self, reason: str, outputs: Mapping[str, pl.DataFrame], exit_code: int = 3):
         super().__init__(reason)
         self.reason = reason
         self.outputs = dict(outputs)
+        self.exit_code = exit_code
 
 
 @dataclass

@@ -207,3 +207,25 @@ def test_refine_stops_cleanly_when_the_budget_is_reached() -> None:
                      FakeTeacherOutOfBudget(grounded_answer), rounds=3)
     assert outcome.stopped == "teacher budget reached"
     assert outcome.samples == [] and outcome.examples == [] and outcome.attempted_chunks == set()
+
+
+def test_refine_sends_nothing_more_after_a_fatal_stop(tmp_path: Path) -> None:
+    """The real teacher client against MockTeacherServer (a local OpenAI-compatible server,
+    not a model) that rejects the key: one request, then no repair is sent, over 3 rounds."""
+    from curate.generate.mock_server import MockTeacherServer
+    from curate.generate.teacher import open_teacher
+
+    env = make_env()
+    rejected = records_frame(Rejection, run_filters(ungrounded_samples(), env).funnel.rejections)
+    with MockTeacherServer(api_key="right-key") as server:
+        config = parse_config({
+            "run_dir": str(tmp_path / "run"),
+            "task": {"type": "classification", "instruction": "Which policy area?", "labels": LABELS},
+            "teacher": {"backend": "openai", "model": "mock-teacher", "base_url": server.openai_base_url,
+                        "api_key_env": "MOCK_TEACHER_KEY_NOT_SET", "prices": {"mock-teacher": {"input": 1, "output": 1}}},
+        }, base_dir=tmp_path)
+        with open_teacher(config, str(config.run_path), purpose="refine") as teacher:
+            outcome = refine(rejected, pl.DataFrame({"chunk_id": ["c1"]}), {}, env, teacher, rounds=3)
+            assert teacher.fatal is not None and teacher.fatal.cause == "auth"
+        assert server.received == 1
+    assert outcome.stopped is not None and outcome.samples == [] and outcome.examples == []

@@ -116,12 +116,26 @@ def test_retries_are_bounded_then_an_api_error(anthropic_router, anthropic_teach
     assert teacher.cache.count() == 0  # an API failure is not cached: the next run asks again
 
 
-def test_400_is_not_retried(anthropic_router, anthropic_teacher):
+def test_config_400_is_not_retried_and_stops_the_client(anthropic_router, anthropic_teacher):
     route = anthropic_router.post("/v1/messages").mock(
         return_value=api_error(400, "invalid_request_error", "max_tokens: field required")
     )
-    answer = _ask(anthropic_teacher())
-    assert answer.error_kind == "api" and route.call_count == 1
+    teacher = anthropic_teacher()
+    answer = _ask(teacher)
+    assert answer.error_kind == "stopped" and route.call_count == 1
+    assert teacher.fatal is not None and teacher.fatal.cause == "config"
+    assert "400 (max_tokens: field required)" in teacher.fatal.message
+    later = _ask(teacher, chunk_id="c2", index=1)  # nothing more is sent after a fatal stop
+    assert later.error_kind == "stopped" and route.call_count == 1
+
+
+def test_a_too_long_prompt_400_fails_only_its_request(anthropic_router, anthropic_teacher):
+    route = anthropic_router.post("/v1/messages").mock(
+        return_value=api_error(400, "invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum")
+    )
+    teacher = anthropic_teacher()
+    answer = _ask(teacher)
+    assert answer.error_kind == "api" and route.call_count == 1 and teacher.fatal is None
 
 
 def test_malformed_tool_input_is_reasked_by_instructor(anthropic_router, anthropic_teacher):
@@ -215,3 +229,36 @@ def test_prompts_put_chunk_before_instruction(tmp_path):
     system = prompts.system_prompt(task)
     assert all(label in system for label in task.labels)
     assert prompts.instruction(task) == "Which policy area?"
+
+
+def test_an_answer_that_failed_validation_is_durable_before_its_reask(anthropic_router, anthropic_teacher):
+    """The re-ask never comes back (here: a 500, no retry); the next client, as after a crash,
+    reuses the stored invalid answer and pays only for the re-ask."""
+    invalid = tool_use_message({"label": "physical-security", "quote": "x"}, input_tokens=420)
+    route = anthropic_router.post("/v1/messages").mock(
+        side_effect=[httpx.Response(200, json=invalid), api_error(500, "api_error", "Internal server error")]
+    )
+    first = anthropic_teacher(max_reasks=2, max_retries=0)
+    lost = _ask(first)
+    assert lost.error_kind == "api" and route.call_count == 2
+    assert first.cache.spent(first.run_dir) == pytest.approx((420 * 3 + 35 * 15) / 1e6)  # the paid answer is in the ledger
+
+    route.side_effect = [httpx.Response(200, json=tool_use_message(GOOD, input_tokens=500))]
+    second = anthropic_teacher(max_reasks=2, max_retries=0)
+    answer = _ask(second)
+    assert answer.ok and route.call_count == 3  # one new request: the re-ask
+    reask = json.loads(route.calls[2].request.content)["messages"]
+    assert reask[2]["content"][0]["is_error"] is True and "physical-security" in reask[2]["content"][0]["content"]
+    assert second.counts["reused_attempts"] == 1
+    assert second.cache.spent(second.run_dir) == pytest.approx((420 * 3 + 35 * 15 + 500 * 3 + 35 * 15) / 1e6)
+
+
+def test_a_reservation_left_by_a_killed_process_counts_against_the_budget(anthropic_router, anthropic_teacher):
+    route = anthropic_router.post("/v1/messages").mock(return_value=httpx.Response(200, json=tool_use_message(GOOD)))
+    teacher = anthropic_teacher(budget_usd=0.02)
+    # what a process killed with a request in flight leaves behind: a reservation, no spend
+    assert teacher.cache.reserve(teacher.run_dir, "in-flight-when-killed", 0.019, 0.02) is not None
+    fresh = anthropic_teacher(budget_usd=0.02)
+    answer = _ask(fresh)
+    assert answer.error_kind == "budget" and route.call_count == 0
+    assert fresh.cache.committed(fresh.run_dir) == pytest.approx(0.019)
