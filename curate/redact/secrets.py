@@ -46,9 +46,11 @@ _KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 _URL_END = r"(?=[.,;:!?)\]}'\"]*(?:\s|$))"
 CONNECTION_STRING_PATTERN = rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:[^\s]+@[^\s/?#@]+(?:[/?#][^\s]*?)?{_URL_END}"
-# The user part is a token (16+ characters with a digit and a letter), no password.
+# The user part is a token (16+ characters mixing digits, upper- and lower-case letters: two of
+# the three, which `firstname.lastname` or `deploy-bot` do not), no password.
+_MIXED = r"(?:(?=[^\s/@:]*\d)(?=[^\s/@:]*[a-zA-Z])|(?=[^\s/@:]*[A-Z])(?=[^\s/@:]*[a-z]))"
 TOKEN_USER_PATTERN = (
-    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?=[^\s/@:]*\d)(?=[^\s/@:]*[a-zA-Z])[A-Za-z0-9_.~%-]{{16,}}@[^\s/?#@]+"
+    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://{_MIXED}[A-Za-z0-9_.~%-]{{16,}}@[^\s/?#@]+"
     rf"(?:[/?#][^\s]*?)?{_URL_END}"
 )
 CREDENTIAL_PARAMS = (
@@ -58,7 +60,7 @@ CREDENTIAL_PARAMS = (
     "session", "sessionid", "sid",
 )
 CREDENTIAL_PARAM_PATTERN = (
-    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s]*?[?&#;](?:{'|'.join(re.escape(p) for p in CREDENTIAL_PARAMS)})"
+    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s]*?[?&#;](?i:{'|'.join(re.escape(p) for p in CREDENTIAL_PARAMS)})"
     rf"=[^\s&#\"'<>]{{4,}}?[^\s]*?{_URL_END}"
 )
 
@@ -80,6 +82,7 @@ def connection_string_recognizer(supported_language: str = "en") -> Any:
             Pattern("url_with_credential_parameter", CREDENTIAL_PARAM_PATTERN, 0.9),
         ],
         supported_language=supported_language,
+        global_regex_flags=re.DOTALL | re.MULTILINE,  # case matters to the token test; parameter names use (?i:)
     )
 
 

@@ -53,6 +53,8 @@ FOUND = [
     # URL credentials: a token as the user, an empty user, a credential query parameter
     ("CONNECTION_STRING", "git clone https://ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789@github.com/acme/infra.git now",
      "https://ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789@github.com/acme/infra.git"),
+    ("CONNECTION_STRING", "pull https://glpat-JGVa_okFGaemiEo-sbBH@gitlab.example.com/ops/infra.git daily",
+     "https://glpat-JGVa_okFGaemiEo-sbBH@gitlab.example.com/ops/infra.git"),
     ("CONNECTION_STRING", "cache https://:Tr0ub4dor3@cache.internal.example.com/0 here",
      "https://:Tr0ub4dor3@cache.internal.example.com/0"),
     ("CONNECTION_STRING", "report https://files.example.com/q3.pdf?X-Amz-Credential=AKIAX%2F2024&X-Amz-Signature=9f86d081884c7d65 expires",
@@ -81,6 +83,7 @@ NOT_FOUND = [
     ("CONNECTION_STRING", "DSN postgres://db.internal.example.com:5432/prod has no password."),
     ("PRIVATE_KEY", "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----"),
     ("CONNECTION_STRING", "clone ssh://git@github.com/acme/infra.git and https://example.com/search?q=token"),
+    ("CONNECTION_STRING", "push as https://deploy-bot-production@git.example.com/acme/infra.git (a user name)"),
     ("PHONE_NUMBER", "See SP 800-53 Rev. 4 (2013-04-30), AC-2 (3), section 1.2.3.4, within 90 days."),
     ("PHONE_NUMBER", "Card 4111 1111 1111 1112 and IBAN GB82 WEST 1234 5698 7654 33 are broken."),
     ("PERSON", "The General Counsel reviewed the Key Establishment plan and the File Transfer Protocol."),
