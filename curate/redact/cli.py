@@ -71,6 +71,8 @@ def print_audit(result: AuditResult, console: Console, *, strict: bool = False) 
             console.print(f"[red]  log line {leak.line}: chunk {leak.chunk_id}: {leak.entity} ({leak.placeholder or 'masked'})[/red]")
     else:
         console.print("[green]no redacted value appears in any recorded payload[/green]")
+        console.print("  (that covers the values the redactor found; a value its detectors missed is in no mapping:"
+                      " the re-scan and the table below say what they could and could not see)")
     if result.values_too_short:
         console.print(f"  ({result.values_too_short} redacted value(s) under 4 characters not searched: they would match by chance)")
     if result.residual:
