@@ -1,4 +1,5 @@
-"""`curate audit RUN_DIR`: what left the machine, to whom, and proof that no redacted value did.
+"""`curate audit RUN_DIR`: what left the machine, to whom, proof that no redacted value did,
+and what the audit could not look for.
 
 Reads the request log the teacher client writes (`<run_dir>/generate.state/requests.jsonl`,
 one JSON per request: provider, model, chunk_id, payload, payload_sha256, tokens, cost,
@@ -11,7 +12,14 @@ sent/cached) and the placeholder mapping of the redact stage
    replaced or masked value): one hit is a leak, and the audit fails;
 4. re-scans every payload with the redact stage's detector and counts what it still finds
    per entity type (types whose policy is `keep` aside), shown as a warning, or failing
-   the audit with `--strict`.
+   the audit with `--strict`;
+5. reports per entity type what was checked and by which detector, and which types were
+   not checked at all (no active detector: ORGANIZATION/LOCATION without an NER model,
+   secrets with `secrets: false`); `--strict` fails on those too.
+
+Step 3 is a proof, but only about the values the redactor replaced: a value the detector
+never found is in no mapping, so it cannot be searched for. Step 4 finds what the detector
+can see, with the detector's recall (see bench/redact), and step 5 names what it cannot.
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from curate.generate.store import canonical_json
-from curate.redact.config import RedactConfig, resolve_ner_model
+from curate.redact.config import (
+    NER_ENTITIES,
+    PATTERN_ENTITIES,
+    SECRET_ENTITIES,
+    RedactConfig,
+    resolve_ner_model,
+)
 from curate.redact.mapping import load_mappings
 from curate.run.rundir import RunDir
 from schemas.ids import sha256_hex
@@ -42,6 +56,18 @@ class Leak:
 
 
 @dataclass
+class Coverage:
+    """What the audit did for one entity type."""
+
+    entity: str
+    policy: str
+    detectors: list[str]  # `name (source)` of each recognizer of the re-scan that reports it
+    values_searched: int  # original values of this type searched for verbatim (leak check)
+    residual: int  # findings of the re-scan in the payloads (policy `keep`: not counted)
+    status: str  # checked | kept | NOT CHECKED | not re-scanned
+
+
+@dataclass
 class AuditResult:
     requests: int = 0
     sent: int = 0
@@ -51,13 +77,21 @@ class AuditResult:
     residual: dict[str, int] = field(default_factory=dict)
     values_checked: int = 0
     payloads_checked: int = 0
+    values_too_short: int = 0
     redact_enabled: bool | None = None
     problems: list[str] = field(default_factory=list)
+    coverage: list[Coverage] = field(default_factory=list)
+    not_requested: list[str] = field(default_factory=list)  # known types outside `redact.entities`
+
+    @property
+    def unchecked(self) -> list[str]:
+        """Requested entity types the payloads were not re-scanned for (no detector, or --no-rescan)."""
+        return [c.entity for c in self.coverage if c.status in ("NOT CHECKED", "not re-scanned")]
 
     def ok(self, strict: bool = False) -> bool:
         if self.leaks or self.hash_mismatches or self.problems:
             return False
-        return not (strict and self.residual)
+        return not (strict and (self.residual or self.unchecked))
 
 
 def read_requests(run_dir: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -99,16 +133,10 @@ def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResu
     cfg, ner = _redact_config(run_dir)
     result.redact_enabled = None if cfg is None else cfg.enabled
     mappings = load_mappings(run_dir)
-    values: list[tuple[str, str, str | None]] = sorted(
-        {
-            (entry["value"], entry["entity"], entry.get("placeholder"))
-            for entries in mappings.values()
-            for entry in entries
-            if len(entry["value"]) >= MIN_VALUE_CHARS
-        },
-        key=lambda item: (-len(item[0]), item[0]),
-    )
+    every = {(e["value"], e["entity"], e.get("placeholder")) for entries in mappings.values() for e in entries}
+    values = sorted((v for v in every if len(v[0]) >= MIN_VALUE_CHARS), key=lambda item: (-len(item[0]), item[0]))
     result.values_checked = len(values)
+    result.values_too_short = len(every) - len(values)
     engine = None
     if rescan_payloads and cfg is not None:
         from curate.redact.engine import get_engine
@@ -150,4 +178,31 @@ def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResu
             assert cfg is not None
             residual.update(residual_counts(engine, cfg, texts))
     result.residual = dict(sorted(residual.items()))
+    if cfg is not None:
+        searched = Counter(entity for _, entity, _ in values)
+        result.coverage, result.not_requested = coverage(cfg, engine, searched, residual)
     return result
+
+
+def coverage(
+    cfg: RedactConfig, engine: Any, searched: Counter[str], residual: Counter[str]
+) -> tuple[list[Coverage], list[str]]:
+    """Per requested entity type: policy, detectors, values searched, residual, status; and
+    the known types outside `redact.entities`. The requested types are `redact.entities`, or
+    by default every type assay knows (patterns, national ids of the locales, secrets, and
+    PERSON/ORGANIZATION/LOCATION): a type nothing looks for is reported, not left out."""
+    known = set(PATTERN_ENTITIES) | set(SECRET_ENTITIES) | set(NER_ENTITIES)
+    if engine is not None:
+        known |= set(engine.supported)
+    requested = sorted(set(cfg.entities) if cfg.entities is not None else known)
+    rows = []
+    for entity in requested:
+        detectors = [] if engine is None else [f"{a.name.split('(')[0]} ({a.source})" for a in engine.detectors_for(entity)]
+        if engine is None:
+            status = "not re-scanned"
+        elif not detectors:
+            status = "NOT CHECKED"
+        else:
+            status = "kept" if cfg.policy_for(entity) == "keep" else "checked"
+        rows.append(Coverage(entity, cfg.policy_for(entity), detectors, searched.get(entity, 0), residual.get(entity, 0), status))
+    return rows, sorted(known - set(requested))

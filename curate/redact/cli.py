@@ -16,12 +16,19 @@ if TYPE_CHECKING:
 def audit(
     run_dir: Annotated[Path, typer.Argument(help="A run directory")],
     strict: Annotated[
-        bool, typer.Option("--strict", help="Also fail when a re-scan of the payloads still finds entities")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Also fail when a re-scan of the payloads still finds entities, or when an entity type "
+            "was not checked at all (no detector for it, or --no-rescan)",
+        ),
     ] = False,
     no_rescan: Annotated[bool, typer.Option("--no-rescan", help="Skip re-scanning payloads with the detector")] = False,
 ) -> None:
-    """Print what left the machine (provider, model, requests, tokens, cost) and prove from the
-    recorded payloads that no redacted value was sent. Exit 1 on a leak or an edited log."""
+    """Print what left the machine (provider, model, requests, tokens, cost), prove from the
+    recorded payloads that no value the redactor replaced was sent, and say per entity type
+    what was checked, by which detector, and what was not checked at all. Exit 1 on a leak or
+    an edited log (with --strict also on a residual finding or an unchecked type)."""
     from curate.redact.audit import run_audit  # loads Presidio: only when auditing
 
     console = Console()
@@ -64,10 +71,37 @@ def print_audit(result: AuditResult, console: Console, *, strict: bool = False) 
             console.print(f"[red]  log line {leak.line}: chunk {leak.chunk_id}: {leak.entity} ({leak.placeholder or 'masked'})[/red]")
     else:
         console.print("[green]no redacted value appears in any recorded payload[/green]")
+        console.print("  (that covers the values the redactor found; a value its detectors missed is in no mapping:"
+                      " the re-scan and the table below say what they could and could not see)")
+    if result.values_too_short:
+        console.print(f"  ({result.values_too_short} redacted value(s) under 4 characters not searched: they would match by chance)")
     if result.residual:
         colour = "red" if strict else "yellow"
         listed = ", ".join(f"{k}={v}" for k, v in result.residual.items())
         console.print(f"[{colour}]re-scan of payloads still finds: {listed}[/{colour}]")
     else:
         console.print("re-scan of payloads: nothing detected")
+    print_coverage(result, console, strict=strict)
     console.print("[green]audit passed[/green]" if result.ok(strict) else "[red]audit FAILED[/red]")
+
+
+def print_coverage(result: AuditResult, console: Console, *, strict: bool = False) -> None:
+    """Per entity type: policy, the detectors of the re-scan, values searched, residual, status."""
+    if not result.coverage:
+        return
+    table = Table(title="What was checked, per entity type (leak check: exact search for the redactor's values; "
+                  "re-scan: the detectors listed, with their recall)")
+    for column in ("entity type", "policy", "detectors (re-scan)", "values searched", "residual", "status"):
+        table.add_column(column, overflow="fold")
+    for c in result.coverage:
+        status = f"[red]{c.status}[/red]" if c.status in ("NOT CHECKED", "not re-scanned") else c.status
+        table.add_row(c.entity, c.policy, ", ".join(c.detectors) or "-", str(c.values_searched), str(c.residual), status)
+    console.print(table)
+    if result.unchecked:
+        colour = "red" if strict else "yellow"
+        console.print(
+            f"[{colour}]NOT CHECKED in the payloads: {', '.join(result.unchecked)}: the audit says nothing about "
+            f"these (configure redact.ner_model for ORGANIZATION/LOCATION, or narrow redact.entities)[/{colour}]"
+        )
+    if result.not_requested:
+        console.print(f"not requested (outside redact.entities), not checked: {', '.join(result.not_requested)}")

@@ -19,7 +19,8 @@ Policy = Literal["replace", "mask", "keep", "fail"]
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL")
 # Secrets found by detect-secrets' plugins (see curate.redact.secrets).
 SECRET_ENTITIES = ("API_KEY", "PRIVATE_KEY", "CONNECTION_STRING")
-# Names: only detected when a spaCy NER model is configured (`ner_model`).
+# Names: PERSON by the offline name-list recognizer (`person_names`, curate.redact.names);
+# all three by a spaCy NER model when one is configured (`ner_model`).
 NER_ENTITIES = ("PERSON", "ORGANIZATION", "LOCATION")
 
 
@@ -38,8 +39,9 @@ class RedactConfig(BaseModel):
     )
     entities: list[str] | None = Field(
         None,
-        description="Entity types to look for; default: every pattern, national-id and secret type "
-        "(plus PERSON/ORGANIZATION/LOCATION when ner_model is set)",
+        description="Entity types to look for; default: every pattern, national-id and secret type, "
+        "PERSON (name lists), and ORGANIZATION/LOCATION too when ner_model is set. `curate audit --strict` "
+        "fails when a type named here (default: all of these and ORGANIZATION/LOCATION) has no detector",
     )
     default_policy: Policy = Field("replace", description="Policy for entity types not named in `policies`")
     policies: dict[str, Policy] = Field(
@@ -57,10 +59,15 @@ class RedactConfig(BaseModel):
         description="detect-secrets plugin class names to run (default: every regex-based detector, "
         "no entropy or keyword heuristics)",
     )
+    person_names: bool = Field(
+        True,
+        description="Detect PERSON with the offline name-list recognizer (a first-name list plus "
+        "capitalisation and context rules; a floor that ner_model raises)",
+    )
     ner_model: str | None = Field(
         None,
         description="Folder (relative to the config) or installed name of a spaCy pipeline with an "
-        "`ner` component; without one, PERSON/ORGANIZATION/LOCATION are NOT detected",
+        "`ner` component; without one, ORGANIZATION/LOCATION are NOT detected and PERSON only by name lists",
     )
     restore_in_final: bool = Field(
         False, description="Put the original values back into the final dataset (default: keep placeholders)"

@@ -1,5 +1,7 @@
-"""The detector: a Presidio analyzer with validated pattern recognizers, national ids for the
-configured locales, detect-secrets' plugins and (only with a real spaCy NER model) names.
+"""The detector: a Presidio analyzer with validated pattern recognizers, plausible-form phone
+numbers, national ids for the configured locales, detect-secrets' plugins and URL
+credentials, person names from name lists, and (only with a real spaCy NER model)
+organisations and places.
 
 Built once per worker process and cached (`get_engine`): building it loads spaCy and
 compiles every recognizer, which costs far more than analysing a chunk.
@@ -20,7 +22,9 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegist
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
-from curate.redact.config import NER_ENTITIES, RedactConfig
+from curate.redact.config import NER_ENTITIES, SECRET_ENTITIES, RedactConfig
+from curate.redact.names import person_name_recognizer
+from curate.redact.phones import plausible_phone_recognizer
 from curate.redact.secrets import DetectSecretsRecognizer, connection_string_recognizer
 
 log = logging.getLogger(__name__)
@@ -99,7 +103,7 @@ def has_ner(model_path: str) -> bool:
 class ActiveRecognizer:
     name: str
     entities: tuple[str, ...]
-    source: str  # presidio | detect-secrets | spacy-ner
+    source: str  # presidio | detect-secrets | secrets-pattern | phone-form | name-lists | spacy-ner
 
 
 class RedactEngine:
@@ -126,6 +130,7 @@ class RedactEngine:
             cls: Any = LenientEmailRecognizer if name == "LenientEmailRecognizer" else getattr(predefined, name)
             if name == "PhoneRecognizer":
                 recognizers.append(cls(supported_language=lang, supported_regions=list(cfg.phone_regions)))
+                recognizers.append(plausible_phone_recognizer(list(cfg.phone_regions), lang))
             else:
                 recognizers.append(cls(supported_language=lang))
         for locale in cfg.locales:
@@ -136,6 +141,8 @@ class RedactEngine:
         if cfg.secrets:
             recognizers.append(DetectSecretsRecognizer(cfg.secret_plugins, supported_language=lang))
             recognizers.append(connection_string_recognizer(lang))
+        if cfg.person_names:
+            recognizers.append(person_name_recognizer(lang))
         if ner_on:
             recognizers.append(predefined.SpacyRecognizer(supported_language=lang, supported_entities=list(NER_ENTITIES)))
         for recognizer in recognizers:
@@ -144,6 +151,7 @@ class RedactEngine:
         self.anonymizer = AnonymizerEngine()
         self.ner_active = ner_on
         supported = {e for r in recognizers for e in r.supported_entities}
+        self.supported = sorted(supported)
         wanted = set(cfg.entities) if cfg.entities is not None else supported
         self.entities = sorted(wanted & supported)
         missing = sorted(wanted - supported)
@@ -153,12 +161,16 @@ class RedactEngine:
             ActiveRecognizer(
                 name=_name(r) if not isinstance(r, DetectSecretsRecognizer) else f"DetectSecretsRecognizer({', '.join(r.plugin_names)})",
                 entities=tuple(sorted(set(r.supported_entities) & set(self.entities))),
-                source="detect-secrets" if isinstance(r, DetectSecretsRecognizer) else "secrets-pattern" if _name(r) == "ConnectionStringRecognizer" else ("spacy-ner" if _name(r) == "SpacyRecognizer" else "presidio"),
+                source="detect-secrets" if isinstance(r, DetectSecretsRecognizer) else SOURCES.get(_name(r), "presidio"),
             )
             for r in recognizers
             if set(r.supported_entities) & set(self.entities)
         ]
         self.allow = frozenset(cfg.allow_list)
+
+    def detectors_for(self, entity: str) -> list[ActiveRecognizer]:
+        """The active recognizers that report `entity` (empty: nothing looks for it)."""
+        return [a for a in self.active if entity in a.entities]
 
     def detect(self, text: str) -> list[RecognizerResult]:
         """Non-overlapping findings, in text order (longest span wins, then highest score)."""
@@ -176,18 +188,29 @@ class RedactEngine:
         return resolve_overlaps(found)
 
 
+SOURCES = {
+    "ConnectionStringRecognizer": "secrets-pattern",
+    "PlausiblePhoneRecognizer": "phone-form",
+    "NameListRecognizer": "name-lists",
+    "SpacyRecognizer": "spacy-ner",
+}
+
+
 def _name(recognizer: Any) -> str:
     return str(recognizer.name)
 
 
 def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Keep a set of non-overlapping results: longer spans first, then higher scores.
+    """Keep a set of non-overlapping results: secrets first, then longer spans, then higher scores.
 
     An e-mail address also matches as a URL (its domain), a connection string contains a
-    URL: the enclosing, longer finding is the one to redact.
+    URL: the enclosing, longer finding is the one to redact. A secret comes before any
+    other type, whatever its length: a token inside a longer URL must not go out with the
+    URL when URLs are kept (`policies: {URL: keep}`).
     """
     chosen: list[RecognizerResult] = []
-    for result in sorted(results, key=lambda r: (-(r.end - r.start), -r.score, r.start, r.entity_type)):
+    order = sorted(results, key=lambda r: (r.entity_type not in SECRET_ENTITIES, -(r.end - r.start), -r.score, r.start, r.entity_type))
+    for result in order:
         if result.end <= result.start:
             continue
         if all(result.end <= c.start or result.start >= c.end for c in chosen):
@@ -208,7 +231,7 @@ def secret_type(result: RecognizerResult) -> str:
 # Fields that change what is detected; policies and the rest only change what is done with it.
 DETECTION_FIELDS = (
     "language", "locales", "phone_regions", "entities", "score_threshold", "allow_list",
-    "secrets", "secret_plugins", "ner_model",
+    "secrets", "secret_plugins", "person_names", "ner_model",
 )
 
 

@@ -3,14 +3,23 @@
 The patterns are detect-secrets' own plugins (its regex-based detectors: AWS, GitHub,
 GitLab, Slack, Stripe, OpenAI, JWT, basic-auth URLs, private keys, ...), not hand-written.
 detect-secrets works on lines and returns the secret value but no offset, so the
-recognizer finds each value in the text and widens two kinds of hit to the whole thing
-that must go: a private-key header becomes the whole `BEGIN ... END` block, and the
-password of a basic-auth URL becomes the whole connection string.
+recognizer finds each value in the text and widens every hit to the whole thing that must
+go: a private-key header becomes the whole `BEGIN ... END` block, the password of a
+basic-auth URL the whole connection string, and any other key or token the whole token
+around the match. Several plugins' patterns stop short of it: detect-secrets' JWT pattern
+ends lazily after `header.payload.` (the signature would go out), Stripe's takes 24
+characters of a longer key, Slack's only lower-case letters.
+
+A second, pattern-based recognizer (`connection_string_recognizer`) reports URLs that carry
+a credential in any form: a password (`scheme://user:pass@host`, also with an empty user or
+reserved characters in the password), a token as the user (`https://ghp_...@github.com`), or
+a credential query parameter (`?access_token=`, `&sig=`, `X-Amz-Signature=`, `api_key=`).
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -28,27 +37,52 @@ DEFAULT_ENTITY = "API_KEY"
 MIN_SECRET_CHARS = 6  # a shorter captured group is a prefix (ghp), not the secret
 
 _URL_STOP = re.compile(r"[\s\"'<>()\[\]{}`]")
+# A token: what a key can be made of (base64, base64url, JWT dots, hex, prefixes with - and _).
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-_+/=.~")
+_TOKEN_START_CHARS = frozenset(string.ascii_letters + string.digits + "-_")  # not `=`, `/`: `key=AKIA...`
 _TRAILING_PUNCT = ".,;:!?"
 _KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 
-CONNECTION_STRING_PATTERN = (
-    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:[^\s]+@[^\s/?#@]+(?:[/?#][^\s]*?)?(?=[.,;:!?)\]}'\"]*(?:\s|$))"
+_URL_END = r"(?=[.,;:!?)\]}'\"]*(?:\s|$))"
+CONNECTION_STRING_PATTERN = rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:[^\s]+@[^\s/?#@]+(?:[/?#][^\s]*?)?{_URL_END}"
+# The user part is a token (16+ characters mixing digits, upper- and lower-case letters: two of
+# the three, which `firstname.lastname` or `deploy-bot` do not), no password.
+_MIXED = r"(?:(?=[^\s/@:]*\d)(?=[^\s/@:]*[a-zA-Z])|(?=[^\s/@:]*[A-Z])(?=[^\s/@:]*[a-z]))"
+TOKEN_USER_PATTERN = (
+    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://{_MIXED}[A-Za-z0-9_.~%-]{{16,}}@[^\s/?#@]+"
+    rf"(?:[/?#][^\s]*?)?{_URL_END}"
+)
+CREDENTIAL_PARAMS = (
+    "access_token", "id_token", "refresh_token", "auth_token", "token", "api_key", "apikey", "api-key", "key",
+    "secret", "client_secret", "password", "passwd", "pwd", "pass", "sig", "signature", "x-amz-signature",
+    "x-amz-credential", "x-amz-security-token", "x-goog-signature", "x-goog-credential", "auth", "authorization",
+    "session", "sessionid", "sid",
+)
+CREDENTIAL_PARAM_PATTERN = (
+    rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s]*?[?&#;](?i:{'|'.join(re.escape(p) for p in CREDENTIAL_PARAMS)})"
+    rf"=[^\s&#\"'<>]{{4,}}?[^\s]*?{_URL_END}"
 )
 
 
 def connection_string_recognizer(supported_language: str = "en") -> Any:
-    """URIs that carry a password (`scheme://user:password@host/...`), whatever characters
-    the password uses. detect-secrets' BasicAuthDetector is the first line, but its pattern
-    stops at reserved characters (a password with `!` or `#` escapes it); this Presidio
-    pattern recognizer backs it up and reports the whole URI."""
+    """URLs that carry a credential (`CONNECTION_STRING`, the whole URL): a password
+    (`scheme://user:password@host/...`) whatever characters it uses, a token as the user, or
+    a credential query parameter. detect-secrets' BasicAuthDetector is the first line for
+    passwords, but its pattern stops at reserved characters (a password with `!` or `#`
+    escapes it) and it knows neither of the other two forms."""
     from presidio_analyzer import Pattern, PatternRecognizer
 
     return PatternRecognizer(
         supported_entity="CONNECTION_STRING",
         name="ConnectionStringRecognizer",
-        patterns=[Pattern("uri_with_password", CONNECTION_STRING_PATTERN, 0.9)],
+        patterns=[
+            Pattern("uri_with_password", CONNECTION_STRING_PATTERN, 0.9),
+            Pattern("uri_with_token_user", TOKEN_USER_PATTERN, 0.9),
+            Pattern("url_with_credential_parameter", CREDENTIAL_PARAM_PATTERN, 0.9),
+        ],
         supported_language=supported_language,
+        global_regex_flags=re.DOTALL | re.MULTILINE,  # case matters to the token test; parameter names use (?i:)
     )
 
 
@@ -157,4 +191,22 @@ def _widen(text: str, start: int, end: int, entity: str) -> tuple[int, int]:
         end = stop.start() if stop is not None else len(text)
         while end > start and text[end - 1] in _TRAILING_PUNCT:
             end -= 1
+        return start, end
+    return whole_token(text, start, end)
+
+
+def whole_token(text: str, start: int, end: int) -> tuple[int, int]:
+    """[start, end) grown to the whole token around it (a JWT's three segments, a key's
+    suffix), less delimiters a pattern took in (`Artifactory`'s leading space) and a
+    sentence's full stop."""
+    while start < end and text[start] not in _TOKEN_CHARS:
+        start += 1
+    while end > start and text[end - 1] not in _TOKEN_CHARS:
+        end -= 1
+    while start > 0 and text[start - 1] in _TOKEN_START_CHARS:
+        start -= 1
+    while end < len(text) and text[end] in _TOKEN_CHARS:
+        end += 1
+    while end > start and text[end - 1] in ".":
+        end -= 1
     return start, end

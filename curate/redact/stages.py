@@ -128,13 +128,15 @@ def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
         {"recognizer": name, "source": source, "entities": ", ".join(entities)} for name, entities, source in recognizers.iter_rows()
     ]
     ner = any(item["source"] == "spacy-ner" for item in active)
+    names = any(item["source"] == "name-lists" for item in active)
+    without = "PERSON by name lists only, " if names else "PERSON, "
     return {
         "summary": {
             "enabled": bool(active),
             "chunks": chunks.height,
             "chunks_with_findings": findings["chunk_id"].n_unique() if findings.height else 0,
             "findings": int(findings.height),
-            "ner": "active" if ner else "NOT active: PERSON/ORGANIZATION/LOCATION are not detected (no spaCy NER model configured)",
+            "ner": "active" if ner else f"NOT active: {without}ORGANIZATION/LOCATION not detected (no spaCy NER model configured)",
         },
         "per_entity": per_entity,
         "per_action": dict(sorted(Counter(findings["action"].to_list()).items())),

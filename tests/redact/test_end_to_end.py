@@ -38,14 +38,19 @@ PLANTED = {
     "github": "ghp_R4nd0mT0k3nF0rT3st1ngPurp0s3sOnly123",
     "slack": "xoxb-210987654321-3456789012345-QwErTyUiOpAsDfGhJkLzXcVb",
     "postgres": "postgres://svc_billing:Wint3r!2024@pg-prod.internal.example.com:5432/billing",
+    # what reached the teacher before issue 16: a name, a JWT's signature, a drama-range mobile
+    "person": "Chidi Okafor",
+    "jwt_signature": "868Y_kVZSflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "drama_phone": "+44 7700 900123",
 }
+JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwicm9sZSI6Im9wcyJ9." + PLANTED["jwt_signature"]
 
 PLANTED_DOC = f"""# Payment Operations Runbook
 
 ## Contacts
 
-The payment operations lead is reachable at {PLANTED['email']} or on {PLANTED['phone']} during the
-working week. Access requests for the billing systems go to {PLANTED['email2']}, which opens a ticket
+The payment operations lead, {PLANTED['person']}, is reachable at {PLANTED['email']} or on
+{PLANTED['phone']} during the working week, and out of hours on {PLANTED['drama_phone']}. Access requests for the billing systems go to {PLANTED['email2']}, which opens a ticket
 in the access-control queue and records the approver, the date and the systems concerned.
 
 ## Test data
@@ -60,6 +65,7 @@ The audit found the key {PLANTED['aws']}, the GitHub token {PLANTED['github']} a
 token {PLANTED['slack']} in the deployment scripts. The billing loader connects with
 {PLANTED['postgres']} and that password must be rotated. Each credential is revoked, rotated and
 recorded in the incident log, and the owners confirm the rotation in writing within five days.
+The session token {JWT} was pasted into the ticket and must be revoked too.
 """
 
 
@@ -104,7 +110,9 @@ def test_no_planted_value_in_any_request(tmp_path: Path) -> None:
         assert value not in sent_text, f"planted {name} reached the teacher server"
         assert value not in logged_text, f"planted {name} is in the request log"
     audit = run_audit(run_dir)
-    assert audit.ok(strict=True), audit
+    assert audit.ok() and audit.residual == {}, audit
+    # no NER model: organisations and places were looked for by nothing, and the audit says so
+    assert audit.unchecked == ["LOCATION", "ORGANIZATION"] and not audit.ok(strict=True)
     assert audit.payloads_checked == len(log) and audit.values_checked >= len(PLANTED)
     final = pl.read_parquet(run_dir / "dedup" / "examples.parquet")
     assert rescan(final, cfg) == {}

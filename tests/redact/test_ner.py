@@ -52,7 +52,8 @@ def memorised_ner_stand_in(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_names_are_replaced_when_an_ner_model_is_configured(memorised_ner_stand_in: Path) -> None:
     base = memorised_ner_stand_in.parents[1]  # the config's folder: ner_model is relative to it
-    cfg = pipeline_config(base, ner_model="models/memorised-ner")
+    # name lists off: only the model's findings, so that they are the ones checked below
+    cfg = pipeline_config(base, ner_model="models/memorised-ner", person_names=False)
     ctx = StageContext(config=cfg, run_dir=str(base / "run"), stage="redact", show_progress=False)
     chunks = chunk_frame({"d": ["Escalate to Dana Whitfield in London today. ", "Dana Whitfield approved the change."]})
     out = redact_chunks(chunks, ctx)

@@ -15,6 +15,11 @@ PRIVATE_KEY = (
     "-----END RSA PRIVATE KEY-----"
 )
 
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwicm9sZSI6ImFkbWluIn0"
+    ".868Y_kVZSflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+
 FOUND = [
     ("EMAIL_ADDRESS", "Write to jane.roe@example.com today.", "jane.roe@example.com"),
     ("EMAIL_ADDRESS", "Internal: soc@northwind-freight.example, any hour.", "soc@northwind-freight.example"),
@@ -42,6 +47,29 @@ FOUND = [
     ("CONNECTION_STRING", "uri mongodb+srv://app:p%40ss#1@cluster0.example.net/db?retryWrites=true)",
      "mongodb+srv://app:p%40ss#1@cluster0.example.net/db?retryWrites=true"),
     ("US_SSN", "Employee SSN 536-22-8726 on the form.", "536-22-8726"),
+    # whole tokens: the JWT's signature, a key longer than its plugin's pattern, Slack's upper case
+    ("API_KEY", f"Authorization: Bearer {JWT}.", JWT),
+    ("API_KEY", "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dcQ9xR2mLk8vBn here", "sk_live_4eC39HqLyjWDarjtT1zdp7dcQ9xR2mLk8vBn"),
+    # URL credentials: a token as the user, an empty user, a credential query parameter
+    ("CONNECTION_STRING", "git clone https://ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789@github.com/acme/infra.git now",
+     "https://ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789@github.com/acme/infra.git"),
+    ("CONNECTION_STRING", "pull https://glpat-JGVa_okFGaemiEo-sbBH@gitlab.example.com/ops/infra.git daily",
+     "https://glpat-JGVa_okFGaemiEo-sbBH@gitlab.example.com/ops/infra.git"),
+    ("CONNECTION_STRING", "cache https://:Tr0ub4dor3@cache.internal.example.com/0 here",
+     "https://:Tr0ub4dor3@cache.internal.example.com/0"),
+    ("CONNECTION_STRING", "report https://files.example.com/q3.pdf?X-Amz-Credential=AKIAX%2F2024&X-Amz-Signature=9f86d081884c7d65 expires",
+     "https://files.example.com/q3.pdf?X-Amz-Credential=AKIAX%2F2024&X-Amz-Signature=9f86d081884c7d65"),
+    ("CONNECTION_STRING", "hook https://api.example.com/v1/events?api_key=Zx81kQ0pLm2vB7nR.",
+     "https://api.example.com/v1/events?api_key=Zx81kQ0pLm2vB7nR"),
+    # plausible in form, rejected by phonenumbers as unassigned: drama and test ranges
+    ("PHONE_NUMBER", "Call +44 7700 900123 out of hours.", "+44 7700 900123"),
+    ("PHONE_NUMBER", "Call 07700 900461 out of hours.", "07700 900461"),
+    ("PHONE_NUMBER", "Sheffield desk 0114 496 0321 or 01632 960587.", "01632 960587"),
+    ("PHONE_NUMBER", "The help desk is (555) 555-0134, ext. 2.", "(555) 555-0134, ext. 2"),  # extension included
+    ("PHONE_NUMBER", "Dial 555-0182 from any desk phone.", "555-0182"),
+    ("PHONE_NUMBER", "Mobile 0491 570 156 (AU).", "0491 570 156"),
+    # names from the name lists and rules
+    ("PERSON", "The change was approved by Dana Whitfield on Monday.", "Dana Whitfield"),
 ]
 
 NOT_FOUND = [
@@ -54,6 +82,11 @@ NOT_FOUND = [
     ("API_KEY", "aws key AKIA-SHORT and github ghp_tooShort and slack xoxb- nothing"),
     ("CONNECTION_STRING", "DSN postgres://db.internal.example.com:5432/prod has no password."),
     ("PRIVATE_KEY", "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----"),
+    ("CONNECTION_STRING", "clone ssh://git@github.com/acme/infra.git and https://example.com/search?q=token"),
+    ("CONNECTION_STRING", "push as https://deploy-bot-production@git.example.com/acme/infra.git (a user name)"),
+    ("PHONE_NUMBER", "See SP 800-53 Rev. 4 (2013-04-30), AC-2 (3), section 1.2.3.4, within 90 days."),
+    ("PHONE_NUMBER", "Card 4111 1111 1111 1112 and IBAN GB82 WEST 1234 5698 7654 33 are broken."),
+    ("PERSON", "The General Counsel reviewed the Key Establishment plan and the File Transfer Protocol."),
 ]
 
 
@@ -89,10 +122,35 @@ def test_findings_do_not_overlap_and_email_wins_over_its_domain(engine: RedactEn
 
 def test_active_recognizers_are_listed_and_ner_is_off_without_a_model(engine: RedactEngine) -> None:
     names = {a.name.split("(")[0] for a in engine.active}
-    assert {"EmailRecognizer", "PhoneRecognizer", "CreditCardRecognizer", "IbanRecognizer", "IpRecognizer",
-            "UrlRecognizer", "DetectSecretsRecognizer", "UsSsnRecognizer", "UkNinoRecognizer"} <= names
+    assert {"EmailRecognizer", "PhoneRecognizer", "PlausiblePhoneRecognizer", "CreditCardRecognizer", "IbanRecognizer",
+            "IpRecognizer", "UrlRecognizer", "DetectSecretsRecognizer", "UsSsnRecognizer", "UkNinoRecognizer",
+            "NameListRecognizer"} <= names
     assert not engine.ner_active
-    assert "PERSON" not in engine.entities
+    assert "PERSON" in engine.entities and "ORGANIZATION" not in engine.entities
+    assert [a.source for a in engine.detectors_for("PERSON")] == ["name-lists"]
+
+
+def test_a_secret_inside_a_kept_url_is_still_replaced() -> None:
+    """URLs kept by policy: a JWT in one (under a parameter name no pattern knows) is a secret
+    and wins the overlap, so only it is replaced and the rest of the URL stays."""
+    from curate.redact.config import RedactConfig
+    from curate.redact.engine import get_engine
+    from curate.redact.redactor import PlaceholderBook, redact_text
+
+    cfg = RedactConfig(enabled=True, policies={"URL": "keep"})
+    text = f"Callback https://app.example.com/cb#state=x&jwt={JWT} for login."
+    out = redact_text(get_engine(cfg), text, PlaceholderBook(), cfg=cfg)
+    assert out.text == "Callback https://app.example.com/cb#state=x&jwt=<API_KEY_1> for login."
+
+
+def test_whole_token_stops_at_delimiters_and_a_full_stop() -> None:
+    from curate.redact.secrets import whole_token
+
+    text = 'key="AKIAIOSFODNN7EXAMPLE", then eyJa.eyJb.sig-_x. Next'
+    start = text.index("AKIA")
+    assert text[slice(*whole_token(text, start, start + 8))] == "AKIAIOSFODNN7EXAMPLE"
+    start = text.index("eyJa")
+    assert text[slice(*whole_token(text, start, start + 10))] == "eyJa.eyJb.sig-_x"
 
 
 def test_allow_list_keeps_public_values() -> None:
