@@ -14,6 +14,7 @@ UNSUPPORTED_FORMAT = "unsupported_format"
 EMPTY_FILE = "empty_file"
 BINARY_CONTENT = "binary_content"
 UNDECODABLE_TEXT = "undecodable_text"
+ENCODING_UNCERTAIN = "encoding_uncertain"  # a warning: the document is kept, a person should check it
 NO_TEXT = "no_text"
 READ_FAILED = "read_failed"
 # PDF

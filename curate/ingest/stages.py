@@ -25,7 +25,7 @@ from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.ids import content_id, file_sha256, sha256_hex
 from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
 
-READER_VERSION = "1"  # bump when a reader's output changes: previous documents are then re-read
+READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
 
 
