@@ -10,6 +10,7 @@ from __future__ import annotations
 PATH_NOT_FOUND = "path_not_found"
 FILE_TOO_LARGE = "file_too_large"
 UNSUPPORTED_FORMAT = "unsupported_format"
+NO_INPUT = "no_input"  # the paths hold no file to read: the run exits 2
 # any file
 EMPTY_FILE = "empty_file"
 BINARY_CONTENT = "binary_content"

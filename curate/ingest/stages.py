@@ -7,9 +7,7 @@ chunk    (SHUFFLE on doc_id, so that identical documents meet and are chunked on
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,10 @@ import polars as pl
 from curate.ingest import errors as E
 from curate.ingest.chunker import HEADED_FORMATS, chunk_text
 from curate.ingest.errors import IngestError
+from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
 from curate.ingest.tokenize import get_tokenizer
+from curate.ingest.walk import iter_files
 from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.ids import content_id, file_sha256, sha256_hex
 from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
@@ -40,23 +40,6 @@ def _display_path(path: Path, base: Path) -> str:
         return path.resolve().as_posix()
 
 
-def _matches(patterns: tuple[str, ...], name: str, rel: str) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
-
-
-def _walk(root: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[Path]:
-    found = []
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith((".", "~$")):
-                continue
-            rel = (Path(folder) / name).relative_to(root).as_posix()
-            if _matches(include, name.lower(), rel) and not _matches(exclude, name, rel):
-                found.append(Path(folder) / name)
-    return found
-
-
 # --------------------------------------------------------------------------- discover
 
 
@@ -73,7 +56,7 @@ def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
         if root.is_file():
             candidates.append((root, True))
         elif root.is_dir():
-            candidates.extend((path, False) for path in _walk(root, icfg.include, icfg.exclude))
+            candidates.extend((path, False) for path in iter_files(root, icfg.include, icfg.exclude))
         else:
             errors.append(_error("discover", given, E.PATH_NOT_FOUND, f"{given}: no such file or folder (resolved to {root})"))
     files: list[dict[str, Any]] = []
@@ -102,6 +85,8 @@ def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
             continue
         seen_hashes.setdefault(digest, shown)
         files.append(SourceFile(path=shown, file_hash=digest, size_bytes=size, format=fmt).model_dump())
+    if not files:  # never a silent 0: the run exits 2 with this row
+        errors.append(_error("discover", ",".join(icfg.paths), E.NO_INPUT, no_input_message(cfg)))
     frame = frame_of(SourceFile, files)
     ctx.write_json("discover.json", {"duplicate_files_skipped": duplicates, "files": len(files)})
     return {"files": frame, "errors": frame_of(ErrorRecord, errors)}
