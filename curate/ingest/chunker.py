@@ -3,10 +3,13 @@
 A document is cut into heading sections (Markdown `#` headings, which the HTML and DOCX
 readers also produce); a section that fits the budget is one chunk. A larger section is
 packed greedily from its paragraphs, a paragraph too large from its lines, a line from
-its sentences, and a sentence from fixed runs of tokens (hard split). Sections smaller
-than `min_tokens` (a title with a short preamble, a heading with no body) join the next
-section when both fit. Overlap repeats the last `overlap_tokens` tokens of the previous
-chunk of the same section.
+its sentences, and a sentence from fixed runs of tokens (hard split). Nothing under
+`min_tokens` stands alone when it has a neighbour: a section that small (a heading with no
+body, a title with a short preamble) always joins the next section (the last one joins the
+previous); when the joined section is too large, the small part stays at the head of its
+first piece (a heading is never cut off from the text under it); a small piece left at the
+end of a split joins its neighbour when both fit. Each span counts what was merged into it.
+Overlap repeats the last `overlap_tokens` tokens of the previous chunk of the same section.
 
 Every chunk is a slice: `text[chunk.start:chunk.end] == chunk.text`. Token counts come
 from one tokenisation of the whole document (binary searches over token starts).
@@ -41,6 +44,8 @@ class Span:
     heading_path: tuple[str, ...]
     page: int | None
     n_tokens: int
+    page_end: int | None = None
+    merged: int = 0  # sections or pieces under min_tokens joined into this span
 
 
 @dataclass
@@ -48,6 +53,8 @@ class _Section:
     start: int
     end: int
     path: tuple[str, ...]
+    merged: int = 0
+    body: bool = True  # False: only heading lines, which never stand alone
 
 
 class _Counter:
@@ -88,7 +95,8 @@ def sections(text: str, headed: bool) -> list[_Section]:
             stack.pop()
         stack.append((level, match.group(2).strip()))
         end = headings[i + 1].start() if i + 1 < len(headings) else len(text)
-        out.append(_Section(match.start(), end, tuple(title for _, title in stack)))
+        body = bool(text[match.end():end].strip())
+        out.append(_Section(match.start(), end, tuple(title for _, title in stack), body=body))
     return out
 
 
@@ -122,20 +130,28 @@ def _hard_split(counter: _Counter, start: int, end: int, budget: int) -> list[tu
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _split(text: str, counter: _Counter, start: int, end: int, budget: int, level: int) -> list[tuple[int, int]]:
-    """Pieces of [start, end), each within `budget` tokens, packed greedily from units."""
+def _split(
+    text: str, counter: _Counter, start: int, end: int, budget: int, level: int, floor: int = 0
+) -> list[tuple[int, int]]:
+    """Pieces of [start, end), each within `budget` tokens, packed greedily from units. A
+    piece under `floor` tokens that cannot take the next unit whole is split together with
+    it at the next level, so that a heading stays with the start of the text under it."""
     if counter.count(start, end) <= budget:
         return [(start, end)]
     if level >= len(_BOUNDARIES):
         return _hard_split(counter, start, end, budget)
     units = _units(text, start, end, level)
     if len(units) <= 1:
-        return _split(text, counter, start, end, budget, level + 1)
+        return _split(text, counter, start, end, budget, level + 1, floor)
     pieces: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
     for unit_start, unit_end in units:
         if current is not None and counter.count(current[0], unit_end) <= budget:
             current = (current[0], unit_end)
+            continue
+        if current is not None and counter.count(*current) < floor:
+            pieces.extend(_split(text, counter, current[0], unit_end, budget, level + 1, floor))
+            current = pieces.pop()  # the last piece of the split may take the next units
             continue
         if current is not None:
             pieces.append(current)
@@ -143,30 +159,52 @@ def _split(text: str, counter: _Counter, start: int, end: int, budget: int, leve
         if counter.count(unit_start, unit_end) <= budget:
             current = (unit_start, unit_end)
         else:
-            pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1))
+            pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1, floor))
+            current = pieces.pop()
     if current is not None:
         pieces.append(current)
     return pieces
 
 
+def _absorb_small(pieces: list[tuple[int, int]], counter: _Counter, floor: int, budget: int) -> list[tuple[int, int, int]]:
+    """(start, end, merged) pieces: one under `floor` joins the previous or next piece when
+    the two fit the budget together."""
+    out: list[tuple[int, int, int]] = [(a, b, 0) for a, b in pieces]
+    index = 0
+    while index < len(out) and len(out) > 1:
+        a, b, merged = out[index]
+        if counter.count(a, b) >= floor:
+            index += 1
+            continue
+        if index > 0 and counter.count(out[index - 1][0], b) <= budget:
+            out[index - 1] = (out[index - 1][0], b, out[index - 1][2] + merged + 1)
+            del out[index]
+        elif index + 1 < len(out) and counter.count(a, out[index + 1][1]) <= budget:
+            out[index] = (a, out[index + 1][1], out[index + 1][2] + merged + 1)
+            del out[index + 1]
+        else:
+            index += 1
+    return out
+
+
 def _merge_small(secs: list[_Section], counter: _Counter, cfg: ChunkConfig) -> list[_Section]:
-    """Join sections under `min_tokens` into the next (or, at the end, previous) one."""
+    """Headings without body (however many in a row: withdrawn controls) and sections under
+    `min_tokens` join the next section (the last joins the previous) whatever their size
+    together: the joined section is split again if it must be."""
     out: list[_Section] = []
     pending: _Section | None = None
     for sec in secs:
         if pending is not None:
-            if counter.count(pending.start, sec.end) <= cfg.max_tokens:
-                sec = _Section(pending.start, sec.end, sec.path)
-            else:
-                out.append(pending)
+            sec = _Section(pending.start, sec.end, sec.path, pending.merged + sec.merged + 1, pending.body or sec.body)
             pending = None
-        if counter.count(sec.start, sec.end) < cfg.min_tokens:
+        if not sec.body or counter.count(sec.start, sec.end) < cfg.min_tokens:
             pending = sec
         else:
             out.append(sec)
     if pending is not None:
-        if out and counter.count(out[-1].start, pending.end) <= cfg.max_tokens:
-            out[-1] = _Section(out[-1].start, pending.end, out[-1].path)
+        if out:
+            last = out[-1]
+            out[-1] = _Section(last.start, pending.end, last.path, last.merged + pending.merged + 1)
         else:
             out.append(pending)
     return out
@@ -188,13 +226,21 @@ def chunk_text(
     page_numbers = [p[0] for p in pages] if pages else []
     budget = cfg.max_tokens - cfg.overlap_tokens
     spans: list[Span] = []
+
+    def page_at(position: int) -> int | None:
+        if page_starts is None:
+            return None
+        index = int(np.searchsorted(page_starts, position, side="right")) - 1
+        return page_numbers[max(index, 0)]
+
     for sec in secs:
         start, end = _trim(text, sec.start, sec.end)
         if end <= start:
             continue
-        pieces = _split(text, counter, start, end, budget if counter.count(start, end) > cfg.max_tokens else cfg.max_tokens, 0)
+        limit = budget if counter.count(start, end) > cfg.max_tokens else cfg.max_tokens
+        pieces = _absorb_small(_split(text, counter, start, end, limit, 0, cfg.min_tokens), counter, cfg.min_tokens, limit)
         previous_start = -1
-        for a, b in pieces:
+        for number, (a, b, merged) in enumerate(pieces):
             if previous_start >= 0 and cfg.overlap_tokens:
                 # back by `overlap_tokens` tokens, but never to or before the previous chunk's start
                 back = max(counter.index(a) - cfg.overlap_tokens, counter.index(previous_start) + 1)
@@ -202,10 +248,7 @@ def chunk_text(
             a, b = _trim(text, a, b)
             if b <= a:
                 continue
-            page = None
-            if page_starts is not None:
-                index = int(np.searchsorted(page_starts, a, side="right")) - 1
-                page = page_numbers[max(index, 0)]
-            spans.append(Span(a, b, sec.path, page, counter.count(a, b)))
+            merged += sec.merged if number == 0 else 0
+            spans.append(Span(a, b, sec.path, page_at(a), counter.count(a, b), page_at(b - 1), merged))
             previous_start = a
     return spans

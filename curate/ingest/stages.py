@@ -27,6 +27,7 @@ from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, 
 
 READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
+MERGED_COLUMN = "merged_small"  # extra column of chunk/chunks: small sections or pieces joined into it
 
 
 def _error(stage: str, source: str, reason: str, message: str) -> dict[str, str]:
@@ -216,6 +217,7 @@ def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
         sort_cols = [c for c in ("doc_id", "source_path", "record_key") if c in batch.columns]
         batch = batch.sort(sort_cols, nulls_last=True).unique("doc_id", keep="first", maintain_order=True)
     rows: list[dict[str, Any]] = []
+    merged: list[int] = []
     columns = ["doc_id", "source_path", "format", "text", "pages"]
     for doc_id, source, fmt, text, pages in ctx.track(
         batch.select(columns).iter_rows(), "chunk", total=batch.height
@@ -232,10 +234,15 @@ def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
                     "end": span.end,
                     "heading_path": list(span.heading_path),
                     "page": span.page,
+                    "page_start": span.page,
+                    "page_end": span.page_end,
                     "n_tokens": span.n_tokens,
                 }
             )
-    return {"chunks": frame_of(Chunk, rows)}
+            merged.append(span.merged)
+    # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
+    chunks = frame_of(Chunk, rows).with_columns(pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32))
+    return {"chunks": chunks}
 
 
 def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
@@ -250,6 +257,8 @@ def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
             "tokens_total": int(tokens.sum()),
             "tokens_mean": round(float(tokens.mean() or 0), 1),  # type: ignore[arg-type]
             "tokens_max": int(tokens.max() or 0),  # type: ignore[arg-type]
+            "tokens_min": int(tokens.min() or 0),  # type: ignore[arg-type]
+            "small_pieces_merged": int(chunks[MERGED_COLUMN].sum()) if MERGED_COLUMN in chunks.columns else 0,
         }
     }
 
