@@ -27,7 +27,7 @@ import numpy as np
 from curate.ingest.config import ChunkConfig
 from curate.ingest.tokenize import Tokenizer
 
-HEADED_FORMATS = frozenset({"markdown", "html", "docx"})
+HEADED_FORMATS = frozenset({"markdown", "html", "docx", "pdf"})
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~).*?(?:^\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 _BOUNDARIES = (
@@ -130,27 +130,32 @@ def _hard_split(counter: _Counter, start: int, end: int, budget: int) -> list[tu
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
+def _only_headings(text: str, start: int, end: int) -> bool:
+    return all(_HEADING.fullmatch(line) for line in text[start:end].split("\n") if line.strip())
+
+
 def _split(
-    text: str, counter: _Counter, start: int, end: int, budget: int, level: int, floor: int = 0
+    text: str, counter: _Counter, start: int, end: int, budget: int, level: int, floor: int = 0, headed: bool = False
 ) -> list[tuple[int, int]]:
     """Pieces of [start, end), each within `budget` tokens, packed greedily from units. A
-    piece under `floor` tokens that cannot take the next unit whole is split together with
-    it at the next level, so that a heading stays with the start of the text under it."""
+    piece under `floor` tokens (or of heading lines only) that cannot take the next unit whole
+    is split together with it at the next level, so that a heading stays with the start of
+    the text under it."""
     if counter.count(start, end) <= budget:
         return [(start, end)]
     if level >= len(_BOUNDARIES):
         return _hard_split(counter, start, end, budget)
     units = _units(text, start, end, level)
     if len(units) <= 1:
-        return _split(text, counter, start, end, budget, level + 1, floor)
+        return _split(text, counter, start, end, budget, level + 1, floor, headed)
     pieces: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
     for unit_start, unit_end in units:
         if current is not None and counter.count(current[0], unit_end) <= budget:
             current = (current[0], unit_end)
             continue
-        if current is not None and counter.count(*current) < floor:
-            pieces.extend(_split(text, counter, current[0], unit_end, budget, level + 1, floor))
+        if current is not None and (counter.count(*current) < floor or (headed and _only_headings(text, *current))):
+            pieces.extend(_split(text, counter, current[0], unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()  # the last piece of the split may take the next units
             continue
         if current is not None:
@@ -159,7 +164,7 @@ def _split(
         if counter.count(unit_start, unit_end) <= budget:
             current = (unit_start, unit_end)
         else:
-            pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1, floor))
+            pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()
     if current is not None:
         pieces.append(current)
@@ -238,7 +243,7 @@ def chunk_text(
         if end <= start:
             continue
         limit = budget if counter.count(start, end) > cfg.max_tokens else cfg.max_tokens
-        pieces = _absorb_small(_split(text, counter, start, end, limit, 0, cfg.min_tokens), counter, cfg.min_tokens, limit)
+        pieces = _absorb_small(_split(text, counter, start, end, limit, 0, cfg.min_tokens, headed), counter, cfg.min_tokens, limit)
         previous_start = -1
         for number, (a, b, merged) in enumerate(pieces):
             if previous_start >= 0 and cfg.overlap_tokens:
