@@ -29,11 +29,15 @@ from curate.ingest.tokenize import Tokenizer
 
 HEADED_FORMATS = frozenset({"markdown", "html", "docx", "pdf"})
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_HEADING_LINE = re.compile(r"^(#{1,6})[ \t]+(\S[^\n]*)", re.MULTILINE)  # the same lines, found faster
+_NONSPACE = re.compile(r"\S")
 _FENCE = re.compile(r"^(```|~~~).*?(?:^\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 _BOUNDARIES = (
     re.compile(r"\n[ \t]*\n\s*"),  # paragraphs
     re.compile(r"\n\s*"),  # lines
-    re.compile(r"(?:(?<=[.!?;:])|(?<=[.!?;:][\"')\]]))\s+"),  # sentences (and clauses ending in ; or :)
+    # sentences (and clauses ending in ; or :): the separator is group 1, the space after the
+    # mark (found from the marks, not by testing a look-behind at every space)
+    re.compile(r"[.!?;:][\"')\]]?(\s+)"),
 )
 
 
@@ -55,14 +59,24 @@ class _Section:
     path: tuple[str, ...]
     merged: int = 0
     body: bool = True  # False: only heading lines, which never stand alone
+    tokens_start: int = 0  # index of the first token at or after `start`
+    tokens_end: int = 0  # ... at or after `end`: the section has tokens_end - tokens_start tokens
 
 
 class _Counter:
-    """Token counts of spans by binary search over token starts (a list: scalar bisect is
-    several times faster than numpy's searchsorted on one value)."""
+    """Token counts of spans by binary search over token starts: vectorised (numpy) for many
+    spans at once, scalar (bisect over a list, built only when a section must be split:
+    scalar bisect is several times faster than numpy's searchsorted on one value)."""
 
     def __init__(self, starts: np.ndarray):
-        self.starts: list[int] = starts.tolist()
+        self.array = starts
+        self._list: list[int] | None = None
+
+    @property
+    def starts(self) -> list[int]:
+        if self._list is None:
+            self._list = self.array.tolist()
+        return self._list
 
     def index(self, position: int) -> int:
         return bisect.bisect_left(self.starts, position)
@@ -70,21 +84,26 @@ class _Counter:
     def count(self, start: int, end: int) -> int:
         return self.index(end) - self.index(start)
 
+    def indices(self, positions: list[int]) -> list[int]:
+        return np.searchsorted(self.array, np.asarray(positions, dtype=np.int64)).tolist()  # type: ignore[no-any-return]
+
 
 def sections(text: str, headed: bool) -> list[_Section]:
     """Heading sections in order; text before the first heading is a section with no path."""
     if not headed:
         return [_Section(0, len(text), ())]
-    fence_starts, fence_ends = [], []
-    for fence in _FENCE.finditer(text):
-        fence_starts.append(fence.start())
-        fence_ends.append(fence.end())
+    headings = list(_HEADING_LINE.finditer(text))
+    if "```" in text or "~~~" in text:  # `#` lines inside code fences are not headings
+        fence_starts, fence_ends = [], []
+        for fence in _FENCE.finditer(text):
+            fence_starts.append(fence.start())
+            fence_ends.append(fence.end())
 
-    def in_fence(position: int) -> bool:
-        index = bisect.bisect_right(fence_starts, position) - 1
-        return index >= 0 and position < fence_ends[index]
+        def in_fence(position: int) -> bool:
+            index = bisect.bisect_right(fence_starts, position) - 1
+            return index >= 0 and position < fence_ends[index]
 
-    headings = [m for m in _HEADING.finditer(text) if not in_fence(m.start())]
+        headings = [m for m in headings if not in_fence(m.start())]
     out: list[_Section] = []
     if not headings or headings[0].start() > 0:
         out.append(_Section(0, headings[0].start() if headings else len(text), ()))
@@ -93,20 +112,21 @@ def sections(text: str, headed: bool) -> list[_Section]:
         level = len(match.group(1))
         while stack and stack[-1][0] >= level:
             stack.pop()
-        stack.append((level, match.group(2).strip()))
+        stack.append((level, match.group(2).rstrip(" \t").rstrip("#").rstrip(" \t") or match.group(2).strip()))
         end = headings[i + 1].start() if i + 1 < len(headings) else len(text)
-        body = bool(text[match.end():end].strip())
+        body = _NONSPACE.search(text, match.end(), end) is not None
         out.append(_Section(match.start(), end, tuple(title for _, title in stack), body=body))
     return out
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if not stripped:
+    """[start, end) without surrounding whitespace, without copying the span."""
+    first = _NONSPACE.search(text, start, end)
+    if first is None:
         return start, start
-    left = len(piece) - len(piece.lstrip())
-    return start + left, start + left + len(stripped)
+    while text[end - 1].isspace():
+        end -= 1
+    return first.start(), end
 
 
 def _units(text: str, start: int, end: int, level: int) -> list[tuple[int, int]]:
@@ -114,10 +134,12 @@ def _units(text: str, start: int, end: int, level: int) -> list[tuple[int, int]]
     pattern = _BOUNDARIES[level]
     out = []
     cursor = start
+    group = 1 if pattern.groups else 0
     for match in pattern.finditer(text, start, end):
-        if match.start() > cursor:
-            out.append((cursor, match.start()))
-        cursor = match.end()
+        cut, resume = match.span(group)
+        if cut > cursor:
+            out.append((cursor, cut))
+        cursor = resume
     if cursor < end:
         out.append((cursor, end))
     return out
@@ -192,7 +214,7 @@ def _absorb_small(pieces: list[tuple[int, int]], counter: _Counter, floor: int, 
     return out
 
 
-def _merge_small(secs: list[_Section], counter: _Counter, cfg: ChunkConfig) -> list[_Section]:
+def _merge_small(secs: list[_Section], cfg: ChunkConfig) -> list[_Section]:
     """Headings without body (however many in a row: withdrawn controls) and sections under
     `min_tokens` join the next section (the last joins the previous) whatever their size
     together: the joined section is split again if it must be."""
@@ -200,19 +222,19 @@ def _merge_small(secs: list[_Section], counter: _Counter, cfg: ChunkConfig) -> l
     pending: _Section | None = None
     for sec in secs:
         if pending is not None:
-            sec = _Section(pending.start, sec.end, sec.path, pending.merged + sec.merged + 1, pending.body or sec.body)
+            sec = _join(pending, sec, sec.path)
             pending = None
-        if not sec.body or counter.count(sec.start, sec.end) < cfg.min_tokens:
+        if not sec.body or sec.tokens_end - sec.tokens_start < cfg.min_tokens:
             pending = sec
         else:
             out.append(sec)
     if pending is not None:
-        if out:
-            last = out[-1]
-            out[-1] = _Section(last.start, pending.end, last.path, last.merged + pending.merged + 1)
-        else:
-            out.append(pending)
+        out[-1:] = [_join(out[-1], pending, out[-1].path)] if out else [pending]
     return out
+
+
+def _join(a: _Section, b: _Section, path: tuple[str, ...]) -> _Section:
+    return _Section(a.start, b.end, path, a.merged + b.merged + 1, a.body or b.body, a.tokens_start, b.tokens_end)
 
 
 def chunk_text(
@@ -223,29 +245,28 @@ def chunk_text(
     headed: bool,
     pages: list[tuple[int, int, int]] | None = None,
 ) -> list[Span]:
-    """The chunk spans of one normalised document text."""
+    """The chunk spans of one normalised document text. One tokenisation; the token counts
+    of all sections (and of all sections that fit whole, the common case) come from one
+    vectorised search each; only sections too large to fit are split in Python."""
     counter = _Counter(tokenizer.starts(text))
-    secs = [s for s in sections(text, headed) if text[s.start:s.end].strip()]
-    secs = _merge_small(secs, counter, cfg)
-    page_starts = np.asarray([p[1] for p in pages], dtype=np.int64) if pages else None
-    page_numbers = [p[0] for p in pages] if pages else []
+    secs = sections(text, headed)
+    found = counter.indices([sec.start for sec in secs] + [sec.end for sec in secs])
+    for i, sec in enumerate(secs):
+        sec.tokens_start, sec.tokens_end = found[i], found[i + len(secs)]
+    secs = [sec for sec in secs if _NONSPACE.search(text, sec.start, sec.end)]
+    secs = _merge_small(secs, cfg)
     budget = cfg.max_tokens - cfg.overlap_tokens
-    spans: list[Span] = []
-
-    def page_at(position: int) -> int | None:
-        if page_starts is None:
-            return None
-        index = int(np.searchsorted(page_starts, position, side="right")) - 1
-        return page_numbers[max(index, 0)]
-
+    pieces: list[tuple[int, int, tuple[str, ...], int]] = []  # start, end, heading path, merged
     for sec in secs:
         start, end = _trim(text, sec.start, sec.end)
         if end <= start:
             continue
-        limit = budget if counter.count(start, end) > cfg.max_tokens else cfg.max_tokens
-        pieces = _absorb_small(_split(text, counter, start, end, limit, 0, cfg.min_tokens, headed), counter, cfg.min_tokens, limit)
+        if sec.tokens_end - sec.tokens_start <= cfg.max_tokens:  # fits whole: no split, no overlap
+            pieces.append((start, end, sec.path, sec.merged))
+            continue
+        split = _absorb_small(_split(text, counter, start, end, budget, 0, cfg.min_tokens, headed), counter, cfg.min_tokens, budget)
         previous_start = -1
-        for number, (a, b, merged) in enumerate(pieces):
+        for number, (a, b, merged) in enumerate(split):
             if previous_start >= 0 and cfg.overlap_tokens:
                 # back by `overlap_tokens` tokens, but never to or before the previous chunk's start
                 back = max(counter.index(a) - cfg.overlap_tokens, counter.index(previous_start) + 1)
@@ -253,7 +274,19 @@ def chunk_text(
             a, b = _trim(text, a, b)
             if b <= a:
                 continue
-            merged += sec.merged if number == 0 else 0
-            spans.append(Span(a, b, sec.path, page_at(a), counter.count(a, b), page_at(b - 1), merged))
+            pieces.append((a, b, sec.path, merged + (sec.merged if number == 0 else 0)))
             previous_start = a
-    return spans
+    bounds = counter.indices([p[0] for p in pieces] + [p[1] for p in pieces])
+    n = len(pieces)
+    first_pages: list[int | None] = [None] * n
+    last_pages: list[int | None] = [None] * n
+    if pages:
+        page_starts = np.asarray([p[1] for p in pages], dtype=np.int64)
+        numbers = [p[0] for p in pages]
+        where = np.searchsorted(page_starts, np.asarray([p[0] for p in pieces] + [p[1] - 1 for p in pieces]), side="right") - 1
+        at = [numbers[max(int(i), 0)] for i in where]
+        first_pages, last_pages = at[:n], at[n:]
+    return [
+        Span(a, b, path, first_pages[i], bounds[i + n] - bounds[i], last_pages[i], merged)
+        for i, (a, b, path, merged) in enumerate(pieces)
+    ]

@@ -16,7 +16,6 @@ from curate.ingest.encoding import Decoded, decode, forced_encoding
 
 _TRAILING_SPACE = re.compile(r"[ \t\u00a0]+(?=\n)")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
-_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0]+")
 
 
 def decode_bytes(data: bytes, source: str, encoding: str | None = None) -> tuple[str, str]:
@@ -50,15 +49,21 @@ def encoding_notes(decoded: Decoded, source: str) -> tuple[dict[str, object], li
 def normalize_text(text: str) -> str:
     """BOMs removed wherever they are (files concatenated with theirs), CRLF/CR -> LF, Unicode
     NFC, no trailing spaces, at most one blank line."""
-    text = text.replace("\ufeff", "")
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n").replace("\x00", "")
-    text = unicodedata.normalize("NFC", text)
-    text = _TRAILING_SPACE.sub("", text)
-    text = _MANY_BLANK_LINES.sub("\n\n", text)
+    # each step only where needed: a substring test runs at memory speed, a regex pass does not
+    for old, new in (("\ufeff", ""), ("\r\n", "\n"), ("\r", "\n"), ("\f", "\n\n"), ("\x00", "")):
+        if old in text:
+            text = text.replace(old, new)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if " \n" in text or "\t\n" in text or "\u00a0\n" in text:
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _MANY_BLANK_LINES.sub("\n\n", text)
     return text.strip("\n ")
 
 
 
 def collapse_spaces(text: str) -> str:
-    """Runs of whitespace (no-break spaces too) as one space, trimmed: inline text of markup."""
-    return _SPACES.sub(" ", text).strip()
+    """Runs of whitespace (no-break spaces too) as one space, trimmed: inline text of markup.
+    (str.split is several times faster than a regex substitution on short strings.)"""
+    return " ".join(text.split())
