@@ -85,7 +85,7 @@ class _Counter:
         return self.index(end) - self.index(start)
 
     def indices(self, positions: list[int]) -> list[int]:
-        return np.searchsorted(self.array, np.asarray(positions, dtype=np.int64)).tolist()  # type: ignore[no-any-return]
+        return np.searchsorted(self.array, np.asarray(positions, dtype=np.int64)).tolist()
 
 
 def sections(text: str, headed: bool) -> list[_Section]:
@@ -284,7 +284,7 @@ def chunk_text(
         page_starts = np.asarray([p[1] for p in pages], dtype=np.int64)
         numbers = [p[0] for p in pages]
         where = np.searchsorted(page_starts, np.asarray([p[0] for p in pieces] + [p[1] - 1 for p in pieces]), side="right") - 1
-        at = [numbers[max(int(i), 0)] for i in where]
+        at: list[int | None] = [numbers[max(int(i), 0)] for i in where]
         first_pages, last_pages = at[:n], at[n:]
     return [
         Span(a, b, path, first_pages[i], bounds[i + n] - bounds[i], last_pages[i], merged)
