@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -27,6 +29,10 @@ class IngestConfig(BaseModel):
     fix_mojibake: bool = Field(
         False, description="Repair double-encoded UTF-8 (\"cafÃ©\") with ftfy; the document records it"
     )
+    ocr: Literal["off", "auto"] = Field(
+        "off", description="auto: OCR the PDF pages without a text layer (the `ocr` extra: ocrmypdf + Tesseract)"
+    )
+    ocr_language: str = Field("eng", description="Tesseract language(s) for OCR, e.g. eng+deu")
     skip_duplicate_files: bool = Field(
         True, description="Read only the first of several files with identical bytes (same sha256)"
     )

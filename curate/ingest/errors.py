@@ -23,6 +23,7 @@ PDF_ENCRYPTED = "pdf_encrypted"
 PDF_CORRUPT = "pdf_corrupt"
 PDF_TRUNCATED = "pdf_truncated"
 PDF_NO_TEXT_LAYER = "pdf_no_text_layer"
+OCR_FAILED = "ocr_failed"
 # DOCX
 DOCX_CORRUPT = "docx_corrupt"
 # JSONL / CSV records

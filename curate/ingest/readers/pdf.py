@@ -383,6 +383,27 @@ def pdf_lines(document: Any, source: str, sizes: bool = True) -> tuple[list[list
     return pages, empty
 
 
+def _ocr(data: bytes, source: str, pages: list[list[_Line]], empty: list[int], cfg: IngestConfig) -> list[int]:
+    """OCR the pages without text (ingest.ocr: auto) and put their lines in `pages`; returns
+    the pages that got text. Font sizes of OCR text are not the page's: they are not read."""
+    from curate.ingest.ocr import ocr_pdf
+
+    document = pdfium.PdfDocument(ocr_pdf(data, source, empty, cfg))
+    got = []
+    try:
+        for number in empty:
+            page = document[number - 1]
+            textpage = page.get_textpage()
+            pages[number - 1] = _page_lines(textpage, number, sizes=False)
+            textpage.close()
+            page.close()
+            if pages[number - 1]:
+                got.append(number)
+    finally:
+        document.close()
+    return got
+
+
 def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     data = path.read_bytes()
     document = _open(data, source)
@@ -393,11 +414,17 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
         pages, empty_pages = pdf_lines(document, source, sizes=not outline)
     finally:
         document.close()
+    ocred: list[int] = []
+    if empty_pages and cfg.ocr == "auto":
+        ocred = _ocr(data, source, pages, empty_pages, cfg)
+        empty_pages = [number for number in empty_pages if number not in ocred]
     if not any(pages):
+        from curate.ingest.ocr import HOW_TO_ENABLE
+
         raise IngestError(
             E.PDF_NO_TEXT_LAYER,
             f"{source}: none of its {n_pages} page(s) has a text layer (a scanned PDF?): "
-            "run OCR first",
+            + ("OCR found no text either" if ocred else f"to OCR it, {HOW_TO_ENABLE}"),
         )
     dropped = _drop_running_lines(pages)
     headings = _mark_headings(pages, outline, _body_size(pages))
@@ -405,6 +432,8 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     meta: dict[str, Any] = {"n_pages": n_pages, **dropped}
     if empty_pages:
         meta["pages_without_text"] = empty_pages
+    if ocred:
+        meta["ocr_pages"] = ocred
     if headings:
         meta["headings_from"] = headings
     if rejoined:
