@@ -52,7 +52,7 @@ class Span:
     merged: int = 0  # sections or pieces under min_tokens joined into this span
 
 
-@dataclass
+@dataclass(slots=True)
 class _Section:
     start: int
     end: int
@@ -107,15 +107,19 @@ def sections(text: str, headed: bool) -> list[_Section]:
     out: list[_Section] = []
     if not headings or headings[0].start() > 0:
         out.append(_Section(0, headings[0].start() if headings else len(text), ()))
-    stack: list[tuple[int, str]] = []
-    for i, match in enumerate(headings):
-        level = len(match.group(1))
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, match.group(2).rstrip(" \t").rstrip("#").rstrip(" \t") or match.group(2).strip()))
-        end = headings[i + 1].start() if i + 1 < len(headings) else len(text)
-        body = _NONSPACE.search(text, match.end(), end) is not None
-        out.append(_Section(match.start(), end, tuple(title for _, title in stack), body=body))
+    levels: list[int] = []
+    path: tuple[str, ...] = ()
+    ends = [m.start() for m in headings[1:]] + [len(text)] if headings else []
+    search = _NONSPACE.search
+    for match, end in zip(headings, ends, strict=True):
+        marks, title = match.group(1, 2)
+        level = len(marks)
+        while levels and levels[-1] >= level:
+            levels.pop()
+            path = path[:-1]
+        levels.append(level)
+        path = (*path, title.rstrip(" \t").rstrip("#").rstrip(" \t") or title.strip())
+        out.append(_Section(match.start(), end, path, 0, search(text, match.end(), end) is not None))
     return out
 
 
