@@ -196,7 +196,11 @@ def _mark_headings(pages: list[list[_Line]], outline: list[tuple[str, int, int]]
             index = 0
             while index < len(lines):
                 wanted = by_page.get(lines[index].page) or []
-                line_text = _comparable(lines[index].text) if wanted else ""
+                initial = next((ch.lower() for ch in lines[index].text if ch.isalnum()), "")
+                if not any(title.startswith(initial) for title, _ in wanted):  # cheap test first
+                    index += 1
+                    continue
+                line_text = _comparable(lines[index].text)
                 for position, (title, level) in enumerate(wanted):
                     if not title.startswith(line_text):
                         continue
@@ -296,7 +300,14 @@ def _join_word(head: str, tail: str, vocabulary: set[str]) -> bool:
 def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]], int]:
     """(text, page spans, hyphenated words joined): paragraphs joined across lines and pages."""
     lines = [line for page_lines in pages for line in page_lines]
-    vocabulary = set(_WORD.findall("\n".join(line.text for line in lines).replace(_HYPHEN_MARK, " ").lower()))
+    words: set[str] | None = None
+
+    def vocabulary() -> set[str]:  # the document's words, built when a line first ends on a hyphen
+        nonlocal words
+        if words is None:
+            words = set(_WORD.findall("\n".join(line.text for line in lines).replace(_HYPHEN_MARK, " ").lower()))
+        return words
+
     gap = _usual_gap(pages)
     right_margin: dict[int, float] = {}
     for line in lines:
@@ -317,7 +328,7 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]]
             hyphen = last.endswith((_HYPHEN_MARK, "-")) and last[-2:-1].isalpha()
             if joint == " " and hyphen and text[:1].isalpha():
                 joint = ""  # a word or a compound split at the line end: no space
-                if _join_word(last[:-1], text, vocabulary):
+                if _join_word(last[:-1], text, vocabulary()):
                     parts[-1], offset = last[:-1], offset - 1
                     joined += 1
                 else:
