@@ -73,8 +73,14 @@ class _Line:
 def _clean(text: str) -> str:
     """Hyphen marks as one, runs of spaces as one, NFC, no BOM (lines keep their breaks)."""
     # a soft hyphen ending a line marks a break inside a word; elsewhere it is invisible
-    text = text.replace("\x02", _HYPHEN_MARK).replace("\u00ad\n", _HYPHEN_MARK + "\n").replace("\u00ad", "").replace("\ufeff", "")
-    return unicodedata.normalize("NFC", _SPACES.sub(" ", text)).strip()
+    if not text.isascii():
+        text = text.replace("\x02", _HYPHEN_MARK).replace("\u00ad\n", _HYPHEN_MARK + "\n").replace("\u00ad", "").replace("\ufeff", "")
+        text = unicodedata.normalize("NFC", text)
+    elif "\x02" in text:
+        text = text.replace("\x02", _HYPHEN_MARK)
+    if "  " in text or "\t" in text or "\u00a0" in text:  # a regex pass only where needed
+        text = _SPACES.sub(" ", text)
+    return text.strip()
 
 
 def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
@@ -289,24 +295,25 @@ def _breaks(a: _Line, b: _Line, gap: float, right_margin: dict[int, float]) -> s
     return "\n" if deliberate else " "
 
 
-def _join_word(head: str, tail: str, vocabulary: set[str]) -> bool:
+def _join_word(head: str, tail: str, document: str) -> bool:
     """A word split by a line-end hyphen (`head-` / `tail`): True to join it without the
-    hyphen, when the joined word occurs elsewhere in the document and `tail` is lower case."""
+    hyphen, when the joined word occurs elsewhere in the (lower-cased) document and `tail`
+    is lower case."""
     left = _WORD.findall(head[-40:])
     right = _WORD.findall(tail[:40])
-    return bool(left and right and tail[:1].islower() and (left[-1] + right[0]).lower() in vocabulary)
+    return bool(left and right and tail[:1].islower() and (left[-1] + right[0]).lower() in document)
 
 
 def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]], int]:
     """(text, page spans, hyphenated words joined): paragraphs joined across lines and pages."""
     lines = [line for page_lines in pages for line in page_lines]
-    words: set[str] | None = None
+    lowered: str | None = None
 
-    def vocabulary() -> set[str]:  # the document's words, built when a line first ends on a hyphen
-        nonlocal words
-        if words is None:
-            words = set(_WORD.findall("\n".join(line.text for line in lines).replace(_HYPHEN_MARK, " ").lower()))
-        return words
+    def vocabulary() -> str:  # the document's text in lower case, made when a line first ends on a hyphen
+        nonlocal lowered
+        if lowered is None:
+            lowered = "\n".join(line.text for line in lines).lower()
+        return lowered
 
     gap = _usual_gap(pages)
     right_margin: dict[int, float] = {}
