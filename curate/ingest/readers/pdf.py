@@ -24,6 +24,7 @@ corrupt (not a PDF or broken structure), and no text layer (a scan: OCR, see
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import re
 import statistics
@@ -50,7 +51,6 @@ _HYPHEN_MARK = "\ufffe"
 _LINE = re.compile(r"[^\r\n\ufffe\x02]+[\ufffe\x02]?")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _WORD = re.compile(r"[^\W\d_]+")
-_SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
 _LIST_ITEM = re.compile(r"^(?:[•◦▪‣∙·*–-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 _PAGE_NUMBER = re.compile(r"^(?:page\s+)?[-–—]?\s*\d{1,4}\s*[-–—]?(?:\s*(?:of|/)\s*\d{1,4})?$", re.IGNORECASE)
 _HEADING_SIZE = 1.15  # a line at least this much larger than the body text is a heading
@@ -68,6 +68,11 @@ class _Line:
     height: float  # of one line (the first character's box): `top - bottom` spans two when PDFium joined them
     first_word_right: float  # right edge of the first word: would it have fitted on the line before?
     heading: int = 0  # Markdown level, 0 = body
+
+
+def _ends_sentence(text: str) -> bool:
+    """Ends with . ! ? : or ; (closing quotes and brackets after it allowed)."""
+    return text.rstrip("\"'”’)]")[-1:] in {".", "!", "?", ":", ";"}
 
 
 def _clean(text: str) -> str:
@@ -99,9 +104,10 @@ def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
             continue
         first = match.start() + len(piece) - len(piece.lstrip())
         last = first + len(stripped) - 1
-        found.append((first, last, min(first + len(stripped.split(" ", 1)[0]) - 1, last), ended))
+        space = stripped.find(" ")
+        found.append((first, last, first + space - 1 if space > 0 else last, ended))
         pieces.append(stripped)
-        ended = bool(_SENTENCE_END.search(stripped))
+        ended = _ends_sentence(stripped)
     if not pieces:
         return []
     texts = _clean("\n".join(pieces)).split("\n")
@@ -163,18 +169,38 @@ def _drop_running_lines(pages: list[list[_Line]]) -> dict[str, Any]:
     return out
 
 
-def _outline(document: Any) -> list[tuple[str, int, int]]:
-    """(title, page index, level) of the bookmarks, where they point into the document."""
-    out = []
-    try:
-        for bookmark in document.get_toc(max_depth=6):
-            dest = bookmark.get_dest()
-            index = dest.get_index() if dest is not None else None
-            title = _clean(bookmark.get_title() or "")
-            if index is not None and title:
-                out.append((title, index, bookmark.level))
-    except pdfium.PdfiumError:
-        return []
+def _outline(document: Any, max_depth: int = 6) -> list[tuple[str, int, int]]:
+    """(title, page index, level) of the bookmarks that point into the document, through
+    PDFium's C API (pypdfium2's helpers make two buffers and two objects per bookmark)."""
+    raw = document.raw
+    buffer = ctypes.create_string_buffer(512)
+    out: list[tuple[str, int, int]] = []
+    seen: set[int] = set()
+    stack = [(pdfium_c.FPDFBookmark_GetFirstChild(raw, None), 0)]
+    while stack:
+        bookmark, level = stack.pop()
+        while bookmark:
+            address = ctypes.addressof(bookmark.contents)
+            if address in seen:  # a circular outline
+                break
+            seen.add(address)
+            size = pdfium_c.FPDFBookmark_GetTitle(bookmark, buffer, len(buffer))
+            if size > len(buffer):
+                buffer = ctypes.create_string_buffer(size)
+                size = pdfium_c.FPDFBookmark_GetTitle(bookmark, buffer, len(buffer))
+            title = _clean(buffer.raw[: max(0, size - 2)].decode("utf-16-le", errors="replace"))
+            dest = pdfium_c.FPDFBookmark_GetDest(raw, bookmark)
+            index = pdfium_c.FPDFDest_GetDestPageIndex(raw, dest) if dest else -1
+            if index >= 0 and title:
+                out.append((title, index, level))
+            following = pdfium_c.FPDFBookmark_GetNextSibling(raw, bookmark)
+            if level + 1 < max_depth:
+                child = pdfium_c.FPDFBookmark_GetFirstChild(raw, bookmark)
+                if child:  # depth first, in document order: the siblings wait on the stack
+                    stack.append((following, level))
+                    bookmark, level = child, level + 1
+                    continue
+            bookmark = following
     return out
 
 
@@ -284,7 +310,7 @@ def _breaks(a: _Line, b: _Line, gap: float, right_margin: dict[int, float]) -> s
     that ended a sentence where the next word would have fitted) or "\\n\\n" (a new paragraph)."""
     if a.heading or b.heading:
         return "\n\n"
-    ends = bool(_SENTENCE_END.search(a.text))
+    ends = _ends_sentence(a.text)
     deliberate = ends and _next_word_fits(a, b, right_margin[a.page])
     if a.page != b.page:  # the paragraph goes on unless the page ended it and a new one starts
         return "\n\n" if deliberate and not b.text[:1].islower() else " "
