@@ -10,6 +10,7 @@ from rich.console import Console
 
 from curate.cli_config import flags_without_type, load_or_exit
 from curate.config import PipelineConfig, parse_config
+from curate.ingest.preflight import check_paths_or_exit
 from curate.pipeline import all_stages, stage_groups
 from curate.report import print_status, print_summary, write_run_report
 from curate.run.runner import Runner, RunResult
@@ -86,6 +87,8 @@ def run(
 ) -> None:
     """Run every stage of the pipeline (skipping what is unchanged)."""
     cfg = _load(config, executor)
+    if check_paths_or_exit(cfg, console):  # missing path: exit 2 now; no input: discovery records it, exit 2
+        _finish(cfg, _run(cfg, ["ingest"], force, quiet))
     if dry_run:
         from curate.generate.estimate import print_estimate
 
@@ -117,6 +120,7 @@ def ingest(
             },
             source="command line",
         )
+    check_paths_or_exit(cfg, console)  # a missing path exits 2 at once, naming it
     _finish(cfg, _run(cfg, ["ingest"], force, quiet))
 
 

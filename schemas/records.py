@@ -57,7 +57,9 @@ class Chunk(BaseModel):
     start: int
     end: int
     heading_path: list[str] = Field(default_factory=list)
-    page: int | None = None
+    page: int | None = Field(None, description="PDF page where the chunk starts (= page_start)")
+    page_start: int | None = Field(None, description="PDF page where the chunk starts")
+    page_end: int | None = Field(None, description="PDF page where it ends: chunks may cross pages")
     n_tokens: int
 
 

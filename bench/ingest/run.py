@@ -1,6 +1,7 @@
 """Ingest + chunk throughput on the shared corpus replicated to >= 50 MB, with baselines.
 
     .venv/bin/python bench/ingest/run.py [--mb 50] [--workers 2]
+    .venv/bin/python bench/ingest/run.py --raw-vs-assay 7     # only the raw parser vs assay table
 
 Each measurement runs in a fresh subprocess so that its peak memory (ru_maxrss) is its own.
 1. per format: read (our reader) + chunk (our chunker, 256 words-tokens) of every replicated
@@ -195,6 +196,96 @@ def phase_chunker(folder: Path, which: str, max_tokens: int) -> dict[str, object
             "Mchars_per_s": chars / 1e6 / seconds, "peak_MB": peak_mb()}
 
 
+# ------------------------------------------------------------------ raw parser vs assay, one run
+
+
+def _raw_markdown(path: Path) -> int:
+    return len(path.read_bytes().decode("utf-8"))
+
+
+def _raw_html(path: Path) -> int:
+    from selectolax.lexbor import LexborHTMLParser
+
+    body = LexborHTMLParser(path.read_bytes().decode("utf-8")).body
+    return len(body.text()) if body is not None else 0
+
+
+def _raw_docx(path: Path) -> int:
+    import docx
+
+    return sum(len(paragraph.text) for paragraph in docx.Document(str(path)).paragraphs)
+
+
+def _raw_pdf(path: Path) -> int:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(path))
+    chars = 0
+    for index in range(len(document)):
+        page = document[index]
+        textpage = page.get_textpage()
+        chars += len(textpage.get_text_range())
+        textpage.close()
+        page.close()
+    document.close()
+    return chars
+
+
+RAW = {  # the strongest plain parser of each format, as in the issue's table
+    "markdown": ("read + decode", _raw_markdown, 20.0, None),
+    "html": ("selectolax body text", _raw_html, 10.0, None),
+    "docx": ("python-docx paragraphs", _raw_docx, None, 0.8),
+    "pdf": ("pypdfium2 text layer", _raw_pdf, None, 0.8),
+}
+
+
+def side_by_side(rounds: int) -> list[dict[str, object]]:
+    """Per format, the raw parser and assay's reader + chunker (256 tokens) on the same files,
+    one core, alternating in the same process for `rounds` rounds (medians: the machine is shared)."""
+    import statistics
+
+    from curate.ingest.chunker import HEADED_FORMATS, chunk_text
+    from curate.ingest.config import ChunkConfig, IngestConfig
+    from curate.ingest.readers import reader_for
+    from curate.ingest.tokenize import WordsTokenizer
+
+    files = {
+        "markdown": sorted((CORPUS / "docs").glob("*.md")),
+        "html": sorted((CORPUS / "formats").glob("*.html")),
+        "docx": sorted((CORPUS / "formats").glob("*.docx")),
+        "pdf": sorted((CORPUS / "formats").glob("*.pdf")),
+    }
+    icfg, ccfg, tokenizer = IngestConfig(), ChunkConfig(max_tokens=256), WordsTokenizer()
+    rows = []
+    for fmt, paths in files.items():
+        label, raw, floor, share = RAW[fmt]
+        reader = reader_for(fmt)
+        raw_times, our_times = [], []
+        raw_chars = our_chars = chunks = 0
+        for _ in range(rounds):
+            began = time.perf_counter()
+            raw_chars = sum(raw(path) for path in paths)
+            raw_times.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            our_chars = chunks = 0
+            for path in paths:
+                for document in reader(path, path.name, icfg).documents:
+                    our_chars += len(document.text)
+                    chunks += len(chunk_text(document.text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=document.pages))
+            our_times.append(time.perf_counter() - began)
+        raw_s, our_s = statistics.median(raw_times), statistics.median(our_times)
+        ours = our_chars / our_s / 1e6
+        ratio = raw_s / our_s
+        target = f">= {floor:g} M chars/s" if floor else f">= {share:.0%} of raw"
+        met = ours >= floor if floor else ratio >= (share or 0)
+        rows.append({
+            "format": fmt, "files": len(paths), "raw parser": label,
+            "raw_Mchars_per_s": raw_chars / raw_s / 1e6, "assay_Mchars_per_s": ours,
+            "assay_over_raw": ratio, "chunks": chunks, "target": target, "met": "yes" if met else "no",
+        })
+    return rows
+
+
 def run_phase(*args: str) -> dict[str, object]:
     output = subprocess.run([sys.executable, __file__, "--phase", *args], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -215,7 +306,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pdf-baseline-files", type=int, default=6, help="PDFs for the (slow) pypdf baseline")
     parser.add_argument("--phase", nargs="+")
+    parser.add_argument("--raw-vs-assay", type=int, metavar="ROUNDS", help="only the side-by-side table, ROUNDS rounds")
     args = parser.parse_args()
+    if args.raw_vs_assay:
+        rows = side_by_side(args.raw_vs_assay)
+        print(
+            f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} cores, shared), "
+            f"one core, median of {args.raw_vs_assay} alternating rounds; ../shared/corpus/sp800-53r4 (18 md, 3 html, 3 docx, 2 pdf)\n"
+        )
+        print(table(rows, ["format", "files", "raw parser", "raw_Mchars_per_s", "assay_Mchars_per_s", "assay_over_raw", "chunks", "target", "met"]))
+        return
     if args.phase:
         name, *rest = args.phase
         folder = Path(rest[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -19,9 +21,18 @@ class IngestConfig(BaseModel):
     text_column: str = Field("text", description="Text column of JSONL/CSV records")
     id_column: str | None = Field(None, description="Record key column of JSONL/CSV records")
     title_column: str | None = Field(None, description="Title column of JSONL/CSV records")
-    encoding: str | None = Field(
-        None, description="Force this encoding for text files; default: UTF-8, else detected (charset-normalizer)"
+    encoding: str | dict[str, str] | None = Field(
+        None,
+        description="Force an encoding for text files: one for all, or {glob: encoding} (first match wins); "
+        "default: BOM, UTF-8, else detected and checked",
     )
+    fix_mojibake: bool = Field(
+        False, description="Repair double-encoded UTF-8 (\"cafÃ©\") with ftfy; the document records it"
+    )
+    ocr: Literal["off", "auto"] = Field(
+        "off", description="auto: OCR the PDF pages without a text layer (the `ocr` extra: ocrmypdf + Tesseract)"
+    )
+    ocr_language: str = Field("eng", description="Tesseract language(s) for OCR, e.g. eng+deu")
     skip_duplicate_files: bool = Field(
         True, description="Read only the first of several files with identical bytes (same sha256)"
     )

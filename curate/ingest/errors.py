@@ -10,10 +10,12 @@ from __future__ import annotations
 PATH_NOT_FOUND = "path_not_found"
 FILE_TOO_LARGE = "file_too_large"
 UNSUPPORTED_FORMAT = "unsupported_format"
+NO_INPUT = "no_input"  # the paths hold no file to read: the run exits 2
 # any file
 EMPTY_FILE = "empty_file"
 BINARY_CONTENT = "binary_content"
 UNDECODABLE_TEXT = "undecodable_text"
+ENCODING_UNCERTAIN = "encoding_uncertain"  # a warning: the document is kept, a person should check it
 NO_TEXT = "no_text"
 READ_FAILED = "read_failed"
 # PDF
@@ -21,6 +23,7 @@ PDF_ENCRYPTED = "pdf_encrypted"
 PDF_CORRUPT = "pdf_corrupt"
 PDF_TRUNCATED = "pdf_truncated"
 PDF_NO_TEXT_LAYER = "pdf_no_text_layer"
+OCR_FAILED = "ocr_failed"
 # DOCX
 DOCX_CORRUPT = "docx_corrupt"
 # JSONL / CSV records

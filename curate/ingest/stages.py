@@ -7,9 +7,7 @@ chunk    (SHUFFLE on doc_id, so that identical documents meet and are chunked on
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,14 +17,17 @@ import polars as pl
 from curate.ingest import errors as E
 from curate.ingest.chunker import HEADED_FORMATS, chunk_text
 from curate.ingest.errors import IngestError
+from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
 from curate.ingest.tokenize import get_tokenizer
+from curate.ingest.walk import iter_files
 from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.ids import content_id, file_sha256, sha256_hex
 from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
 
-READER_VERSION = "1"  # bump when a reader's output changes: previous documents are then re-read
+READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
+MERGED_COLUMN = "merged_small"  # extra column of chunk/chunks: small sections or pieces joined into it
 
 
 def _error(stage: str, source: str, reason: str, message: str) -> dict[str, str]:
@@ -38,23 +39,6 @@ def _display_path(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return path.resolve().as_posix()
-
-
-def _matches(patterns: tuple[str, ...], name: str, rel: str) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
-
-
-def _walk(root: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[Path]:
-    found = []
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith((".", "~$")):
-                continue
-            rel = (Path(folder) / name).relative_to(root).as_posix()
-            if _matches(include, name.lower(), rel) and not _matches(exclude, name, rel):
-                found.append(Path(folder) / name)
-    return found
 
 
 # --------------------------------------------------------------------------- discover
@@ -73,7 +57,7 @@ def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
         if root.is_file():
             candidates.append((root, True))
         elif root.is_dir():
-            candidates.extend((path, False) for path in _walk(root, icfg.include, icfg.exclude))
+            candidates.extend((path, False) for path in iter_files(root, icfg.include, icfg.exclude))
         else:
             errors.append(_error("discover", given, E.PATH_NOT_FOUND, f"{given}: no such file or folder (resolved to {root})"))
     files: list[dict[str, Any]] = []
@@ -102,6 +86,8 @@ def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
             continue
         seen_hashes.setdefault(digest, shown)
         files.append(SourceFile(path=shown, file_hash=digest, size_bytes=size, format=fmt).model_dump())
+    if not files:  # never a silent 0: the run exits 2 with this row
+        errors.append(_error("discover", ",".join(icfg.paths), E.NO_INPUT, no_input_message(cfg)))
     frame = frame_of(SourceFile, files)
     ctx.write_json("discover.json", {"duplicate_files_skipped": duplicates, "files": len(files)})
     return {"files": frame, "errors": frame_of(ErrorRecord, errors)}
@@ -231,6 +217,7 @@ def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
         sort_cols = [c for c in ("doc_id", "source_path", "record_key") if c in batch.columns]
         batch = batch.sort(sort_cols, nulls_last=True).unique("doc_id", keep="first", maintain_order=True)
     rows: list[dict[str, Any]] = []
+    merged: list[int] = []
     columns = ["doc_id", "source_path", "format", "text", "pages"]
     for doc_id, source, fmt, text, pages in ctx.track(
         batch.select(columns).iter_rows(), "chunk", total=batch.height
@@ -247,10 +234,15 @@ def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
                     "end": span.end,
                     "heading_path": list(span.heading_path),
                     "page": span.page,
+                    "page_start": span.page,
+                    "page_end": span.page_end,
                     "n_tokens": span.n_tokens,
                 }
             )
-    return {"chunks": frame_of(Chunk, rows)}
+            merged.append(span.merged)
+    # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
+    chunks = frame_of(Chunk, rows).with_columns(pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32))
+    return {"chunks": chunks}
 
 
 def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
@@ -265,6 +257,8 @@ def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
             "tokens_total": int(tokens.sum()),
             "tokens_mean": round(float(tokens.mean() or 0), 1),  # type: ignore[arg-type]
             "tokens_max": int(tokens.max() or 0),  # type: ignore[arg-type]
+            "tokens_min": int(tokens.min() or 0),  # type: ignore[arg-type]
+            "small_pieces_merged": int(chunks[MERGED_COLUMN].sum()) if MERGED_COLUMN in chunks.columns else 0,
         }
     }
 

@@ -45,6 +45,7 @@ def _class_table() -> np.ndarray:
 
 
 _CLASSES = _class_table()
+_ASCII_CLASSES = _CLASSES[:128].copy()
 
 
 class Tokenizer(Protocol):
@@ -61,11 +62,14 @@ class WordsTokenizer:
     def starts(self, text: str) -> np.ndarray:
         if not text:
             return np.zeros(0, dtype=np.int64)
-        cp = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-        classes = _CLASSES[np.minimum(cp, 0xFFFF)]
-        if cp.max() > 0xFFFF:  # beyond the BMP: emoji and symbols are OTHER, the rest letters
-            astral = cp > 0xFFFF
-            classes[astral] = np.where((cp[astral] >= 0x1F000) & (cp[astral] <= 0x1FAFF), OTHER, WORD)
+        if text.isascii():  # one byte per character: a quarter of the memory traffic
+            classes = _ASCII_CLASSES[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+        else:
+            cp = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+            classes = _CLASSES[np.minimum(cp, 0xFFFF)]
+            if cp.max() > 0xFFFF:  # beyond the BMP: emoji and symbols are OTHER, the rest letters
+                astral = cp > 0xFFFF
+                classes[astral] = np.where((cp[astral] >= 0x1F000) & (cp[astral] <= 0x1FAFF), OTHER, WORD)
         word = classes == WORD
         start = classes == OTHER
         start[0] |= word[0]

@@ -41,6 +41,9 @@ chunk_cfg = st.integers(4, 80).flatmap(
 )
 
 
+_HEADING_LINE = re.compile(r"^#{1,6}[ \t]+\S")
+
+
 def reference_count(text: str) -> int:
     return len(WORD_TOKEN.findall(text))
 
@@ -66,6 +69,11 @@ def test_chunks_are_exact_slices_within_budget_covering_all_text(text: str, cfg:
     if cfg.overlap_tokens == 0:  # without overlap, chunks do not overlap
         for a, b in itertools.pairwise(spans):
             assert a.end <= b.start
+    if headed and not cfg.overlap_tokens:  # a heading-only chunk only where it cannot join the next one
+        for span, after in itertools.pairwise(spans):
+            lines = text[span.start:span.end].splitlines()
+            if all(_HEADING_LINE.match(line) or not line.strip() for line in lines):
+                assert reference_count(text[span.start:after.end]) > cfg.max_tokens
 
 
 @settings(max_examples=200, deadline=None)
@@ -104,7 +112,7 @@ def test_same_chunks_from_markdown_html_and_docx(shared_corpus: Path) -> None:
         text = reader_for(fmt)(path, path.name, IngestConfig()).documents[0].text
         paths[path.suffix] = [s.heading_path for s in chunk_text(text, WORDS, ChunkConfig(max_tokens=2000, min_tokens=0), headed=True)]
     assert paths[".md"] == paths[".html"] == paths[".docx"]
-    assert len(paths[".md"]) == 1 + 34  # the family title, then one chunk per control section
+    assert len(paths[".md"]) == 34  # one chunk per control section; the family title (no body) joins the first
 
 
 def test_pdf_chunks_carry_their_page(shared_corpus: Path) -> None:
@@ -112,11 +120,12 @@ def test_pdf_chunks_carry_their_page(shared_corpus: Path) -> None:
     document = reader_for("pdf")(path, "ir.pdf", IngestConfig()).documents[0]
     spans = chunk_text(document.text, WORDS, ChunkConfig(max_tokens=128), headed=False, pages=document.pages)
     pages = {page: (start, end) for page, start, end in document.pages}
-    assert {s.page for s in spans} == set(pages)
+    covered = {page for s in spans if s.page and s.page_end for page in range(s.page, s.page_end + 1)}
+    assert covered == set(pages)
     for span in spans:
-        assert span.page is not None
-        start, end = pages[span.page]
-        assert start <= span.start < end
+        assert span.page is not None and span.page_end is not None
+        assert pages[span.page][0] <= span.start < pages[span.page][1]
+        assert pages[span.page_end][0] < span.end <= pages[span.page_end][1]
 
 
 def test_code_fences_are_not_headings() -> None:
@@ -131,6 +140,39 @@ def test_small_preamble_joins_next_section() -> None:
     assert len(joined) == 1 and joined[0].heading_path == ("Policy", "Scope") and joined[0].start == 0
     apart = chunk_text(text, WORDS, ChunkConfig(max_tokens=256, min_tokens=0), headed=True)
     assert [s.heading_path for s in apart] == [("Policy",), ("Policy", "Scope")]
+
+
+def test_heading_without_body_joins_the_next_section_even_when_that_must_be_split() -> None:
+    """The family title of a NIST-style manual used to be a 6-token chunk of its own."""
+    body = " ".join(f"Rule {i} of the awareness policy applies to all staff." for i in range(60))
+    text = f"# AT: Awareness and Training\n\n## AT-1 Policy and Procedures\n\n{body}\n\n## AT-2 Awareness Training\n\n" + "Staff take the awareness course every year. " * 5
+    spans = chunk_text(text, WORDS, ChunkConfig(max_tokens=128, min_tokens=32), headed=True)
+    first = text[spans[0].start:spans[0].end]
+    assert first.startswith("# AT: Awareness and Training\n\n## AT-1 Policy and Procedures\n\nRule 0 of")
+    assert spans[0].heading_path == ("AT: Awareness and Training", "AT-1 Policy and Procedures")
+    assert spans[0].merged == 1  # the title section joined
+    assert all(s.n_tokens <= 128 for s in spans)
+    assert all(not text[s.start:s.end].startswith("#") or "\n\n" in text[s.start:s.end] for s in spans)
+    # a heading without body joins the next section even with min_tokens=0, and so do several
+    # in a row (withdrawn controls: "## AC-19(1) ...\n\n## AC-19(2) ...")
+    withdrawn = text.replace("## AT-2", "## AT-1(1) Withdrawn\n\n## AT-1(2) Withdrawn\n\n## AT-2")
+    for cfg in (ChunkConfig(max_tokens=128, min_tokens=0), ChunkConfig(max_tokens=128, min_tokens=32)):
+        for source in (text, withdrawn):
+            spans = chunk_text(source, WORDS, cfg, headed=True)
+            assert source[spans[0].start:spans[0].end].startswith("# AT: Awareness and Training\n\n## AT-1 Policy")
+            last = source[spans[-1].start:spans[-1].end]
+            assert last.endswith("every year.") and ("AT-1(2) Withdrawn\n\n## AT-2" in last or source is text)
+
+
+def test_small_pieces_join_a_neighbour_in_every_format() -> None:
+    """Unheaded text (PDF, text, records) honours min_tokens too: the end of a long paragraph
+    split at sentences and a short paragraph after it make one chunk, not two small ones."""
+    long_paragraph = "First paragraph sentence with a few words in it. " * 4  # 4 x 10 tokens
+    text = long_paragraph.strip() + "\n\nTail."
+    spans = chunk_text(text, WORDS, ChunkConfig(max_tokens=35, min_tokens=8), headed=False)
+    pieces = [text[s.start:s.end] for s in spans]
+    assert pieces[-1].endswith("in it.\n\nTail.") and len(spans) == 2
+    assert all(s.n_tokens >= 8 and s.n_tokens <= 35 for s in spans)
 
 
 def test_overlap_repeats_tokens_of_previous_chunk() -> None:

@@ -77,8 +77,12 @@ def test_pdf_keeps_page_spans(shared_corpus: Path) -> None:
         assert previous_end <= start < end <= len(document.text)
         previous_end = end
     page_one = document.text[document.pages[0][1]:document.pages[0][2]]
-    assert page_one.startswith("IR: Incident Response\nIR-1 Incident Response Policy and Procedures")
+    assert page_one.startswith("# IR: Incident Response\n\n## IR-1 Incident Response Policy and Procedures\n\nControl.")
     assert "\r" not in document.text and "\ufffe" not in document.text
+    # page 1 ends mid-sentence: page 2 goes on in the same paragraph, one space between
+    (_, _, end_one), (_, start_two, _) = document.pages[:2]
+    assert document.text[end_one:start_two] == " " and document.text[start_two].islower()
+    assert document.metadata["headings_from"] == "outline"
 
 
 def test_demo_html_drops_chrome_and_keeps_lists(repo_root: Path) -> None:

@@ -8,6 +8,7 @@ paragraphs; script, style, navigation, header/footer chrome and forms are droppe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
-from curate.ingest.normalize import collapse_spaces, decode_bytes, normalize_text
+from curate.ingest.normalize import collapse_spaces, encoding_notes, normalize_text, read_text_file
 from curate.ingest.readers import Extracted, ReadResult
 
 DROP = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button", "select")
@@ -24,6 +25,7 @@ HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 BLOCKS = frozenset(
     ["address", "article", "blockquote", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "main", "ol", "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "td", "th", "caption", "ul", "body", "html", "center"]
 )
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _BREAK = "\x00"  # a <br> inside a paragraph (NUL never survives decoding into the inline text)
 
 
@@ -120,8 +122,11 @@ def html_to_text(markup: str) -> tuple[str, str | None]:
 
 
 def read_html(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
-    markup, encoding = decode_bytes(path.read_bytes(), source, cfg.encoding)
-    text, title = html_to_text(markup)
+    with path.open("rb") as handle:
+        declared = _META_CHARSET.search(handle.read(4096))
+    decoded = read_text_file(path, source, cfg, declared.group(1).decode("ascii") if declared else None)
+    text, title = html_to_text(decoded.text)
     if not text.strip():
         raise IngestError(E.NO_TEXT, f"{source}: the HTML has no visible text in its main content")
-    return ReadResult([Extracted(text=text, title=title, metadata={"encoding": encoding})])
+    meta, warnings = encoding_notes(decoded, source)
+    return ReadResult([Extracted(text=text, title=title, metadata=meta)], warnings)

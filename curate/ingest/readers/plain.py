@@ -9,19 +9,20 @@ from pathlib import Path
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
-from curate.ingest.normalize import decode_bytes, normalize_text
+from curate.ingest.normalize import encoding_notes, normalize_text, read_text_file
 from curate.ingest.readers import Extracted, ReadResult
 
 _TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def read_plain(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
-    text, encoding = decode_bytes(path.read_bytes(), source, cfg.encoding)
-    text = normalize_text(text)
+    decoded = read_text_file(path, source, cfg)
+    text = normalize_text(decoded.text)
     if not text.strip():
         raise IngestError(E.EMPTY_FILE, f"{source}: only whitespace")
     title = None
     if path.suffix.lower() in {".md", ".markdown"}:
         match = _TITLE.search(text)
         title = match.group(1) if match else None
-    return ReadResult([Extracted(text=text, title=title, metadata={"encoding": encoding})])
+    meta, warnings = encoding_notes(decoded, source)
+    return ReadResult([Extracted(text=text, title=title, metadata=meta)], warnings)

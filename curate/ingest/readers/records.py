@@ -20,7 +20,7 @@ import polars as pl
 
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
-from curate.ingest.normalize import decode_bytes, normalize_text
+from curate.ingest.normalize import encoding_notes, normalize_text, read_text_file
 from curate.ingest.readers import Extracted, ReadResult
 
 
@@ -52,8 +52,9 @@ def _record(
 
 
 def read_jsonl(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
-    content, _ = decode_bytes(path.read_bytes(), source, cfg.encoding)
-    out = ReadResult([])
+    decoded = read_text_file(path, source, cfg)
+    content = decoded.text
+    out = ReadResult([], encoding_notes(decoded, source)[1])
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
@@ -71,12 +72,14 @@ def read_jsonl(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
 
 
 def read_csv(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
-    content, _ = decode_bytes(path.read_bytes(), source, cfg.encoding)
-    out = ReadResult([])
+    decoded = read_text_file(path, source, cfg)
+    content = decoded.text
+    out = ReadResult([], encoding_notes(decoded, source)[1])
     try:
         frame = pl.read_csv(io.StringIO(content), infer_schema=False)
     except (pl.exceptions.PolarsError, ValueError):
-        return _read_csv_strict(content, source, cfg)
+        strict = _read_csv_strict(content, source, cfg)
+        return ReadResult(strict.documents, out.errors + strict.errors)
     # data row N is line N+1 of the file (header on line 1) when no field spans lines
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         _record(row, f"{source}:row {number}", cfg, f"row-{number}", out)
