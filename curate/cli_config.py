@@ -25,6 +25,8 @@ def flags_without_type() -> None:
     (its plain-text help does not). Show no type for flags; every other option keeps its own."""
     from typer.core import TyperOption
 
+    if not hasattr(TyperOption, "display_type_rich"):  # other typer versions: nothing to patch
+        return
     if getattr(TyperOption.display_type_rich, "_assay_flags", False):
         return
     original = TyperOption.display_type_rich

@@ -21,6 +21,8 @@ def _flags_without_type() -> None:
     flags (the same fix as `curate.cli_config.flags_without_type`; train does not import curate)."""
     from typer.core import TyperOption
 
+    if not hasattr(TyperOption, "display_type_rich"):  # other typer versions: nothing to patch
+        return
     if getattr(TyperOption.display_type_rich, "_assay_flags", False):
         return
     original = TyperOption.display_type_rich
