@@ -1,0 +1,167 @@
+"""Does curation pay? The training side: the same base model fine-tuned on each variant's export.
+
+Reads only what bench/curation/run.py wrote (per-variant train.jsonl/validation.jsonl,
+variants.json, gold_test.jsonl, task.yaml) and imports only train/ and schemas/, so it runs
+where the curation pipeline's dependencies (polars, instructor, ...) are not installed.
+Each variant trains SmolLM2-135M-Instruct (LoRA) with `train.runner.run_training` and is
+scored on the gold test set (labels from the corpus, never from the teacher) with
+`train.evaluate.evaluate.evaluate_run`; the table gives test accuracy with its bootstrap
+interval and the paired difference to full curation over the same test rows.
+
+    python bench/curation/train_variants.py --data bench/curation/data --device-profile gpu
+    python bench/curation/train_variants.py --data bench/curation/data --device-profile cpu
+
+cpu: variants raw and full only, at most --train-rows training rows each (a seeded sample,
+the same count for both, so the comparison is of quality, not quantity), --test-rows gold
+rows, 1 epoch. gpu: every variant, every row, 3 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from train.config import parse_config  # noqa: E402
+
+BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": {"variants": ["raw", "full"], "train_rows": 160, "validation_rows": 16, "test_rows": 48, "epochs": 1.0,
+            "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 1},
+    "gpu": {"variants": None, "train_rows": None, "validation_rows": None, "test_rows": None, "epochs": 3.0,
+            "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3},
+}
+
+
+def subset(source: Path, target: Path, rows: dict[str, int | None], seed: int) -> Path:
+    """The variant's export, or a seeded sample of its rows (same count for every variant)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for split, limit in rows.items():
+        lines = (source / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        if limit is not None and len(lines) > limit:
+            lines = random.Random(f"{seed}:{split}").sample(lines, limit)
+        (target / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], seed: int) -> Any:
+    return parse_config({
+        "name": f"curation-{name}",
+        "model": BASE_MODEL,
+        "data": str(data),
+        "output_dir": str(output),
+        "backend": "auto",
+        "lora": {"r": 16, "alpha": 32},
+        "learning_rate": 1.0e-3,
+        "epochs": profile["epochs"],
+        "per_device_batch_size": profile["per_device_batch_size"],
+        "effective_batch_size": profile["effective_batch_size"],
+        "max_seq_len": 512,
+        "gradient_checkpointing": False,
+        "early_stopping_patience": None,
+        "export_gguf": False,
+        "seed": seed,
+    })
+
+
+def evaluate(run_dir: Path, data: Path, train_file: Path, profile: dict[str, Any], seed: int) -> dict[str, Any]:
+    from train.evaluate.config import EvalConfig
+    from train.evaluate.evaluate import evaluate_run
+
+    config = EvalConfig(
+        test_file=str(data / "gold_test.jsonl"), text_field="text", label_field="label",
+        train_file=str(train_file), task_config=str(data / "task.yaml"), few_shot=profile["few_shot"],
+        max_examples=profile["test_rows"], max_new_tokens=48, batch_size=16, latency_samples=4,
+        label_scoring=profile["label_scoring"], seed=seed,
+    )
+    return evaluate_run(run_dir, config)
+
+
+def system(report: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((s for s in report["systems"] if s["kind"] == kind), None)
+
+
+def table(results: dict[str, dict[str, Any]], confidence: float, seed: int) -> list[str]:
+    from train.evaluate.intervals import paired_difference
+
+    full = results.get("full")
+    pct = f"{confidence:.0%}"
+    lines = [f"{'variant':<15}{'train rows':>11}{'wrong labels':>13}{'test accuracy [' + pct + ']':>28}"
+             f"{'vs full [' + pct + ' paired]':>30}{'TF-IDF+LR':>11}"]
+    for name, r in results.items():
+        acc = r["accuracy"]
+        cell = f"{acc['estimate']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]"
+        if full is None or name == "full":
+            diff = "-"
+        else:
+            d = paired_difference(r["per_example"], full["per_example"], confidence=confidence, seed=seed)
+            diff = f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        tfidf = f"{r['tfidf']:.3f}" if r["tfidf"] is not None else "-"
+        noise = f"{r['train_label_noise']:.1%}" if r["train_label_noise"] is not None else "-"
+        lines.append(f"{name:<15}{r['train_rows']:>11}{noise:>13}{cell:>28}{diff:>30}{tfidf:>11}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "curation" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "curation-train")
+    parser.add_argument("--device-profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--variants", nargs="*", default=None, help="default: the profile's")
+    parser.add_argument("--train-rows", type=int, default=None, help="override the profile's cap")
+    parser.add_argument("--test-rows", type=int, default=None, help="override the profile's cap")
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    profile = dict(PROFILES[args.device_profile])
+    for key in ("train_rows", "test_rows", "epochs"):
+        if getattr(args, key) is not None:
+            profile[key] = getattr(args, key)
+    summary = json.loads((args.data / "variants.json").read_text(encoding="utf-8"))
+    names = args.variants or profile["variants"] or list(summary["variants"])
+    results: dict[str, dict[str, Any]] = {}
+    confidence = 0.95
+    started = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        data = subset(args.data / name, args.out / name / "data",
+                      {"train": profile["train_rows"], "validation": profile["validation_rows"]}, args.seed)
+        cfg = train_config(name, data, args.out / name / "train", profile, args.seed)
+        from train.runner import run_training
+
+        trained = run_training(cfg)
+        report = evaluate(cfg.run_path, args.data, data / "train.jsonl", profile, args.seed)
+        tuned = report["systems"][0]
+        tfidf = system(report, "classical")
+        confidence = report["confidence"]
+        results[name] = {
+            "train_rows": trained["examples"]["train"],
+            "train_label_noise": summary["variants"].get(name, {}).get("train_label_noise"),
+            "accuracy": tuned["interval"],
+            "per_example": tuned["scores"]["per_example"],
+            "tfidf": tfidf["scores"]["score"] if tfidf else None,
+            "prompted": (system(report, "prompted") or {}).get("scores", {}).get("score"),
+            "n_test": report["n_test"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(f"{name}: accuracy {tuned['interval']['estimate']:.3f} on {report['n_test']} gold rows, "
+              f"{results[name]['seconds']:.0f}s", flush=True)
+    lines = table(results, confidence, args.seed)
+    lines.append(f"profile {args.device_profile}: {profile['epochs']:g} epoch(s), base {BASE_MODEL}, "
+                 f"{next(iter(results.values()))['n_test']} gold test rows; {time.perf_counter() - started:.0f}s")
+    print("\n" + "\n".join(lines))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"results-{args.device_profile}.json").write_text(
+        json.dumps({"profile": args.device_profile, "settings": profile, "results": results, "table": lines},
+                   indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
