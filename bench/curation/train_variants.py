@@ -33,10 +33,12 @@ from train.config import parse_config  # noqa: E402
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": {"variants": ["raw", "full"], "train_rows": 160, "validation_rows": 16, "test_rows": 48, "epochs": 1.0,
-            "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 1},
+    "cpu": {"variants": ["raw", "full"], "train_rows": 48, "validation_rows": 8, "test_rows": 32, "epochs": 1.0,
+            "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 1,
+            "max_seq_len": 384},
     "gpu": {"variants": None, "train_rows": None, "validation_rows": None, "test_rows": None, "epochs": 3.0,
-            "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3},
+            "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3,
+            "max_seq_len": 512},
 }
 
 
@@ -63,7 +65,7 @@ def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], s
         "epochs": profile["epochs"],
         "per_device_batch_size": profile["per_device_batch_size"],
         "effective_batch_size": profile["effective_batch_size"],
-        "max_seq_len": 512,
+        "max_seq_len": profile["max_seq_len"],
         "gradient_checkpointing": False,
         "early_stopping_patience": None,
         "export_gguf": False,

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from curate.run.rundir import RunDir
 from schemas.tasks import TaskConfig, TaskType, training_prompt
 from train.data import read_chat_jsonl
 from train.evaluate.baselines import Baseline, MajorityClass, NearestTrainingAnswer, TfidfLogisticRegression
@@ -248,7 +247,7 @@ def teacher_cost_per_1k(export_dir: Path | None) -> float | None:
         return None
     for candidate in (export_dir, *export_dir.parents[:2]):
         if (candidate / "manifest.json").exists():
-            stages = RunDir(candidate).load_manifest()["stages"]
+            stages = json.loads((candidate / "manifest.json").read_text(encoding="utf-8"))["stages"]
             usage = (stages.get("generate", {}).get("report") or {}).get("usage") or {}
             generate = usage.get("generate") or {}
             cost, answers = generate.get("cost_usd"), generate.get("answers")

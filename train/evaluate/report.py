@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from curate.run.rundir import atomic_write_text
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Temp file in the same folder, then rename: no half-written report. Local, so that
+    train/ imports nothing of curate/ (the training side runs where only train deps exist)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
