@@ -13,7 +13,7 @@ interval and the paired difference to full curation over the same test rows.
 
 cpu: variants raw and full only, at most --train-rows training rows each (a seeded sample,
 the same count for both, so the comparison is of quality, not quantity), --test-rows gold
-rows, 1 epoch. gpu: every variant, every row, 3 epochs.
+rows spread over the families, 1 epoch. gpu: every variant, every row, 3 epochs.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from train.config import parse_config  # noqa: E402
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": {"variants": ["raw", "full"], "train_rows": 48, "validation_rows": 8, "test_rows": 32, "epochs": 1.0,
-            "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 1,
+    "cpu": {"variants": ["raw", "full"], "train_rows": 40, "validation_rows": 8, "test_rows": 18, "epochs": 1.0,
+            "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 0,
             "max_seq_len": 384},
     "gpu": {"variants": None, "train_rows": None, "validation_rows": None, "test_rows": None, "epochs": 3.0,
             "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3,
@@ -53,10 +53,30 @@ def subset(source: Path, target: Path, rows: dict[str, int | None], seed: int) -
     return target
 
 
-def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], seed: int) -> Any:
+def gold_subset(gold: Path, target: Path, rows: int | None, seed: int) -> Path:
+    """All gold rows, or `rows` of them spread over the families (round-robin over a seeded
+    shuffle of each family): the gold file is ordered by family, so its head is one class."""
+    if rows is None:
+        return gold
+    by_family: dict[str, list[str]] = {}
+    for line in gold.read_text(encoding="utf-8").splitlines():
+        by_family.setdefault(json.loads(line)["label"], []).append(line)
+    rng = random.Random(seed)
+    queues = [rng.sample(lines, len(lines)) for _, lines in sorted(by_family.items())]
+    picked: list[str] = []
+    while len(picked) < rows and any(queues):
+        picked.extend(q.pop() for q in queues if q)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(picked[:rows]) + "\n", encoding="utf-8")
+    return target
+
+
+def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], seed: int,
+                 model: str = BASE_MODEL, model_cache: str | None = None) -> Any:
     return parse_config({
         "name": f"curation-{name}",
-        "model": BASE_MODEL,
+        "model": model,
+        "model_cache": model_cache,
         "data": str(data),
         "output_dir": str(output),
         "backend": "auto",
@@ -73,14 +93,15 @@ def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], s
     })
 
 
-def evaluate(run_dir: Path, data: Path, train_file: Path, profile: dict[str, Any], seed: int) -> dict[str, Any]:
+def evaluate(run_dir: Path, data: Path, gold: Path, train_file: Path, profile: dict[str, Any],
+             seed: int) -> dict[str, Any]:
     from train.evaluate.config import EvalConfig
     from train.evaluate.evaluate import evaluate_run
 
     config = EvalConfig(
-        test_file=str(data / "gold_test.jsonl"), text_field="text", label_field="label",
+        test_file=str(gold), text_field="text", label_field="label",
         train_file=str(train_file), task_config=str(data / "task.yaml"), few_shot=profile["few_shot"],
-        max_examples=profile["test_rows"], max_new_tokens=48, batch_size=16, latency_samples=4,
+        max_new_tokens=48, batch_size=16, latency_samples=4,
         label_scoring=profile["label_scoring"], seed=seed,
     )
     return evaluate_run(run_dir, config)
@@ -121,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-rows", type=int, default=None, help="override the profile's cap")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=BASE_MODEL, help="base model (tiny-random: a smoke test of the path)")
+    parser.add_argument("--model-cache", default=None, help="folder of converted base models (default ~/.cache/assay/models)")
     args = parser.parse_args(argv)
     profile = dict(PROFILES[args.device_profile])
     for key in ("train_rows", "test_rows", "epochs"):
@@ -128,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             profile[key] = getattr(args, key)
     summary = json.loads((args.data / "variants.json").read_text(encoding="utf-8"))
     names = args.variants or profile["variants"] or list(summary["variants"])
+    gold = gold_subset(args.data / "gold_test.jsonl", args.out / "gold_test.jsonl", profile["test_rows"], args.seed)
     results: dict[str, dict[str, Any]] = {}
     confidence = 0.95
     started = time.perf_counter()
@@ -135,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         data = subset(args.data / name, args.out / name / "data",
                       {"train": profile["train_rows"], "validation": profile["validation_rows"]}, args.seed)
-        cfg = train_config(name, data, args.out / name / "train", profile, args.seed)
+        cfg = train_config(name, data, args.out / name / "train", profile, args.seed, args.model, args.model_cache)
         from train.runner import run_training
 
         trained = run_training(cfg)
-        report = evaluate(cfg.run_path, args.data, data / "train.jsonl", profile, args.seed)
+        report = evaluate(cfg.run_path, args.data, gold, data / "train.jsonl", profile, args.seed)
         tuned = report["systems"][0]
         tfidf = system(report, "classical")
         confidence = report["confidence"]
@@ -156,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: accuracy {tuned['interval']['estimate']:.3f} on {report['n_test']} gold rows, "
               f"{results[name]['seconds']:.0f}s", flush=True)
     lines = table(results, confidence, args.seed)
-    lines.append(f"profile {args.device_profile}: {profile['epochs']:g} epoch(s), base {BASE_MODEL}, "
+    lines.append(f"profile {args.device_profile}: {profile['epochs']:g} epoch(s), base {args.model}, "
                  f"{next(iter(results.values()))['n_test']} gold test rows; {time.perf_counter() - started:.0f}s")
     print("\n" + "\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
