@@ -35,10 +35,10 @@ BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"variants": ["raw", "full"], "train_rows": 40, "validation_rows": 8, "test_rows": 18, "epochs": 1.0,
             "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 0,
-            "max_seq_len": 384},
+            "max_seq_len": 384, "merged_dtype": "float32"},
     "gpu": {"variants": None, "train_rows": None, "validation_rows": None, "test_rows": None, "epochs": 3.0,
             "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3,
-            "max_seq_len": 512},
+            "max_seq_len": 512, "merged_dtype": "bfloat16"},
 }
 
 
@@ -89,6 +89,9 @@ def train_config(name: str, data: Path, output: Path, profile: dict[str, Any], s
         "gradient_checkpointing": False,
         "early_stopping_patience": None,
         "export_gguf": False,
+        # the evaluation loads the merged model: bfloat16 matmuls are very slow on CPUs without
+        # bf16 units (the first CPU run spent 11+ minutes generating for 18 rows)
+        "merged_dtype": profile["merged_dtype"],
         "seed": seed,
     })
 
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-rows", type=int, default=None, help="override the profile's cap")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true", help="ignore results of earlier calls in --out")
     parser.add_argument("--model", default=BASE_MODEL, help="base model (tiny-random: a smoke test of the path)")
     parser.add_argument("--model-cache", default=None, help="folder of converted base models (default ~/.cache/assay/models)")
     args = parser.parse_args(argv)
@@ -152,7 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     summary = json.loads((args.data / "variants.json").read_text(encoding="utf-8"))
     names = args.variants or profile["variants"] or list(summary["variants"])
     gold = gold_subset(args.data / "gold_test.jsonl", args.out / "gold_test.jsonl", profile["test_rows"], args.seed)
-    results: dict[str, dict[str, Any]] = {}
+    # results are saved after each variant and merged with those of earlier calls (same profile
+    # and model), so the variants can be trained in several calls (a device call is 10 minutes)
+    saved = args.out / f"results-{args.device_profile}.json"
+    earlier = json.loads(saved.read_text(encoding="utf-8")) if saved.exists() and not args.fresh else {}
+    results: dict[str, dict[str, Any]] = (
+        dict(earlier.get("results", {})) if earlier.get("model") == args.model and earlier.get("settings") == profile else {}
+    )
     confidence = 0.95
     started = time.perf_counter()
     for name in names:
@@ -179,14 +189,22 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(f"{name}: accuracy {tuned['interval']['estimate']:.3f} on {report['n_test']} gold rows, "
               f"{results[name]['seconds']:.0f}s", flush=True)
-    lines = table(results, confidence, args.seed)
+        save(saved, args, profile, results, [])
+    order = [v for v in summary["variants"] if v in results]
+    lines = table({v: results[v] for v in order}, confidence, args.seed)
     lines.append(f"profile {args.device_profile}: {profile['epochs']:g} epoch(s), base {args.model}, "
                  f"{next(iter(results.values()))['n_test']} gold test rows; {time.perf_counter() - started:.0f}s")
     print("\n" + "\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"results-{args.device_profile}.json").write_text(
-        json.dumps({"profile": args.device_profile, "settings": profile, "results": results, "table": lines},
-                   indent=2) + "\n", encoding="utf-8")
+    save(saved, args, profile, results, lines)
+
+
+def save(path: Path, args: argparse.Namespace, profile: dict[str, Any], results: dict[str, Any],
+         lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"profile": args.device_profile, "model": args.model, "settings": profile,
+                               "results": results, "table": lines}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
