@@ -54,7 +54,8 @@ def looks_like_secret(value: str) -> bool:
     from detect_secrets.core.scan import scan_line
     from detect_secrets.settings import transient_settings
 
-    names = [plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values()]
+    classes: list[type] = list(get_mapping_from_secret_type_to_class().values())
+    names = [plugin.__name__ for plugin in classes]
     plugins = [{"name": name} for name in names if name not in _NOISY_PLUGINS]
     with transient_settings({"plugins_used": plugins}):
         return any(True for _ in scan_line(value))

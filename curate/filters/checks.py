@@ -325,8 +325,29 @@ def _strings(output: BaseModel | None) -> list[str]:
 
 
 # -------------------------------------------------------------------------- the chain
-def default_filters() -> list[Filter]:
-    return [SchemaFilter(), ConsistencyFilter(), GroundingFilter(), RenderStep(), AuditFilter()]
+class FirstSampleFilter(GroupFilter):
+    """Stands in for self-consistency when it is switched off (`filter.disable`): keeps the
+    first valid sample of a chunk, as a pipeline without voting would; the others are unused."""
+
+    name = "consistency"
+    unit_in = "sample"
+    unit_out = "example"
+
+    def apply_group(self, items: Sequence[Item], env: FilterEnv) -> tuple[list[Item], list[tuple[Item, Reject]]]:
+        first, *rest = sorted(items, key=lambda i: (i.refine_round, i.sample_index, i.item_id))
+        return [_merge(first, [first], 1.0)], [(i, Reject("unused_sample", "consistency switched off")) for i in rest]
+
+
+def default_filters(config: FilterConfig | None = None) -> list[Filter]:
+    """The filter chain; `config.disable` switches filters off (schema and render stay)."""
+    off = set(config.disable) if config is not None else set()
+    chain: list[Filter] = [SchemaFilter(), FirstSampleFilter() if "consistency" in off else ConsistencyFilter()]
+    if "grounding" not in off:
+        chain.append(GroundingFilter())
+    chain.append(RenderStep())
+    if "audit" not in off:
+        chain.append(AuditFilter())
+    return chain
 
 
 def items_from_samples(samples: pl.DataFrame) -> list[Item]:
@@ -371,7 +392,7 @@ def run_filters(samples: pl.DataFrame, env: FilterEnv, *, stage: str = "filter",
     """All filters over the samples of whole chunks (a shuffle by chunk_id guarantees it)."""
     funnel = Funnel(stage=stage, round=round)
     items = items_from_samples(samples)
-    for flt in filters or default_filters():
+    for flt in filters or default_filters(env.config):
         items = funnel.run(flt, items, env)
     examples = [to_example(item, env) for item in items]
     return FilterOutcome(examples=examples, funnel=funnel)

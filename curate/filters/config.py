@@ -12,6 +12,11 @@ DEFAULT_RUBRIC: dict[str, str] = {
 }
 
 
+# Filters `filter.disable` may switch off. Schema validation is not one: an answer that does
+# not parse is no example.
+SWITCHABLE_FILTERS = ("consistency", "grounding", "audit", "dedup")
+
+
 class JudgeConfig(BaseModel):
     """LLM-as-judge through the teacher backend, for tasks grounding cannot check."""
 
@@ -71,9 +76,21 @@ class FilterConfig(BaseModel):
         "examples that duplicate one of them are rejected (indexed_duplicate)",
     )
     judge: JudgeConfig = JudgeConfig()
+    disable: tuple[str, ...] = Field(
+        (),
+        description="Filters switched off, to measure what each one is worth (bench/curation): "
+        "consistency (keep the first valid sample of a chunk instead of voting), grounding, audit, "
+        "dedup (the dedup stage passes everything). Schema validation cannot be switched off",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> FilterConfig:
+        unknown = sorted(set(self.disable) - set(SWITCHABLE_FILTERS))
+        if unknown:
+            raise ValueError(
+                f"filter.disable: unknown filter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(SWITCHABLE_FILTERS)} (schema cannot be switched off)"
+            )
         if self.min_response_chars > self.max_response_chars:
             raise ValueError("min_response_chars must not exceed max_response_chars")
         if self.lsh_bands is not None and self.lsh_bands > self.num_perm:

@@ -225,10 +225,13 @@ def dedup_rejections(losers: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> 
 
 
 def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
-    survivors, rejected = dedup_examples(
-        batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, dedup_frame_for(ctx.config)
-    )
-    location = index_location(ctx.config)
+    if "dedup" in ctx.config.filter.disable:  # switched off: everything passes, the funnel is still written
+        survivors, rejected = batch.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
+    else:
+        survivors, rejected = dedup_examples(
+            batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, dedup_frame_for(ctx.config)
+        )
+    location = index_location(ctx.config) if "dedup" not in ctx.config.filter.disable else None
     if location is not None:
         survivors, indexed = against_index(survivors, ctx.config, location)
         rejected = pl.concat([rejected, indexed])
