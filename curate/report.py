@@ -77,6 +77,10 @@ def print_status(run_path: Path, console: Console, full: bool = False) -> int:
     console.print(stage_table(manifest))
     if not full:
         print_summary(run_path, console)
+        for name, entry in manifest["stages"].items():  # requests still to send: what to act on first
+            pending = (entry.get("report") or {}).get("pending")
+            if pending not in ({}, [], None):
+                console.print(report_section_table(f"{name}: pending", pending))
         errors = error_frame(run_dir)
         if errors.height:
             counts = errors.group_by("stage", "reason").len().sort("len", descending=True)

@@ -95,6 +95,8 @@ def test_wrong_key_stops_the_stage_after_one_request_without_preflight(tmp_path)
 def test_typo_in_model_is_a_preflight_error_with_zero_requests(tmp_path):
     with MockTeacherServer(api_key=KEY, models={"claude-sonnet-4-5"}) as server:
         config = write_run(tmp_path, 4, **anthropic_teacher(server, model="claude-sonet-4-5"))
+        (tmp_path / "docs").mkdir()  # ingest's own preflight (paths exist, hold input) passes first
+        (tmp_path / "docs" / "policy.md").write_text("# Access\n\nAccounts are reviewed quarterly.\n")
         result = curate("run", str(config), "--quiet", env={"ANTHROPIC_API_KEY": KEY})
         assert result.exit_code == EXIT_PREFLIGHT
         assert "teacher.model 'claude-sonet-4-5' has no price" in result.output
