@@ -216,8 +216,9 @@ def test_the_run_warns_that_the_small_splits_miss_classes(demo_run: DemoRun) -> 
 
 
 def test_status_is_one_screen_and_full_has_the_rest(demo_run: DemoRun) -> None:
-    short = CliRunner().invoke(app, ["status", str(demo_run.run_dir)], terminal_width=120)
-    full = CliRunner().invoke(app, ["status", str(demo_run.run_dir), "--full"], terminal_width=120)
+    wide = {"COLUMNS": "120"}  # what rich reads (CliRunner's terminal_width does not reach it)
+    short = CliRunner().invoke(app, ["status", str(demo_run.run_dir)], env=wide)
+    full = CliRunner().invoke(app, ["status", str(demo_run.run_dir), "--full"], env=wide)
     assert short.exit_code == 0 and full.exit_code == 0, short.output + full.output
     assert len(short.output.splitlines()) <= 50, short.output
     assert len(full.output.splitlines()) > 3 * len(short.output.splitlines())
