@@ -77,10 +77,13 @@ def print_status(run_path: Path, console: Console, full: bool = False) -> int:
     console.print(stage_table(manifest))
     if not full:
         print_summary(run_path, console)
-        for name, entry in manifest["stages"].items():  # requests still to send: what to act on first
-            pending = (entry.get("report") or {}).get("pending")
+        for name, entry in manifest["stages"].items():
+            report = entry.get("report") or {}
+            pending = report.get("pending")  # requests still to send: what to act on first
             if pending not in ({}, [], None):
                 console.print(report_section_table(f"{name}: pending", pending))
+            if name == "review" and any((report.get("counts") or {}).values()):
+                console.print(report_section_table("review: counts", report["counts"]))
         errors = error_frame(run_dir)
         if errors.height:
             counts = errors.group_by("stage", "reason").len().sort("len", descending=True)
