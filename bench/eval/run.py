@@ -112,34 +112,19 @@ def prepare(out: Path) -> Path:
 
 
 def main() -> None:
+    from bench.eval.train_eval import add_training_arguments, run_from_args
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["prepare", "train", "all"], nargs="?", default="all")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "eval")
     parser.add_argument("--export", type=Path, default=None, help="train: the prepared export (default OUT/export)")
-    parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch", type=int, default=16, help="per-device batch (effective batch 16)")
-    parser.add_argument("--max-test", type=int, default=None)
-    parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (CPU runs)")
+    add_training_arguments(parser)
     args = parser.parse_args()
     if args.step in ("prepare", "all"):
         shutil.rmtree(args.out, ignore_errors=True)
-        export = prepare(args.out)
-        print(f"export: {export}")
+        print(f"export: {prepare(args.out)}")
     if args.step in ("train", "all"):
-        from bench.eval.train_eval import train_and_evaluate
-
-        train_and_evaluate(
-            args.export or args.out / "export",
-            args.out,
-            model=args.model,
-            epochs=args.epochs,
-            learning_rate=args.lr,
-            batch=args.batch,
-            max_test=args.max_test,
-            max_train=args.max_train,
-        )
+        run_from_args(args.export or args.out / "export", args.out, args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ interval, the gate, and in words where a classical baseline still wins.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -118,24 +120,20 @@ def print_table(report: dict[str, Any], train_report: dict[str, Any], train_s: f
     print(f"times: train {train_s:.0f} s, eval {eval_s:.0f} s")
 
 
-def main() -> None:
-    import argparse
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    parser = argparse.ArgumentParser(description="bench/eval's training half on a prepared export")
-    parser.add_argument("--export", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training half's options, shared with run.py (which adds the prepare step)."""
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16, help="per-device batch (effective batch at least 16)")
     parser.add_argument("--max-test", type=int, default=None)
-    parser.add_argument("--max-train", type=int, default=None)
-    args = parser.parse_args()
-    train_and_evaluate(
-        args.export,
-        args.out,
+    parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (CPU runs)")
+
+
+def run_from_args(export: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    return train_and_evaluate(
+        export,
+        out,
         model=args.model,
         epochs=args.epochs,
         learning_rate=args.lr,
@@ -145,5 +143,15 @@ def main() -> None:
     )
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description="bench/eval's training half on a prepared export")
+    parser.add_argument("--export", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    add_training_arguments(parser)
+    args = parser.parse_args()
+    run_from_args(args.export, args.out, args)
+
+
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
     main()
