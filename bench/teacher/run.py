@@ -1,6 +1,6 @@
 """Teacher client throughput against a local server with a set latency and rate limit.
 
-The server is MockTeacherServer (curate/generate/mock_server.py), run in a process of its
+The server is MockTeacherServer (tests/servers/mock_teacher.py), run in a process of its
 own (so that it does not compete with the client for the GIL): it speaks the Anthropic
 Messages API and fills the tool schema mechanically after `--latency` seconds; it is a
 stand-in for a model, so this measures the client (instructor + SDK + cache + limits +
@@ -59,7 +59,7 @@ class ServerProcess:
     """MockTeacherServer in a process of its own, so that it does not share the GIL with the client."""
 
     def __init__(self, latency: float, rps: float | None):
-        command = [sys.executable, "-m", "curate.generate.mock_server", "--latency", str(latency), "--window", "1"]
+        command = [sys.executable, "-m", "tests.servers.mock_teacher", "--latency", str(latency), "--window", "1"]
         if rps:
             command += ["--rpm", str(rps * 60)]
         self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from curate.generate.mock_server import MockTeacherServer
+from tests.servers.mock_teacher import MockTeacherServer
 from tests.train.helpers import tiny_config, write_export
 from train.evaluate.config import EvalConfig
 from train.evaluate.evaluate import evaluate_run

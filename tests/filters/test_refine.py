@@ -212,7 +212,7 @@ def test_refine_stops_cleanly_when_the_budget_is_reached() -> None:
 def test_refine_sends_nothing_more_after_a_fatal_stop(tmp_path: Path) -> None:
     """The real teacher client against MockTeacherServer (a local OpenAI-compatible server,
     not a model) that rejects the key: one request, then no repair is sent, over 3 rounds."""
-    from curate.generate.mock_server import MockTeacherServer
+    from tests.servers.mock_teacher import MockTeacherServer
     from curate.generate.teacher import open_teacher
 
     env = make_env()

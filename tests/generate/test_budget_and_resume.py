@@ -18,7 +18,7 @@ import yaml
 from rich.console import Console
 
 from curate.config import load_config
-from curate.generate.mock_server import MockTeacherServer
+from tests.servers.mock_teacher import MockTeacherServer
 from curate.generate.stages import STAGES
 from curate.run.runner import Runner
 from tests.generate.conftest import LABELS, chunks_frame

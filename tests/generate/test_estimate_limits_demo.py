@@ -14,7 +14,7 @@ from rich.console import Console
 from curate.config import load_config
 from curate.generate import prompts
 from curate.generate.estimate import estimate, print_estimate
-from curate.generate.mock_server import MockTeacherServer
+from tests.servers.mock_teacher import MockTeacherServer
 from curate.generate.stages import generate
 from curate.generate.teacher import DefaultLimiter, backoff_wait, retry_after_seconds
 from curate.generate.usage import cost_usd, count_tokens

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from curate.cli import app
-from curate.generate.mock_server import MockTeacherServer, fill_schema
+from tests.servers.mock_teacher import MockTeacherServer, fill_schema
 from curate.generate.preflight import EXIT_PREFLIGHT
 from curate.generate.stages import EXIT_TEACHER_FATAL
 from tests.generate.conftest import LABELS, chunks_frame

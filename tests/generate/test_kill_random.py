@@ -34,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.generate.mock_server import MockTeacherServer, fill_schema
+from tests.servers.mock_teacher import MockTeacherServer, fill_schema
 from curate.generate.store import ResponseCache
 from tests.generate.test_budget_and_resume import PRICE, REPO, RUNNER_SCRIPT, run_generate, write_run
 

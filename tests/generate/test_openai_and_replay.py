@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from curate.generate.mock_server import MockTeacherServer
+from tests.servers.mock_teacher import MockTeacherServer
 from curate.generate.stages import generate, summarize
 from curate.generate.teacher import TeacherSetupError, open_teacher
 from curate.run.stage import StageContext

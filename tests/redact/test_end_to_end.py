@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 
 from curate.config import load_config
-from curate.generate.mock_server import MockTeacherServer
+from tests.servers.mock_teacher import MockTeacherServer
 from curate.pipeline import stage_groups
 from curate.redact.audit import payload_strings, run_audit
 from curate.redact.rescan import rescan
