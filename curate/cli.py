@@ -55,7 +55,7 @@ def _next_command(config: PipelineConfig) -> str:
 def _preflight(config: PipelineConfig) -> None:
     """Checks before any stage (teacher key, endpoint, model price, cassette): when one fails,
     nothing runs and the command exits with code 5, naming every problem."""
-    from curate.generate.preflight import EXIT_PREFLIGHT, run_preflight, teacher_preflight
+    from curate.services.teacher.preflight import EXIT_PREFLIGHT, run_preflight, teacher_preflight
 
     problems = run_preflight(config, [teacher_preflight])
     for problem in problems:
@@ -90,7 +90,7 @@ def run(
     if check_paths_or_exit(cfg, console):  # missing path: exit 2 now; no input: discovery records it, exit 2
         _finish(cfg, _run(cfg, ["ingest"], force, quiet))
     if dry_run:
-        from curate.generate.estimate import print_estimate
+        from curate.estimate import print_estimate
 
         print_estimate(cfg, console)
         raise typer.Exit(0)
@@ -152,9 +152,9 @@ def status(
 
 def _register_package_commands() -> None:
     """Commands owned by stage packages: `curate review ...`, `curate index ...`, `curate audit`."""
-    from curate.filters.cli import app as index_app
-    from curate.redact.cli import audit
-    from curate.review.cli import app as review_app
+    from curate.commands.audit import audit
+    from curate.commands.index import app as index_app
+    from curate.commands.review import app as review_app
 
     app.add_typer(review_app, name="review", help="Expert review in Label Studio")
     app.add_typer(index_app, name="index", help="Dedup index of earlier accepted datasets")

@@ -8,28 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from assay.config_files import error_lines, read_mapping
+from assay.errors import ConfigError
 from curate.dataset.config import ExportConfig, SplitConfig, ValidateConfig
 from curate.filters.config import FilterConfig, RefineConfig
-from curate.generate.config import TeacherConfig
 from curate.ingest.config import ChunkConfig, IngestConfig
-from curate.redact.config import RedactConfig
 from curate.review.config import ReviewConfig
-from schemas.config_keys import did_you_mean
+from curate.run.config import ExecutorConfig
+from curate.services.pii.config import RedactConfig
+from curate.services.teacher.config import TeacherConfig
 from schemas.ids import sha256_hex
 from schemas.tasks import TaskConfig
-
-
-class ExecutorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["local", "ray"] = "local"
-    workers: int = Field(1, ge=1, description="Processes (local) or workers (ray)")
-    partitions: int | None = Field(None, ge=1, description="Shards per stage (default: workers)")
-    ray_address: str | None = Field(None, description='"auto", "ray://host:port", or none for a local cluster')
 
 
 class PipelineConfig(BaseModel):
@@ -69,20 +62,9 @@ class PipelineConfig(BaseModel):
         return sha256_hex(json.dumps(dumped, sort_keys=True))
 
 
-class ConfigError(ValueError):
-    """A config problem, with the file and key named."""
-
-
 def format_validation_error(source: str, error: ValidationError) -> str:
-    lines = [f"{source}: invalid pipeline config"]
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            guess = did_you_mean(PipelineConfig, item["loc"], hidden=frozenset({"base_dir"}))
-            message = "unknown key" + (f"; did you mean {guess}?" if guess else "")
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+    lines = error_lines(error, PipelineConfig, hidden=frozenset({"base_dir"}))
+    return "\n".join([f"{source}: invalid pipeline config", *lines])
 
 
 def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None) -> PipelineConfig:
@@ -99,20 +81,8 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Pa
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline YAML; relative paths in it resolve against its folder."""
     config_path = Path(path)
-    try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{config_path}: no such config file") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{config_path}: not valid YAML: {error}") from None
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+    data = read_mapping(config_path, overrides)
     return parse_config(data, source=str(config_path), base_dir=config_path.resolve().parent)
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
+__all__ = ["ConfigError", "ExecutorConfig", "PipelineConfig", "load_config", "parse_config"]

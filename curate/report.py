@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from curate.report_html import cost_line, rejection_line, run_summary, write_html_report
+from curate.report_html import cost_line, error_frame, rejection_line, run_summary, write_html_report
 from curate.run.rundir import RunDir, atomic_write_text
 
 
@@ -26,12 +25,6 @@ def stage_table(manifest: dict[str, Any]) -> Table:
             str(entry.get("errors", 0)), f"{entry.get('seconds', 0):.1f}",
         )
     return table
-
-
-def error_frame(run_dir: RunDir) -> pl.DataFrame:
-    frames = [pl.read_parquet(p) for p in sorted(run_dir.root.glob("*/errors.parquet"))]
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def print_summary(run_path: Path, console: Console, next_command: str | None = None) -> None:

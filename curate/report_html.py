@@ -45,6 +45,13 @@ img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 
 
 # ------------------------------------------------------------------ figures shared with the terminal
+def error_frame(run_dir: RunDir) -> pl.DataFrame:
+    frames = [pl.read_parquet(p) for p in sorted(run_dir.root.glob("*/errors.parquet"))]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+
 def run_summary(run_path: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """The few figures a person wants after a run: what was exported where, what was rejected
     and why, what it cost, and what to look at (warnings, input errors)."""
@@ -280,7 +287,6 @@ def render_html(run_path: Path) -> str:
     else:
         out.append("<p>The validate stage has not run.</p>")
 
-    from curate.report import error_frame
 
     errors = error_frame(run_dir)
     if errors.height:

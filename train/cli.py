@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
+from assay.cli_help import flags_without_type
 from train.evaluate.cli import eval_command
 
 app = typer.Typer(help="QLoRA fine-tuning of the exported dataset (unsloth or peft).", no_args_is_help=True)
@@ -16,25 +17,7 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _flags_without_type() -> None:
-    """typer 0.29's rich help shows an on/off flag as `--no-export <bool>`; show no type for
-    flags (the same fix as `curate.cli_config.flags_without_type`; train does not import curate)."""
-    from typer.core import TyperOption
-
-    if not hasattr(TyperOption, "display_type_rich"):  # other typer versions: nothing to patch
-        return
-    if getattr(TyperOption.display_type_rich, "_assay_flags", False):
-        return
-    original = TyperOption.display_type_rich
-
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag and self.metavar is None else original(self, ctx)
-
-    display_type_rich._assay_flags = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
-_flags_without_type()
+flags_without_type()
 DEBUG_HELP = "Show the full traceback of an error (default: one line)"
 
 

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.config_keys import did_you_mean
+from assay.config_files import error_lines, read_mapping
+from assay.errors import ConfigError
 
 #: The special ``model:`` value that builds a tiny randomly initialised stand-in model.
 TINY_MODEL = "tiny-random"
@@ -171,31 +172,17 @@ class TrainConfig(BaseModel):
         return resolve_model(self.model, cache, fetch=fetch)
 
 
-class ConfigError(ValueError):
-    """A config file that does not validate, with file and key in the message."""
-
-
 def parse_config(data: dict[str, Any], base_dir: Path | str = ".") -> TrainConfig:
     try:
         return TrainConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {_message(err)}" for err in exc.errors()]
+        lines = error_lines(exc, TrainConfig, hidden=frozenset({"base_dir"}))
         raise ConfigError("invalid train config:\n" + "\n".join(lines)) from exc
-
-
-def _message(error: Any) -> str:
-    """pydantic's message, or for an unknown key the nearest valid one."""
-    if error["type"] != "extra_forbidden":
-        return str(error["msg"])
-    guess = did_you_mean(TrainConfig, error["loc"], hidden=frozenset({"base_dir"}))
-    return "unknown key" + (f"; did you mean {guess}?" if guess else "")
 
 
 def load_config(path: Path | str, **overrides: Any) -> TrainConfig:
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = read_mapping(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return parse_config(data, base_dir=path.resolve().parent)

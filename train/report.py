@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def write_text_atomic(target: Path, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers never see a half report."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, target)
+from assay.files import atomic_write_text as write_text_atomic
 
 
 def loss_curves(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:

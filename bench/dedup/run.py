@@ -90,7 +90,7 @@ def make_corpus(rows: int, seed: int, path: Path) -> None:
 
 
 def shingle_set(text: str, size: int = 5) -> set[str]:
-    from curate.filters.dedup import shingles_of, tokenize
+    from curate.services.similarity.dedup import shingles_of, tokenize
 
     words = tokenize(pl.Series([text])).to_list()[0]
     return {s.decode() for s in shingles_of(words, size)}
@@ -118,7 +118,7 @@ def planted_pairs(frame: pl.DataFrame) -> tuple[set[tuple[int, int]], list[float
 def score(edges: np.ndarray, n: int, truth: set[tuple[int, int]], groups: np.ndarray) -> dict[str, float]:
     """Pair precision (found edges within one planted group) and recall (planted pairs whose
     rows end up in one found component)."""
-    from curate.filters.dedup import components
+    from curate.services.similarity.dedup import components
 
     if len(edges):
         true_edges = int((groups[edges[:, 0]] == groups[edges[:, 1]]).sum())
@@ -132,7 +132,7 @@ def score(edges: np.ndarray, n: int, truth: set[tuple[int, int]], groups: np.nda
 
 
 def run_assay(path: Path, rows: int, verify: str) -> dict[str, object]:
-    from curate.filters.dedup import DedupParams, dedup_frame
+    from curate.services.similarity.dedup import DedupParams, dedup_frame
 
     frame = pl.read_parquet(path).head(rows)
     rss_loaded = peak_rss_mib()
@@ -147,7 +147,7 @@ def run_assay(path: Path, rows: int, verify: str) -> dict[str, object]:
 def run_datasketch(path: Path, rows: int) -> dict[str, object]:
     from datasketch import MinHash, MinHashLSH
 
-    from curate.filters.dedup import shingles_of
+    from curate.services.similarity.dedup import shingles_of
 
     frame = pl.read_parquet(path).head(rows)
     rss_loaded = peak_rss_mib()

@@ -39,7 +39,13 @@ sys.path.insert(0, str(ROOT))
 from curate.filters.base import records_frame  # noqa: E402
 from curate.filters.checks import FilterEnv, run_filters  # noqa: E402
 from curate.filters.config import FilterConfig  # noqa: E402
-from curate.filters.dedup import DedupParams, cross_group_pairs, dedup_frame, shingles_of, tokenize  # noqa: E402
+from curate.services.similarity.dedup import (  # noqa: E402
+    DedupParams,
+    cross_group_pairs,
+    dedup_frame,
+    shingles_of,
+    tokenize,
+)
 from schemas.ids import content_id  # noqa: E402
 from schemas.records import Sample  # noqa: E402
 from schemas.tasks import TaskConfig  # noqa: E402

@@ -378,8 +378,8 @@ def regex_detector() -> Detector:
 def engine_detector(assay: bool) -> Detector:
     """assay's detector, or (assay=False) Presidio's analyzer alone: no detect-secrets, no URL
     credentials, no plausible-form phones, no name lists."""
-    from curate.redact.config import RedactConfig
-    from curate.redact.engine import RedactEngine, get_engine
+    from curate.services.pii.config import RedactConfig
+    from curate.services.pii.engine import RedactEngine, get_engine
 
     if assay:
         engine = get_engine(RedactConfig(enabled=True))

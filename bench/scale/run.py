@@ -99,11 +99,11 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     import polars as pl
 
     from curate.config import parse_config
-    from curate.filters.dedup import DedupParams
-    from curate.filters.dedup_index import SerialPool, dedup_pool, parallel_dedup_frame
     from curate.ingest.stages import STAGES
     from curate.run.executor import Executor, LocalExecutor, frame_digest
     from curate.run.runner import Runner
+    from curate.services.similarity.dedup import DedupParams
+    from curate.services.similarity.parallel import SerialPool, dedup_pool, parallel_dedup_frame
 
     run_dir = out / f"run-{executor_kind}-w{workers}"
     config = parse_config({

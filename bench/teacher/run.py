@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from curate.config import parse_config  # noqa: E402
-from curate.generate import prompts  # noqa: E402
-from curate.generate.teacher import TeacherRequest, open_teacher  # noqa: E402
+from curate.services.teacher import prompts  # noqa: E402
+from curate.services.teacher.factory import open_teacher  # noqa: E402
+from curate.services.teacher.request import TeacherRequest  # noqa: E402
 from schemas.tasks import output_model  # noqa: E402
 
 LABELS = ["access-control", "incident-response", "data-protection", "asset-management", "business-continuity"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from curate.run.config import RunSettings
+from curate.services.pii.config import RedactConfig
+from schemas.tasks import TaskConfig
 
 CHECK_NAMES = (
     "row_count",
@@ -140,3 +144,25 @@ class ExportConfig(BaseModel):
         if first in STAGE_FOLDERS or first.endswith(".state"):
             raise ValueError(f"export.dir {directory!r} would be inside a stage's folder; use e.g. 'dataset'")
         return directory
+
+
+class DatasetSettings(RunSettings, Protocol):
+    """What the dataset stages read of the pipeline config."""
+
+    @property
+    def validate_(self) -> ValidateConfig: ...
+
+    @property
+    def split(self) -> SplitConfig: ...
+
+    @property
+    def export(self) -> ExportConfig: ...
+
+    @property
+    def redact(self) -> RedactConfig: ...
+
+    @property
+    def task(self) -> TaskConfig: ...
+
+    @property
+    def base_dir(self) -> str: ...

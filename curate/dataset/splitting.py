@@ -180,11 +180,11 @@ def cross_split_pairs(
 ) -> pl.DataFrame:
     """Near-duplicate (or exact) pairs whose members are in different splits.
 
-    Uses the filters package's MinHash/LSH (`curate.filters.dedup.cross_group_pairs`,
+    Uses the filters package's MinHash/LSH (`curate.services.similarity.dedup.cross_group_pairs`,
     signatures identical to datasketch's). Returns LEAK_SCHEMA rows with the member in the
     later split (test > validation > train) as `example_id`, action still empty.
     """
-    from curate.filters.dedup import DedupParams, cross_group_pairs
+    from curate.services.similarity.dedup import DedupParams, cross_group_pairs
 
     if frame.height < 2:
         return pl.DataFrame(schema=LEAK_SCHEMA)

@@ -21,6 +21,7 @@ import yaml
 
 from curate.dataset import chat
 from curate.dataset.card import card_sources, mask_secrets, plot_distributions, render_card
+from curate.dataset.config import DatasetSettings
 from curate.dataset.export import FILES_SCHEMA, export_columns, write_exports
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
@@ -48,7 +49,7 @@ __all__ = ["STAGES", "ValidationFailed"]
 
 
 # ------------------------------------------------------------------ validate
-def validate_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def validate_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dict[str, pl.DataFrame]:
     config = ctx.config.validate_
     task = ctx.config.task
     frame = batch.sort("example_id") if "example_id" in batch.columns else batch
@@ -89,7 +90,7 @@ def summarize_validate(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ split
-def _stratify_column(ctx: StageContext) -> str:
+def _stratify_column(ctx: StageContext[DatasetSettings]) -> str:
     mode = ctx.config.split.stratify_by
     if mode == "auto":
         return "label" if ctx.config.task.type is TaskType.CLASSIFICATION else "task_type"
@@ -104,7 +105,7 @@ def leak_text(messages: list[dict[str, Any]], instruction: str) -> str:
     return prompt.strip() + "\n\n" + chat.response_text(messages)
 
 
-def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dict[str, pl.DataFrame]:
     config = ctx.config.split
     by = _stratify_column(ctx)
     frame = split_frame(batch, ratios=config.ratios(), seed=config.seed, group_by=config.group_by, stratify_by=by)
@@ -142,7 +143,7 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
             for c in sorted({c for counts in dist.values() for c in counts})
         ],
         "leakage": {
-            "method": "MinHash/LSH (curate.filters.dedup) over user text without the task instruction + answer",
+            "method": "MinHash/LSH (curate.services.similarity.dedup) over user text without the task instruction + answer",
             "threshold": config.near_dup_threshold,
             "policy": config.leak_policy,
             "pairs_found": sum(1 for a in actions if a in {"dropped", "reported"}),
@@ -165,14 +166,14 @@ def summarize_split(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ export
-def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dict[str, pl.DataFrame]:
     config = ctx.config.export
     run_dir = Path(ctx.run_dir)
     final = run_dir / config.dir
     rows = export_columns(batch)
     residual = residual_scan(rows, ctx)
     if ctx.config.redact.restore_in_final:
-        from curate.redact.mapping import restore_placeholders
+        from curate.services.pii.mapping import restore_placeholders
 
         rows = restore_placeholders(rows, ctx.run_dir)
     with staged_folder(final) as staging:  # swapped in whole once every file is written
@@ -203,14 +204,14 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
     return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
 
 
-def residual_scan(rows: pl.DataFrame, ctx: StageContext) -> dict[str, Any] | None:
+def residual_scan(rows: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dict[str, Any] | None:
     """Scan the final rows again for personal data and secrets; fail past `redact.max_residual`.
 
     Runs only when redaction is enabled (the client asked for it); the card says which.
     """
     if not ctx.config.redact.enabled:
         return None
-    from curate.redact.rescan import check_residual, residual_report
+    from curate.services.pii.rescan import check_residual, residual_report
 
     report = residual_report(rows, ctx.config)
     check_residual(report["counts"], ctx.config)

@@ -80,7 +80,7 @@ def _output_valid(task: TaskConfig, output_json: str | None) -> bool:
 def redacted_originals(run_dir: str, doc_ids: list[str] | None = None) -> dict[str, list[str]]:
     """doc_id -> original values the redact stage replaced (its local mapping; all docs when None)."""
     try:
-        from curate.redact.mapping import load_mappings
+        from curate.services.pii.mapping import load_mappings
     except ImportError:  # the redact package is optional here
         return {}
     mappings = load_mappings(run_dir, doc_ids)

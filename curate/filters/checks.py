@@ -21,7 +21,7 @@ from rapidfuzz.process import cdist
 
 from curate.filters.base import Filter, Funnel, GroupFilter, Item, Reject
 from curate.filters.config import FilterConfig
-from curate.filters.grounding import (
+from curate.services.similarity.grounding import (
     EXACT_KINDS,
     NormalisedText,
     ground_span,

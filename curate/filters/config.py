@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_RUBRIC: dict[str, str] = {
-    "accuracy": "Every statement is supported by the passage; nothing contradicts it.",
-    "completeness": "The response covers what the instruction asks for, using the passage.",
-    "format": "The response is well structured and follows the instruction's format.",
-    "actionability": "A practitioner could act on the response without further questions.",
-}
+from curate.run.config import RunSettings
+from curate.services.teacher.config import TeacherConfig
+from curate.services.teacher.judge import DEFAULT_RUBRIC, JudgeConfig
+from schemas.tasks import TaskConfig
+
+__all__ = ["DEFAULT_RUBRIC", "FilterConfig", "FilterSettings", "JudgeConfig", "RefineConfig"]
+
 
 
 # Filters `filter.disable` may switch off. Schema validation is not one: an answer that does
 # not parse is no example.
 SWITCHABLE_FILTERS = ("consistency", "grounding", "audit", "dedup")
-
-
-class JudgeConfig(BaseModel):
-    """LLM-as-judge through the teacher backend, for tasks grounding cannot check."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = Field(False, description="Score examples with the teacher as a judge")
-    task_types: tuple[str, ...] = Field(
-        ("freeform",), description="Task types the judge scores (others pass through)"
-    )
-    rubric: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_RUBRIC),
-        description="Criterion name -> what a score of 5 means (each scored 1..5)",
-    )
-    threshold: float = Field(3.5, ge=1, le=5, description="Minimum mean rubric score to keep")
-    min_criterion: int = Field(2, ge=1, le=5, description="Reject if any criterion scores below this")
 
 
 class FilterConfig(BaseModel):
@@ -109,3 +96,19 @@ class RefineConfig(BaseModel):
         0.95, gt=0, le=1,
         description="quality_score factor per repair round (originals win dedup ties)",
     )
+
+
+class FilterSettings(RunSettings, Protocol):
+    """What the filter stages read of the pipeline config."""
+
+    @property
+    def filter(self) -> FilterConfig: ...
+
+    @property
+    def refine(self) -> RefineConfig: ...
+
+    @property
+    def task(self) -> TaskConfig: ...
+
+    @property
+    def teacher(self) -> TeacherConfig: ...

@@ -1,4 +1,7 @@
-"""LLM-as-judge for free-form tasks, through the same teacher client (cost counted alike).
+"""The judge step of the filter stage: keep or reject examples by the teacher's rubric scores.
+
+The rubric, its request and its config are the teacher service's (`curate.services.teacher.judge`),
+shared with train's evaluation judge.
 
 The rubric (criterion -> what a 5 means) becomes a pydantic model with one 1..5 score per
 criterion and a short rationale; an example is kept when its mean score reaches the
@@ -10,59 +13,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, Field, create_model
 
-from curate.filters.config import JudgeConfig
 from curate.filters.refine import TeacherLike
+from curate.services.teacher.judge import JudgeConfig, judge_request
 from schemas.records import Rejection
-
-JUDGE_SYSTEM = (
-    "You are a strict reviewer of training examples for a domain model. Score the example "
-    "against the passage on each criterion from 1 (unacceptable) to 5 (excellent):\n{rubric}\n"
-    "Judge only from the passage; anything not supported by it lowers accuracy."
-)
 
 JUDGMENT_SCHEMA = pl.Schema({
     "example_id": pl.String(), "chunk_id": pl.String(), "scores_json": pl.String(),
     "mean_score": pl.Float64(), "passed": pl.Boolean(), "cost_usd": pl.Float64(),
     "cached": pl.Boolean(), "error": pl.String(),
 })
-
-
-def rubric_model(rubric: Mapping[str, str]) -> type[BaseModel]:
-    return _rubric_model(json.dumps(dict(rubric), sort_keys=True))
-
-
-@lru_cache(maxsize=16)
-def _rubric_model(rubric_json: str) -> type[BaseModel]:
-    rubric = json.loads(rubric_json)
-    fields: dict[str, Any] = {
-        name: (int, Field(ge=1, le=5, description=meaning)) for name, meaning in rubric.items()
-    }
-    fields["rationale"] = (str, Field(description="One or two sentences on the weakest point"))
-    return create_model("JudgeScores", **fields)
-
-
-def judge_request(config: JudgeConfig, example: Mapping[str, Any], chunk_text: str) -> Any:
-    from curate.generate.teacher import TeacherRequest
-
-    rubric = "\n".join(f"- {name}: {meaning}" for name, meaning in config.rubric.items())
-    messages = example["messages"]
-    prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
-    answer = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
-    instruction = (
-        "Score this training example.\n"
-        f"<instruction>\n{prompt}\n</instruction>\n<response>\n{answer}\n</response>"
-    )
-    return TeacherRequest(
-        chunk_id=example["chunk_id"], system=JUDGE_SYSTEM.format(rubric=rubric),
-        chunk_text=chunk_text, instruction=instruction,
-        response_model=rubric_model(config.rubric), sample_index=0, round=0, purpose="judge",
-    )
 
 
 @dataclass

@@ -25,7 +25,7 @@ FILTER_ORDER = {"schema": 0, "consistency": 1, "grounding": 2, "audit": 3, "judg
 
 
 class TeacherLike(Protocol):
-    """What refinement (and the judge) need of `curate.generate.teacher.TeacherClient`."""
+    """What refinement (and the judge) need of `curate.services.teacher.client.TeacherClient`."""
 
     def ask_many(self, requests: Sequence[Any]) -> list[Any]: ...
 
@@ -76,8 +76,8 @@ def _sample_from_answer(answer: Any, target: dict[str, Any], task_name: str, tas
 
 
 def build_request(env: FilterEnv, target: dict[str, Any], round_: int) -> Any:
-    from curate.generate.prompts import refine_instruction, system_prompt
-    from curate.generate.teacher import TeacherRequest
+    from curate.services.teacher.prompts import refine_instruction, system_prompt
+    from curate.services.teacher.request import TeacherRequest
 
     reason = f"{target['filter']}/{target['reason']}: {target['detail']}"
     return TeacherRequest(

@@ -15,18 +15,26 @@ import polars as pl
 
 from curate.filters.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
 from curate.filters.checks import FilterEnv, run_filters
-from curate.filters.dedup import DedupParams, dedup_frame
-from curate.filters.dedup_index import dedup_frame_for, drop_indexed_duplicates, index_digest, index_location
+from curate.filters.config import FilterSettings
+from curate.filters.dedup_index import (
+    dedup_params,
+    dedup_text,
+    drop_indexed_duplicates,
+    index_digest,
+    index_location,
+)
 from curate.filters.refine import recovery_rate
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
+from curate.services.similarity.dedup import DedupParams, dedup_frame
+from curate.services.similarity.parallel import dedup_frame_for
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
 
 EXAMPLE_COLUMNS = list(polars_schema(Example).names())
 REJECTION_COLUMNS = list(polars_schema(Rejection).names())
 
 
-def _chunk_texts(ctx: StageContext, chunk_ids: list[str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+def _chunk_texts(ctx: StageContext[FilterSettings], chunk_ids: list[str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     chunks = ctx.side("redact/chunks").select("chunk_id", "doc_id", "text")
     if chunk_ids is not None:
         chunks = chunks.filter(pl.col("chunk_id").is_in(chunk_ids))
@@ -35,14 +43,14 @@ def _chunk_texts(ctx: StageContext, chunk_ids: list[str] | None = None) -> tuple
     return texts, docs
 
 
-def _env(ctx: StageContext, chunks: dict[str, str]) -> FilterEnv:
+def _env(ctx: StageContext[FilterSettings], chunks: dict[str, str]) -> FilterEnv:
     cfg = ctx.config
     return FilterEnv(task=cfg.task, config=cfg.filter, chunks=chunks,
                      expected_samples=cfg.teacher.samples, round_penalty=cfg.refine.round_penalty)
 
 
 # ------------------------------------------------------------------------------ filter
-def filter_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def filter_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     chunks, _ = _chunk_texts(ctx, batch["chunk_id"].unique().to_list() if batch.height else [])
     outcome = run_filters(batch, _env(ctx, chunks))
     return {
@@ -61,7 +69,7 @@ def summarize_filter(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ refine
-def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     """Repairs of one batch of rejections (all of a chunk's together); `examples` holds only
     the repaired ones: the executor adds filter's examples once (`passthrough`)."""
     from curate.filters.refine import refine, repair_targets
@@ -74,11 +82,11 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFra
     if not targets:
         return {"examples": examples.clear(), "rejected": rejected, "samples": empty_frame(Sample),
                 "funnel": _repair_row(0, 0, 0, 0.0)}
-    from curate.generate.teacher import open_teacher
+    from curate.services.teacher.factory import open_teacher
 
     chunks, docs = _chunk_texts(ctx, batch["chunk_id"].unique().to_list())  # the batch's chunks only
 
-    with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config)) as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
         outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds)
         fatal = getattr(teacher, "fatal", None)  # a rejected key, an unreachable endpoint: stop
     new_rejections = records_frame(Rejection, outcome.rejections).with_columns(
@@ -130,7 +138,7 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- judge
-def judge_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     from curate.filters.judge import JUDGMENT_SCHEMA, judge
 
     config = ctx.config.filter.judge
@@ -138,10 +146,10 @@ def judge_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
     selected = batch.filter(pl.col("task_type").is_in(list(config.task_types))) if config.enabled else batch.clear()
     if selected.height == 0:
         return {"examples": batch, "rejected": empty_frame(Rejection), "judgments": empty_judgments}
-    from curate.generate.teacher import open_teacher
+    from curate.services.teacher.factory import open_teacher
 
     chunks, _ = _chunk_texts(ctx, selected["chunk_id"].unique().to_list())
-    with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=limiter_for(ctx.config)) as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
         outcome = judge(selected, chunks, config, teacher)
     judgments = pl.DataFrame(outcome.judgments, schema=JUDGMENT_SCHEMA, orient="row")
     scores = pl.DataFrame({"example_id": list(outcome.scores), "__judge": list(outcome.scores.values())},
@@ -174,31 +182,13 @@ def summarize_judge(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- dedup
-def dedup_text(field: str) -> pl.Expr:
-    contents = pl.col("messages").list.eval(pl.element().struct.field("content"))
-    if field == "assistant":
-        return contents.list.last().fill_null("")
-    if field == "user":
-        return contents.list.get(1, null_on_oob=True).fill_null("")
-    non_system = pl.col("messages").list.eval(
-        pl.element().filter(pl.element().struct.field("role") != "system").struct.field("content")
-    )
-    return non_system.list.join("\n").fill_null("")
-
-
-def dedup_params(ctx_config: Any) -> DedupParams:
-    f = ctx_config.filter
-    return DedupParams(threshold=f.dedup_threshold, num_perm=f.num_perm, shingle_size=f.shingle_size,
-                       bands=f.lsh_bands, seed=f.dedup_seed, verify=f.dedup_verify)
-
-
 def dedup_examples(
     frame: pl.DataFrame, params: DedupParams, field: str, run_dedup: Any = dedup_frame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Survivors (Example columns) and dedup rejections of a frame of examples.
 
     `run_dedup` is `dedup_frame` or a drop-in spreading its per-row work over the executor's
-    workers (`curate.filters.dedup_index.dedup_frame_for`): the result is the same.
+    workers (`curate.services.similarity.parallel.dedup_frame_for`): the result is the same.
     """
     if frame.height == 0:
         return frame.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
@@ -224,7 +214,7 @@ def dedup_rejections(losers: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> 
     ).cast(polars_schema(Rejection))
 
 
-def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     if "dedup" in ctx.config.filter.disable:  # switched off: everything passes, the funnel is still written
         survivors, rejected = batch.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     else:
@@ -256,7 +246,7 @@ def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[p
     return kept.select(EXAMPLE_COLUMNS), rejected
 
 
-def _read(ctx: StageContext, artifact: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+def _read(ctx: StageContext[FilterSettings], artifact: str, columns: list[str] | None = None) -> pl.DataFrame | None:
     from curate.run.rundir import path_exists, read_parquet
 
     location = ctx.path(artifact)
@@ -266,7 +256,7 @@ def _read(ctx: StageContext, artifact: str, columns: list[str] | None = None) ->
     return frame.select(columns) if columns else frame
 
 
-def package_report(ctx: StageContext, dedup_in: pl.DataFrame, survivors: pl.DataFrame,
+def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, survivors: pl.DataFrame,
                    dedup_rejected: pl.DataFrame) -> dict[str, Any]:
     """The funnel of the whole package, from the artifacts of generate, filter, refine, judge."""
     rows: list[dict[str, Any]] = []

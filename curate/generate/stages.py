@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 from pydantic import BaseModel
 
-from curate.generate import prompts
-from curate.generate.failures import TeacherFatal
-from curate.generate.teacher import PENDING_KINDS, TeacherAnswer, TeacherRequest, open_teacher
+from curate.run.config import RunSettings
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
+from curate.services.teacher import prompts
+from curate.services.teacher.factory import TeacherSettings, open_teacher
+from curate.services.teacher.failures import TeacherFatal
+from curate.services.teacher.request import PENDING_KINDS, TeacherAnswer, TeacherRequest
 from schemas.ids import content_id
 from schemas.records import ErrorRecord, Sample, SampleStatus, frame_of
-from schemas.tasks import output_model
+from schemas.tasks import TaskConfig, output_model
+
+
+class GenerateSettings(RunSettings, TeacherSettings, Protocol):
+    """What the generate stage reads of the pipeline config."""
+
+    @property
+    def task(self) -> TaskConfig: ...
 
 EXIT_TEACHER_FATAL = 4  # the command's exit status when the teacher stopped on a fatal error
 
@@ -32,7 +41,7 @@ def sample_id(chunk_id: str, task_type: str, sample_index: int, round_: int = 0)
     return content_id(chunk_id, task_type, sample_index, round_)
 
 
-def requests_for_chunks(ctx_config: Any, chunks: pl.DataFrame) -> list[TeacherRequest]:
+def requests_for_chunks(ctx_config: GenerateSettings, chunks: pl.DataFrame) -> list[TeacherRequest]:
     """The teacher requests of the generate stage: `teacher.samples` per chunk."""
     task = ctx_config.task
     model = output_model(task)
@@ -77,7 +86,7 @@ def sample_of(answer: TeacherAnswer, *, doc_id: str, task_type: str) -> Sample:
     )
 
 
-def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def generate(batch: pl.DataFrame, ctx: StageContext[GenerateSettings]) -> dict[str, pl.DataFrame]:
     """Ask the teacher for `teacher.samples` answers per chunk; keep every answer as a Sample.
 
     Schema failures (after instructor's re-asks) are kept as `schema_error` samples for the
@@ -91,7 +100,7 @@ def generate(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
     task_type = config.task.type.value
     doc_of = dict(zip(batch["chunk_id"].to_list(), batch["doc_id"].to_list(), strict=True))
     requests = requests_for_chunks(config, batch)
-    with open_teacher(config, ctx.run_dir, purpose="generate", limiter=limiter_for(config)) as teacher:
+    with open_teacher(config, ctx.run_dir, purpose="generate", limiter=limiter_for(config, config.teacher)) as teacher:
         answers = teacher.ask_many(
             requests, show_progress=ctx.show_progress, description=f"generate ({len(requests)} requests)"
         )

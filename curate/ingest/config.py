@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curate.run.config import RunSettings
 
 
 class IngestConfig(BaseModel):
@@ -55,3 +57,16 @@ class ChunkConfig(BaseModel):
         if self.overlap_tokens >= self.max_tokens:
             raise ValueError("overlap_tokens must be smaller than max_tokens")
         return self
+
+
+class IngestSettings(RunSettings, Protocol):
+    """What the ingest stages read of the pipeline config."""
+
+    @property
+    def ingest(self) -> IngestConfig: ...
+
+    @property
+    def chunk(self) -> ChunkConfig: ...
+
+    @property
+    def base_dir(self) -> str: ...

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from curate.config import PipelineConfig
+from curate.ingest.config import IngestSettings
 from curate.ingest.readers import format_of
 from curate.ingest.walk import iter_files
 
@@ -26,7 +26,7 @@ class PathCheck:
         return [f"ingest.paths: {given!r} does not exist (resolved to {resolved})" for given, resolved in self.missing]
 
 
-def preflight_paths(config: PipelineConfig) -> PathCheck:
+def preflight_paths(config: IngestSettings) -> PathCheck:
     """Which configured paths are missing, and whether any file there is one ingest can read."""
     icfg = config.ingest
     check = PathCheck()
@@ -43,7 +43,7 @@ def preflight_paths(config: PipelineConfig) -> PathCheck:
     return check
 
 
-def no_input_message(config: PipelineConfig) -> str:
+def no_input_message(config: IngestSettings) -> str:
     icfg = config.ingest
     return (
         f"no input: ingest.paths {list(icfg.paths)} hold no file matching ingest.include "
@@ -51,7 +51,7 @@ def no_input_message(config: PipelineConfig) -> str:
     )
 
 
-def check_paths_or_exit(config: PipelineConfig, console: Console) -> bool:
+def check_paths_or_exit(config: IngestSettings, console: Console) -> bool:
     """The CLI's preflight: a missing path exits 2 at once, naming it. Returns True when the
     paths exist but hold nothing to read (the caller runs discovery, which records the
     `no_input` error row, and exits 2), after printing a one-line warning."""

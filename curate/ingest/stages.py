@@ -16,6 +16,7 @@ import polars as pl
 
 from curate.ingest import errors as E
 from curate.ingest.chunker import HEADED_FORMATS, chunk_text
+from curate.ingest.config import IngestSettings
 from curate.ingest.errors import IngestError
 from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
@@ -44,7 +45,7 @@ def _display_path(path: Path, base: Path) -> str:
 # --------------------------------------------------------------------------- discover
 
 
-def discover(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def discover(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, pl.DataFrame]:
     """Files under `ingest.paths` with their sha256, size and format."""
     cfg = ctx.config
     icfg = cfg.ingest
@@ -112,7 +113,7 @@ def _reasons(errors: pl.DataFrame) -> dict[str, int]:
 # --------------------------------------------------------------------------- ingest
 
 
-def reader_config_hash(ctx: StageContext) -> str:
+def reader_config_hash(ctx: StageContext[IngestSettings]) -> str:
     section = ctx.config.ingest.model_dump(mode="json", exclude={"paths", "include", "exclude", "max_file_mb"})
     return sha256_hex(json.dumps({"reader": READER_VERSION, "ingest": section}, sort_keys=True))[:16]
 
@@ -148,7 +149,7 @@ def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: Any) ->
     return docs, errs
 
 
-def _previous_by_file(ctx: StageContext, config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
+def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
     """Last run's documents of files that gave no error, by (path, file_hash), if read with these settings."""
     previous = ctx.previous("documents")
     if previous is None or previous.height == 0 or CONFIG_COLUMN not in previous.columns:
@@ -167,7 +168,7 @@ def _previous_by_file(ctx: StageContext, config_hash: str) -> dict[tuple[str, st
     }
 
 
-def ingest(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, pl.DataFrame]:
     """Read each file with its format's reader; reuse unchanged files' documents."""
     config_hash = reader_config_hash(ctx)
     reuse = _previous_by_file(ctx, config_hash)
@@ -209,7 +210,7 @@ def summarize_ingest(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- chunk
 
 
-def chunk(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def chunk(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, pl.DataFrame]:
     """Structure-aware chunks of each document (identical documents chunked once)."""
     ccfg = ctx.config.chunk
     tokenizer = get_tokenizer(ccfg.tokenizer, ctx.config.base_dir)

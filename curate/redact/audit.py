@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.generate.store import canonical_json
-from curate.redact.config import (
+from curate.run.rundir import RunDir
+from curate.services.pii.config import (
     NER_ENTITIES,
     PATTERN_ENTITIES,
     SECRET_ENTITIES,
     RedactConfig,
     resolve_ner_model,
 )
-from curate.redact.mapping import load_mappings
-from curate.run.rundir import RunDir
+from curate.services.pii.mapping import load_mappings
+from curate.services.teacher.store import canonical_json
 from schemas.ids import sha256_hex
 
 REQUEST_LOG = ("generate.state", "requests.jsonl")
@@ -139,8 +139,8 @@ def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResu
     result.values_too_short = len(every) - len(values)
     engine = None
     if rescan_payloads and cfg is not None:
-        from curate.redact.engine import get_engine
-        from curate.redact.rescan import residual_counts
+        from curate.services.pii.engine import get_engine
+        from curate.services.pii.rescan import residual_counts
 
         engine = get_engine(cfg, ner)
     residual: Counter[str] = Counter()

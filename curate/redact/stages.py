@@ -4,7 +4,7 @@ Input chunk/chunks; outputs
 - `chunks`: the Chunk schema with `text` redacted (same `chunk_id`, `start`/`end` still
   the span of the ORIGINAL document) plus `redactions`: one struct per replaced span
   {entity, start, end, placeholder, orig_start, orig_end, action} (redacted-text and
-  original-chunk offsets; see `curate.redact.redactor.to_document_offset`). No raw value.
+  original-chunk offsets; see `curate.services.pii.redactor.to_document_offset`). No raw value.
 - `findings`: one row per detected entity (type, recognizer, score, policy applied,
   chunk-relative offsets) — never the value itself.
 - `recognizers`: the recognizers that were active, for the run report.
@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
+from curate.run.config import RunSettings
 from curate.run.stage import Output, Stage, StageContext, StepKind
+from curate.services.pii.config import PiiSettings
 
 REDACTION_DTYPE = pl.Struct(
     {
@@ -56,7 +58,12 @@ FINDINGS_SCHEMA = pl.Schema(
 RECOGNIZERS_SCHEMA = pl.Schema({"name": pl.String(), "entities": pl.List(pl.String()), "source": pl.String()})
 
 
-def redact_chunks(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+class RedactSettings(RunSettings, PiiSettings, Protocol):
+    """What the redact stage reads of the pipeline config."""
+
+
+
+def redact_chunks(batch: pl.DataFrame, ctx: StageContext[RedactSettings]) -> dict[str, pl.DataFrame]:
     cfg = ctx.config.redact
     if not cfg.enabled or batch.height == 0:
         return {
@@ -65,10 +72,10 @@ def redact_chunks(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFr
             "recognizers": pl.DataFrame(schema=RECOGNIZERS_SCHEMA),
         }
     # Presidio (and the transformers it imports) loads only when redaction runs.
-    from curate.redact.engine import get_engine
-    from curate.redact.mapping import write_mapping
-    from curate.redact.redactor import PlaceholderBook, redact_text
-    from curate.redact.rescan import ner_model_path
+    from curate.services.pii.engine import get_engine
+    from curate.services.pii.mapping import write_mapping
+    from curate.services.pii.redactor import PlaceholderBook, redact_text
+    from curate.services.pii.rescan import ner_model_path
 
     engine = get_engine(cfg, ner_model_path(ctx.config))
     ordered = batch.sort(["doc_id", "start", "end"])

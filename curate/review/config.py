@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from curate.run.config import RunSettings
+from schemas.tasks import TaskConfig
 
 
 class ReviewConfig(BaseModel):
@@ -58,3 +61,13 @@ class ReviewConfig(BaseModel):
         0.9, ge=0, le=1, description="A corrected quote must match the chunk at least this well (rapidfuzz, 0-1)"
     )
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one Label Studio request")
+
+
+class ReviewSettings(RunSettings, Protocol):
+    """What the review stage and `curate review` read of the pipeline config."""
+
+    @property
+    def review(self) -> ReviewConfig: ...
+
+    @property
+    def task(self) -> TaskConfig: ...

@@ -417,13 +417,13 @@ def check_correction(
     """Validate a corrected output against the task's output model and ground it in the chunk
     again. A quote the reviewer drew (`spans`, label -> offsets) is grounded by its offsets:
     its evidence is exactly that region. Everything else goes through the filters' grounding
-    functions and rules (`curate.filters.grounding`): quotes and text values must match at
+    functions and rules (`curate.services.similarity.grounding`): quotes and text values must match at
     least `min_grounding` (0-1; exact after normalisation, else rapidfuzz partial-ratio
     alignment), numbers, dates and identifiers verbatim. Evidence field names follow the
     grounding filter's (`quote`, `<field>.quote`, `<field>.value`); the output JSON is the
     model's own serialisation, as the pipeline's.
     """
-    from curate.filters.grounding import EXACT_KINDS, NormalisedText, ground_span, spans_to_ground
+    from curate.services.similarity.grounding import EXACT_KINDS, NormalisedText, ground_span, spans_to_ground
 
     model = output_model(task)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate.review.config import ReviewConfig
-from curate.review.sync import is_audit, select_for_review
+from curate.review.selection import is_audit, select_for_review
 from schemas.records import Example, Rejection, frame_of, polars_schema
 
 COUNTS = ("accepted", "corrected", "rejected", "pending", "never_sent")

@@ -20,13 +20,14 @@ from typing import Any
 
 import polars as pl
 
+from curate.review.config import ReviewSettings
 from curate.review.merge import apply_review
 from curate.review.sync import STATE_DIR, read_decisions, read_pushed
 from curate.run.stage import Output, Stage, StageContext, StepKind
 from schemas.ids import file_sha256, sha256_hex
 
 
-def review_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+def review_stage(batch: pl.DataFrame, ctx: StageContext[ReviewSettings]) -> dict[str, pl.DataFrame]:
     run_path = Path(ctx.run_dir)
     examples, rejected, report = apply_review(
         batch, read_decisions(run_path), read_pushed(run_path), ctx.config.review

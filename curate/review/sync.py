@@ -24,9 +24,8 @@ from typing import Any
 
 import polars as pl
 
-from curate.config import PipelineConfig
 from curate.review.client import ReviewClient, ReviewServerError
-from curate.review.config import ReviewConfig
+from curate.review.config import ReviewSettings
 from curate.review.explain import explain
 from curate.review.labeling import (
     INTERNAL_DATA,
@@ -36,8 +35,8 @@ from curate.review.labeling import (
     read_annotation,
     task_payload,
 )
+from curate.review.selection import audit_draw, is_audit, select_for_review
 from curate.run.rundir import atomic_write_parquet, atomic_write_text
-from schemas.ids import content_id
 from schemas.records import ReviewDecision, polars_schema
 
 EXAMPLES_ARTIFACT = ("dedup", "examples")
@@ -72,79 +71,25 @@ DECISION_EXTRA = {
 }
 
 
-def state_dir(cfg: PipelineConfig) -> Path:
+def state_dir(cfg: ReviewSettings) -> Path:
     return cfg.run_path / STATE_DIR
 
 
-def project_title(cfg: PipelineConfig) -> str:
+def project_title(cfg: ReviewSettings) -> str:
     return cfg.review.project_title or f"assay: {cfg.name}/{cfg.task.name}"[:50]
-
-
-# --------------------------------------------------------------------------- sampling
-
-
-def audit_draw(seed: str, example_id: str) -> float:
-    """A uniform number in [0, 1) from the seed and the example id (no row order involved)."""
-    return int(content_id("audit", seed, example_id), 16) / 2**64
-
-
-def select_for_review(examples: pl.DataFrame, review: ReviewConfig) -> pl.DataFrame:
-    """example_id, reason, kind and doubt of every example to send (borderline ones and the
-    audit share), most doubtful first (`doubt_order`)."""
-    rows = []
-    for example_id, agreement, grounding in examples.select("example_id", "agreement", "grounding_score").iter_rows():
-        reasons = []
-        if agreement < review.borderline_agreement:
-            reasons.append(f"agreement {agreement:.2f} < {review.borderline_agreement:.2f}")
-        if grounding < review.borderline_grounding:
-            reasons.append(f"grounding {grounding:.2f} < {review.borderline_grounding:.2f}")
-        if reasons:
-            rows.append((example_id, "borderline: " + ", ".join(reasons), "borderline"))
-        elif audit_draw(review.seed, example_id) < review.audit_fraction:
-            rows.append((example_id, "audit: a random sample of auto-accepted examples", "audit"))
-    chosen = pl.DataFrame(
-        rows, schema={"example_id": pl.String(), "reason": pl.String(), "kind": pl.String()}, orient="row"
-    )
-    return doubt_order(chosen.join(examples, on="example_id", how="left"))
-
-
-DOUBT_SCORE = "doubt"
-
-
-def doubt_order(selected: pl.DataFrame) -> pl.DataFrame:
-    """The selection with its `doubt` (higher = more doubtful), sorted most doubtful first.
-
-    Borderline examples come before audit ones (doubt 1 to 1.5 against 0 to 0.5). Within each
-    kind, today: the lowest self-consistency agreement first, then the lowest grounding. The
-    doubt score of the issue "Beyond the peers" slots in here: when the examples carry a
-    `doubt` column (0-1, higher = more doubtful), it replaces the within-kind part."""
-    if DOUBT_SCORE in selected.columns:
-        within = pl.col(DOUBT_SCORE).fill_null(0.0).clip(0.0, 1.0)
-    else:
-        within = (1 - pl.col("agreement")).round(4) + (1 - pl.col("grounding_score")) * 1e-5
-    kind = pl.when(pl.col("kind") == "borderline").then(1.0).otherwise(0.0)
-    return (
-        selected.with_columns((kind + within / 2).alias("_doubt"))
-        .sort(["_doubt", "example_id"], descending=[True, False])
-        .select("example_id", "reason", "kind", pl.col("_doubt").alias("doubt"))
-    )
-
-
-def is_audit(reason: str) -> bool:
-    return reason.casefold().startswith("audit")
 
 
 # --------------------------------------------------------------------------- run-dir inputs
 
 
-def read_examples(cfg: PipelineConfig) -> pl.DataFrame:
+def read_examples(cfg: ReviewSettings) -> pl.DataFrame:
     path = cfg.run_path / EXAMPLES_ARTIFACT[0] / f"{EXAMPLES_ARTIFACT[1]}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `curate filter` (or `curate run`) before reviewing")
     return pl.read_parquet(path)
 
 
-def read_chunks(cfg: PipelineConfig) -> pl.DataFrame:
+def read_chunks(cfg: ReviewSettings) -> pl.DataFrame:
     for stage, name in CHUNK_ARTIFACTS:
         path = cfg.run_path / stage / f"{name}.parquet"
         if path.exists():
@@ -152,7 +97,7 @@ def read_chunks(cfg: PipelineConfig) -> pl.DataFrame:
     raise FileNotFoundError(f"no chunks in {cfg.run_path}: run the pipeline up to the filters first")
 
 
-def read_samples(cfg: PipelineConfig, chunk_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+def read_samples(cfg: ReviewSettings, chunk_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """chunk_id -> its teacher samples (generation and refinement rounds), for the reasons."""
     frames = [
         pl.read_parquet(path, columns=["sample_id", "chunk_id", "round", "status", "output_json"])
@@ -197,7 +142,7 @@ class PushReport:
     updated_at: str = ""
 
 
-def build_tasks(cfg: PipelineConfig, examples: pl.DataFrame, chunks: pl.DataFrame, selection: pl.DataFrame) -> list[dict[str, Any]]:
+def build_tasks(cfg: ReviewSettings, examples: pl.DataFrame, chunks: pl.DataFrame, selection: pl.DataFrame) -> list[dict[str, Any]]:
     """The tasks of `selection`, in its order (most doubtful first), each with its reason in
     plain words and the other samples' answers."""
     chunk_by_id = {row["chunk_id"]: row for row in chunks.iter_rows(named=True)}
@@ -236,7 +181,7 @@ def review_view() -> dict[str, Any]:
     }
 
 
-def push(cfg: PipelineConfig, client: ReviewClient | None = None, *, stop_after_batches: int | None = None) -> PushReport:
+def push(cfg: ReviewSettings, client: ReviewClient | None = None, *, stop_after_batches: int | None = None) -> PushReport:
     """Send the sample to Label Studio, most doubtful first; safe to repeat and to resume.
 
     `stop_after_batches` stops early on purpose (how tests stand for an interrupted push).
@@ -328,7 +273,7 @@ class PullReport:
     updated_at: str = ""
 
 
-def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
+def pull(cfg: ReviewSettings, client: ReviewClient | None = None) -> PullReport:
     """Export the annotations and store the resolved decisions (atomically)."""
     client = client or ReviewClient.from_config(cfg.review)
     state = state_dir(cfg)
@@ -380,7 +325,7 @@ def pull(cfg: PipelineConfig, client: ReviewClient | None = None) -> PullReport:
     return report
 
 
-def _merge_report(cfg: PipelineConfig, decisions: pl.DataFrame) -> dict[str, Any]:
+def _merge_report(cfg: ReviewSettings, decisions: pl.DataFrame) -> dict[str, Any]:
     """The review stage's counts and audit for these decisions (empty without dedup/examples)."""
     from curate.review.merge import apply_review
 
@@ -391,7 +336,7 @@ def _merge_report(cfg: PipelineConfig, decisions: pl.DataFrame) -> dict[str, Any
     return apply_review(examples, decisions, read_pushed(cfg.run_path), cfg.review)[2]
 
 
-def _project_id(cfg: PipelineConfig, client: ReviewClient, state: Path) -> int:
+def _project_id(cfg: ReviewSettings, client: ReviewClient, state: Path) -> int:
     push_state = state / "push.json"
     if push_state.exists():
         saved = json.loads(push_state.read_text())
@@ -406,7 +351,7 @@ def _project_id(cfg: PipelineConfig, client: ReviewClient, state: Path) -> int:
 
 
 def _annotation_row(
-    cfg: PipelineConfig, example_id: str, task_id: int, data: dict[str, Any], annotation: dict[str, Any],
+    cfg: ReviewSettings, example_id: str, task_id: int, data: dict[str, Any], annotation: dict[str, Any],
     read: Any, emails: dict[int, str],
 ) -> dict[str, Any]:
     completed_by = annotation.get("completed_by")
@@ -495,3 +440,6 @@ def agreement(rows: list[dict[str, Any]]) -> float | None:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+__all__ = ["audit_draw", "is_audit", "pull", "push", "select_for_review"]

@@ -10,7 +10,7 @@ On a cluster, one `RateLimiter` lives in a named Ray actor (`cluster_limiter`): 
 worker's teacher client holds a `ClusterLimiter` (a picklable handle whose
 `async acquire(tokens)` awaits the actor), so the limit is the cluster's, not each
 worker's. The teacher client takes any object with `async acquire(tokens)`:
-`open_teacher(config, run_dir, limiter=limiter_for(config))`.
+`open_teacher(config, run_dir, limiter=limiter_for(config, config.teacher))`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from curate.config import PipelineConfig
+    from curate.run.config import RateLimits, RunSettings
 
 ACTOR_NAMESPACE = "assay"
 
@@ -165,12 +165,11 @@ def cluster_limiter(
     return ClusterLimiter(actor)
 
 
-def limiter_for(config: PipelineConfig, *, purpose: str = "teacher") -> ClusterLimiter | None:
+def limiter_for(config: RunSettings, teacher: RateLimits, *, purpose: str = "teacher") -> ClusterLimiter | None:
     """The cluster-wide teacher limiter for a Ray run with rate limits configured, else None.
 
     The local executor runs the teacher in one event loop, whose own limiter suffices.
     """
-    teacher = config.teacher
     if config.executor.kind != "ray" or not (teacher.requests_per_minute or teacher.tokens_per_minute):
         return None
     import ray

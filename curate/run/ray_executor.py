@@ -58,7 +58,7 @@ from curate.run.executor import (
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 
 if TYPE_CHECKING:
-    from curate.config import PipelineConfig
+    from curate.run.config import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class RayExecutor:
     init_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: PipelineConfig) -> RayExecutor:
+    def from_config(cls, config: RunSettings) -> RayExecutor:
         executor = config.executor
         return cls(address=executor.ray_address, workers=executor.workers, partitions=executor.partitions)
 

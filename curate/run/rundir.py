@@ -27,7 +27,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from assay.files import atomic_write_text as write_local_atomic
 from schemas.ids import file_sha256
 
 if TYPE_CHECKING:
@@ -84,18 +84,7 @@ def atomic_write_text(target: Path | str, text: str) -> None:
         fs, path = filesystem(str(target))
         fs.pipe_file(path, text.encode("utf-8"))
         return
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_local_atomic(target, text)
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:

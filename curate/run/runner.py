@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 
-from curate.config import PipelineConfig
+from curate.run.config import RunSettings
 from curate.run.executor import Executor, LocalExecutor, input_hashes
 from curate.run.rundir import RunDir, run_location
 from curate.run.stage import Stage, StageContext, StageStopped
@@ -76,7 +76,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def make_executor(config: PipelineConfig) -> Executor:
+def make_executor(config: RunSettings) -> Executor:
     if config.executor.kind == "ray":
         from curate.run.ray_executor import RayExecutor
 
@@ -87,7 +87,7 @@ def make_executor(config: PipelineConfig) -> Executor:
 class Runner:
     def __init__(
         self,
-        config: PipelineConfig,
+        config: RunSettings,
         stages: Sequence[Stage],
         *,
         executor: Executor | None = None,

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import polars as pl
 
-if TYPE_CHECKING:
-    from curate.config import PipelineConfig
+from curate.run.config import RunSettings
 
 T = TypeVar("T")
+C = TypeVar("C", bound=RunSettings)  # the pipeline config a stage sees (a stage may name a narrower protocol)
 
 
 class StepKind(StrEnum):
@@ -71,7 +71,7 @@ class Stage:
     # a digest of what the stage reads or writes outside the run's artifacts (dedup's index,
     # review's decisions, export's folder); a change re-runs it. Read before the stage runs and
     # again after, for the manifest: what the stage wrote there itself is not a change.
-    external: Callable[[PipelineConfig], str | None] | None = None
+    external: Callable[[Any], str | None] | None = None  # called with the run's config
 
     def __post_init__(self) -> None:
         if self.kind is StepKind.SHUFFLE and not self.key:
@@ -103,10 +103,10 @@ class StageStopped(Exception):
 
 
 @dataclass
-class StageContext:
+class StageContext(Generic[C]):
     """What a stage function may use besides its batch. Picklable: it travels to workers."""
 
-    config: PipelineConfig
+    config: C
     run_dir: str
     stage: str
     shard: int = 0

@@ -11,9 +11,9 @@ import pytest
 
 from curate.config import parse_config
 from curate.dataset.stages import STAGES
-from curate.redact.rescan import ResidualFindingsError
 from curate.run.rundir import RunDir
 from curate.run.runner import Runner
+from curate.services.pii.rescan import ResidualFindingsError
 from schemas.records import Example, frame_of
 from tests.dataset.conftest import example_rows
 

@@ -13,7 +13,7 @@ import pytest
 from curate.filters.base import records_frame
 from curate.filters.checks import FilterEnv
 from curate.filters.config import FilterConfig
-from curate.generate.teacher import TeacherAnswer, TeacherRequest
+from curate.services.teacher.request import TeacherAnswer, TeacherRequest
 from schemas.ids import content_id
 from schemas.records import Sample, Usage
 from schemas.tasks import TaskConfig

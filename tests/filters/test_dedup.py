@@ -10,7 +10,7 @@ from datasketch import MinHash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.filters import dedup as d
+from curate.services.similarity import dedup as d
 
 WORDS = [f"w{i}" for i in range(400)]
 

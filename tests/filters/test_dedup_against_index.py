@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.config import load_config
-from curate.filters.dedup import DedupParams
 from curate.filters.dedup_index import DedupIndex, drop_indexed_duplicates
 from curate.pipeline import all_stages
 from curate.run.runner import Runner
 from curate.run.stage import Stage
+from curate.services.similarity.dedup import DedupParams
 from schemas.ids import content_id
 
 WORDS = [f"w{i}" for i in range(3000)]

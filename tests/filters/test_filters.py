@@ -6,8 +6,8 @@ import json
 
 from curate.filters.base import Funnel, Item
 from curate.filters.checks import AuditFilter, FilterEnv, FilterOutcome, GroundingFilter, run_filters
-from curate.filters.grounding import NormalisedText, locate
 from curate.filters.stages import label_warning
+from curate.services.similarity.grounding import NormalisedText, locate
 from schemas.tasks import FieldSpec, TaskConfig
 
 from .conftest import CHUNKS, make_env, sample, samples_frame

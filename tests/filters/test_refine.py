@@ -14,9 +14,9 @@ from curate.filters.base import records_frame
 from curate.filters.checks import run_filters
 from curate.filters.refine import refine, repair_targets
 from curate.filters.stages import STAGES
-from curate.generate.teacher import TeacherRequest
 from curate.run.rundir import RunDir
 from curate.run.runner import Runner
+from curate.services.teacher.request import TeacherRequest
 from schemas.records import Chunk, Rejection
 
 from .conftest import CHUNKS, LABELS, FakeTeacherRepairer, make_env, sample, samples_frame
@@ -99,7 +99,7 @@ def write_inputs(run: Path) -> None:
 
 def test_stages_end_to_end_with_fake_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     teacher = FakeTeacherRepairer(grounded_answer)
-    monkeypatch.setattr("curate.generate.teacher.open_teacher", lambda *a, **k: teacher)
+    monkeypatch.setattr("curate.services.teacher.factory.open_teacher", lambda *a, **k: teacher)
     config = parse_config({
         "run_dir": str(tmp_path / "run"),
         "task": {"type": "classification", "name": "topic", "instruction": "Which policy area?", "labels": list(LABELS)},
@@ -141,7 +141,7 @@ def test_judge_stage_scores_freeform(tmp_path: Path, monkeypatch: pytest.MonkeyP
         return {"accuracy": value, "completeness": value, "format": 4, "actionability": value, "rationale": "ok"}
 
     teacher = FakeTeacherRepairer(scores, cost_usd=0.001)
-    monkeypatch.setattr("curate.generate.teacher.open_teacher", lambda *a, **k: teacher)
+    monkeypatch.setattr("curate.services.teacher.factory.open_teacher", lambda *a, **k: teacher)
     config = parse_config({
         "run_dir": str(tmp_path / "run"),
         "task": {"type": "freeform", "name": "ff", "instruction": "Write a task and response."},
@@ -171,7 +171,7 @@ def test_judge_stage_scores_freeform(tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("partitions", [2, 5])
 def test_filter_stage_output_does_not_depend_on_sharding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          partitions: int) -> None:
-    monkeypatch.setattr("curate.generate.teacher.open_teacher", lambda *a, **k: FakeTeacherRepairer(grounded_answer))
+    monkeypatch.setattr("curate.services.teacher.factory.open_teacher", lambda *a, **k: FakeTeacherRepairer(grounded_answer))
     outputs = {}
     for shards in (1, partitions):
         run = tmp_path / f"run{shards}"
@@ -212,8 +212,8 @@ def test_refine_stops_cleanly_when_the_budget_is_reached() -> None:
 def test_refine_sends_nothing_more_after_a_fatal_stop(tmp_path: Path) -> None:
     """The real teacher client against MockTeacherServer (a local OpenAI-compatible server,
     not a model) that rejects the key: one request, then no repair is sent, over 3 rounds."""
+    from curate.services.teacher.factory import open_teacher
     from tests.servers.mock_teacher import MockTeacherServer
-    from curate.generate.teacher import open_teacher
 
     env = make_env()
     rejected = records_frame(Rejection, run_filters(ungrounded_samples(), env).funnel.rejections)

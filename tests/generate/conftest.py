@@ -11,7 +11,8 @@ import pytest
 import respx
 
 from curate.config import PipelineConfig, parse_config
-from curate.generate.teacher import TeacherClient, open_teacher
+from curate.services.teacher.client import TeacherClient
+from curate.services.teacher.factory import open_teacher
 from tests.generate.respx_bridge import client_factory
 
 LABELS = ["access-control", "incident-response", "data-protection"]

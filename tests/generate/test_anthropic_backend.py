@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from curate.generate import prompts
-from curate.generate.store import canonical_json
-from curate.generate.teacher import TeacherRequest
+from curate.services.teacher import prompts
+from curate.services.teacher.request import TeacherRequest
+from curate.services.teacher.store import canonical_json
 from schemas.ids import sha256_hex
 from schemas.tasks import output_model
 from tests.generate.conftest import api_error, make_config, tool_use_message
@@ -216,7 +216,8 @@ def test_concurrency_is_bounded(anthropic_router, anthropic_teacher):
 
 
 def test_missing_api_key_is_a_clear_error(tmp_path, monkeypatch):
-    from curate.generate.teacher import TeacherSetupError, open_teacher
+    from curate.services.teacher.factory import open_teacher
+    from curate.services.teacher.request import TeacherSetupError
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     config = make_config(tmp_path, {"backend": "anthropic"})

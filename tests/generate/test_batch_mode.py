@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from curate.generate.teacher import TeacherRequest
+from curate.services.teacher.request import TeacherRequest
 from schemas.tasks import output_model
 from tests.generate.conftest import make_config, tool_use_message
 

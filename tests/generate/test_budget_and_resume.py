@@ -18,10 +18,10 @@ import yaml
 from rich.console import Console
 
 from curate.config import load_config
-from tests.servers.mock_teacher import MockTeacherServer
 from curate.generate.stages import STAGES
 from curate.run.runner import Runner
 from tests.generate.conftest import LABELS, chunks_frame
+from tests.servers.mock_teacher import MockTeacherServer
 
 REPO = Path(__file__).resolve().parents[2]
 PRICE = {"input": 100.0, "output": 100.0}  # USD per million tokens: large, so cents add up fast

@@ -12,15 +12,16 @@ import pytest
 from rich.console import Console
 
 from curate.config import load_config
-from curate.generate import prompts
-from curate.generate.estimate import estimate, print_estimate
-from tests.servers.mock_teacher import MockTeacherServer
+from curate.estimate import estimate, print_estimate
 from curate.generate.stages import generate
-from curate.generate.teacher import DefaultLimiter, backoff_wait, retry_after_seconds
-from curate.generate.usage import cost_usd, count_tokens
 from curate.run.stage import StageContext
+from curate.services.teacher import prompts
+from curate.services.teacher.limits import DefaultLimiter
+from curate.services.teacher.retry import backoff_wait, retry_after_seconds
+from curate.services.teacher.usage import cost_usd, count_tokens
 from schemas.records import Usage
 from tests.generate.conftest import chunks_frame, make_config
+from tests.servers.mock_teacher import MockTeacherServer
 
 
 def test_estimate_counts_samples_refinement_and_prices(tmp_path):
@@ -146,7 +147,7 @@ def test_demo_cassette_answers_every_demo_chunk(demo_config_path, tmp_path):
 
 
 def test_cost_of_usage():
-    from curate.generate.config import Price
+    from curate.services.teacher.config import Price
 
     usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000, cache_read_tokens=1_000_000, cache_write_tokens=1_000_000)
     price = Price(input=3, output=15, cache_read=0.3, cache_write=3.75)

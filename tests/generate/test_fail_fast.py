@@ -17,10 +17,10 @@ import yaml
 from typer.testing import CliRunner
 
 from curate.cli import app
-from tests.servers.mock_teacher import MockTeacherServer, fill_schema
-from curate.generate.preflight import EXIT_PREFLIGHT
 from curate.generate.stages import EXIT_TEACHER_FATAL
+from curate.services.teacher.preflight import EXIT_PREFLIGHT
 from tests.generate.conftest import LABELS, chunks_frame
+from tests.servers.mock_teacher import MockTeacherServer, fill_schema
 
 KEY = "sk-ant-right-key-for-the-mock-server"
 PRICE = {"input": 3.0, "output": 15.0}

@@ -34,9 +34,9 @@ from typing import Any
 
 import polars as pl
 
-from tests.servers.mock_teacher import MockTeacherServer, fill_schema
-from curate.generate.store import ResponseCache
+from curate.services.teacher.store import ResponseCache
 from tests.generate.test_budget_and_resume import PRICE, REPO, RUNNER_SCRIPT, run_generate, write_run
+from tests.servers.mock_teacher import MockTeacherServer, fill_schema
 
 SEEDS = range(20)
 N_CHUNKS = 40

@@ -9,13 +9,14 @@ import json
 import polars as pl
 import pytest
 
-from tests.servers.mock_teacher import MockTeacherServer
 from curate.generate.stages import generate, summarize
-from curate.generate.teacher import TeacherSetupError, open_teacher
 from curate.run.stage import StageContext
+from curate.services.teacher.factory import open_teacher
+from curate.services.teacher.request import TeacherSetupError
 from schemas.records import Sample, polars_schema
 from schemas.tasks import output_model
 from tests.generate.conftest import chunks_frame, make_config
+from tests.servers.mock_teacher import MockTeacherServer
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_replay_validates_recorded_answers(tmp_path):
     config = make_config(tmp_path, {"backend": "replay", "cassette": "c.jsonl", "samples": 1})
     chunks = chunks_frame(1)
     from curate.generate.stages import requests_for_chunks
-    from curate.generate.teacher import request_hash
+    from curate.services.teacher.request import request_hash
 
     (request,) = requests_for_chunks(config, chunks)
     entry = {"request_hash": request_hash(config.teacher, request), "raw_json": '{"label": "physical-security"}'}
@@ -128,7 +129,7 @@ def test_request_hash_is_backend_independent(tmp_path, server):
     live = make_config(tmp_path, {"backend": "openai", "model": "m", "base_url": server.openai_base_url, "samples": 1})
     replay = make_config(tmp_path, {"backend": "replay", "model": "m", "cassette": "x.jsonl", "samples": 1})
     from curate.generate.stages import requests_for_chunks
-    from curate.generate.teacher import request_hash
+    from curate.services.teacher.request import request_hash
 
     (a,) = requests_for_chunks(live, chunks_frame(1))
     (b,) = requests_for_chunks(replay, chunks_frame(1))

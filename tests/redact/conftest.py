@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from curate.config import PipelineConfig, parse_config
-from curate.redact.config import RedactConfig
-from curate.redact.engine import RedactEngine, get_engine
 from curate.run.stage import StageContext
+from curate.services.pii.config import RedactConfig
+from curate.services.pii.engine import RedactEngine, get_engine
 from schemas.ids import content_id
 from schemas.records import Chunk, frame_of
 

@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from curate.cli import app
-from curate.generate.store import RequestLog
 from curate.redact.audit import run_audit
 from curate.redact.stages import STAGES
 from curate.run.executor import LocalExecutor
 from curate.run.rundir import atomic_write_parquet
 from curate.run.runner import Runner
+from curate.services.teacher.store import RequestLog
 from tests.redact.conftest import chunk_frame, pipeline_config
 
 EMAIL = "dana.whitfield@northwind-freight.example"

@@ -19,11 +19,11 @@ import yaml
 from rich.console import Console
 
 from curate.config import load_config
-from tests.servers.mock_teacher import MockTeacherServer
 from curate.pipeline import stage_groups
 from curate.redact.audit import payload_strings, run_audit
-from curate.redact.rescan import rescan
 from curate.run.runner import Runner
+from curate.services.pii.rescan import rescan
+from tests.servers.mock_teacher import MockTeacherServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The offline person-name detector (curate.redact.names): name lists plus rules, no model.
+"""The offline person-name detector (curate.services.pii.names): name lists plus rules, no model.
 
 These call `find_names` directly (no Presidio import: fast); the recognizer inside the
 engine is exercised in test_recognizers.py and test_stage.py. Recall and false-positive
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.redact.names import find_names, first_names
+from curate.services.pii.names import find_names, first_names
 
 FOUND = [
     ("Dana Whitfield approved the change.", ["Dana Whitfield"]),

@@ -1,4 +1,4 @@
-"""Which phone-number matches count as plausible in form (curate.redact.phones), without Presidio.
+"""Which phone-number matches count as plausible in form (curate.services.pii.phones), without Presidio.
 
 The recognizer itself runs in the engine (test_recognizers.py: drama ranges, 555 numbers,
 prose digit runs left alone); this pins the shape rule it applies to phonenumbers' POSSIBLE
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.redact.phones import plausible_form
+from curate.services.pii.phones import plausible_form
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from curate.redact.engine import RedactEngine
+from curate.services.pii.engine import RedactEngine
 
 PRIVATE_KEY = (
     "-----BEGIN RSA PRIVATE KEY-----\n"
@@ -133,9 +133,9 @@ def test_active_recognizers_are_listed_and_ner_is_off_without_a_model(engine: Re
 def test_a_secret_inside_a_kept_url_is_still_replaced() -> None:
     """URLs kept by policy: a JWT in one (under a parameter name no pattern knows) is a secret
     and wins the overlap, so only it is replaced and the rest of the URL stays."""
-    from curate.redact.config import RedactConfig
-    from curate.redact.engine import get_engine
-    from curate.redact.redactor import PlaceholderBook, redact_text
+    from curate.services.pii.config import RedactConfig
+    from curate.services.pii.engine import get_engine
+    from curate.services.pii.redactor import PlaceholderBook, redact_text
 
     cfg = RedactConfig(enabled=True, policies={"URL": "keep"})
     text = f"Callback https://app.example.com/cb#state=x&jwt={JWT} for login."
@@ -144,7 +144,7 @@ def test_a_secret_inside_a_kept_url_is_still_replaced() -> None:
 
 
 def test_whole_token_stops_at_delimiters_and_a_full_stop() -> None:
-    from curate.redact.secrets import whole_token
+    from curate.services.pii.secrets import whole_token
 
     text = 'key="AKIAIOSFODNN7EXAMPLE", then eyJa.eyJb.sig-_x. Next'
     start = text.index("AKIA")
@@ -154,8 +154,8 @@ def test_whole_token_stops_at_delimiters_and_a_full_stop() -> None:
 
 
 def test_allow_list_keeps_public_values() -> None:
-    from curate.redact.config import RedactConfig
-    from curate.redact.engine import get_engine
+    from curate.services.pii.config import RedactConfig
+    from curate.services.pii.engine import get_engine
 
     allowed = get_engine(RedactConfig(enabled=True, allow_list=["security@nist.gov"]))
     text = "Contact security@nist.gov or jane.roe@example.com"
@@ -163,8 +163,8 @@ def test_allow_list_keeps_public_values() -> None:
 
 
 def test_unknown_locale_is_a_config_error() -> None:
-    from curate.redact.config import RedactConfig
-    from curate.redact.engine import RedactEngine
+    from curate.services.pii.config import RedactConfig
+    from curate.services.pii.engine import RedactEngine
 
     with pytest.raises(ValueError, match="unknown locale 'xx'"):
         RedactEngine(RedactConfig(enabled=True, locales=["xx"]))

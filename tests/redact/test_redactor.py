@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.redact.config import RedactConfig
-from curate.redact.engine import RedactEngine
-from curate.redact.redactor import (
+from curate.services.pii.config import RedactConfig
+from curate.services.pii.engine import RedactEngine
+from curate.services.pii.redactor import (
     PlaceholderBook,
     Redaction,
     RedactionPolicyError,

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.redact.config import RedactConfig
-from curate.redact.mapping import restore_placeholders, write_mapping
-from curate.redact.rescan import ResidualFindingsError, check_residual, rescan, residual_report
+from curate.services.pii.config import RedactConfig
+from curate.services.pii.mapping import restore_placeholders, write_mapping
+from curate.services.pii.rescan import ResidualFindingsError, check_residual, rescan, residual_report
 from schemas.records import Example, frame_of
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.redact.mapping import load_mappings, mapping_dir
-from curate.redact.redactor import RedactionPolicyError, document_span
 from curate.redact.stages import STAGES, redact_chunks
 from curate.run.executor import LocalExecutor
 from curate.run.rundir import atomic_write_parquet
 from curate.run.runner import Runner
 from curate.run.stage import StageContext
+from curate.services.pii.mapping import load_mappings, mapping_dir
+from curate.services.pii.redactor import RedactionPolicyError, document_span
 from schemas.records import Chunk, polars_schema
 from tests.redact.conftest import chunk_frame, pipeline_config
 

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate.filters.dedup import DedupParams, datasketch_minhash, dedup_frame, tokenize
-from curate.filters.dedup_index import DedupIndex, parallel_dedup_frame
+from curate.filters.dedup_index import DedupIndex
+from curate.services.similarity.dedup import DedupParams, datasketch_minhash, dedup_frame, tokenize
+from curate.services.similarity.parallel import parallel_dedup_frame
 from tests.scale.corpus import planted_corpus
 
 
@@ -109,7 +110,7 @@ def test_index_refuses_other_params_and_repeated_ids(tmp_path: Path, corpus: pl.
 
 def test_signatures_match_datasketch(corpus: pl.DataFrame) -> None:
     """The signatures the distributed steps shuffle are datasketch's."""
-    from curate.filters.dedup import minhash_signatures
+    from curate.services.similarity.dedup import minhash_signatures
 
     sample = corpus.head(20)
     sig = minhash_signatures(sample["text"])
@@ -119,7 +120,7 @@ def test_signatures_match_datasketch(corpus: pl.DataFrame) -> None:
 
 
 def test_dedup_frame_for_a_config_uses_its_executor(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
-    from curate.filters.dedup_index import dedup_frame_for
+    from curate.services.similarity.parallel import dedup_frame_for
     from tests.scale.helpers import toy_config
 
     one = dedup_frame_for(toy_config("unused"))

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from train.report import write_text_atomic as atomic_write_text
+from assay.files import atomic_write_text
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:

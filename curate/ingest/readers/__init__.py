@@ -5,10 +5,12 @@ per-record errors so that one bad line does not lose the rest of the file."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.ingest.config import IngestConfig
+from curate.ingest.readers.base import Extracted, ReadResult
+
+__all__ = ["FORMAT_BY_SUFFIX", "Extracted", "ReadResult", "Reader", "format_of"]
 
 FORMAT_BY_SUFFIX: dict[str, str] = {
     ".md": "markdown",
@@ -28,23 +30,6 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
 
 def format_of(path: str | Path) -> str | None:
     return FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
-
-
-@dataclass
-class Extracted:
-    """Normalised text of one document, before it gets its id."""
-
-    text: str
-    title: str | None = None
-    pages: list[tuple[int, int, int]] = field(default_factory=list)  # (page, start, end)
-    record_key: str | None = None
-    metadata: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class ReadResult:
-    documents: list[Extracted]
-    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reason, message)
 
 
 Reader = Callable[[Path, str, IngestConfig], ReadResult]

@@ -17,7 +17,7 @@ from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
 from curate.ingest.normalize import collapse_spaces, normalize_text
-from curate.ingest.readers import Extracted, ReadResult
+from curate.ingest.readers.base import Extracted, ReadResult
 
 _HEADING = re.compile(r"^heading (\d)$", re.IGNORECASE)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

@@ -18,7 +18,7 @@ from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
 from curate.ingest.normalize import collapse_spaces, encoding_notes, normalize_text, read_text_file
-from curate.ingest.readers import Extracted, ReadResult
+from curate.ingest.readers.base import Extracted, ReadResult
 
 DROP = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button", "select")
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}

@@ -40,7 +40,7 @@ import pypdfium2.raw as pdfium_c
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
-from curate.ingest.readers import Extracted, ReadResult
+from curate.ingest.readers.base import Extracted, ReadResult
 
 _EOF_WINDOW = 1024  # the PDF trailer's %%EOF sits in the last 1 KiB (ISO 32000, Acrobat rule)
 # PDFium marks a hyphen that ended a line as U+FFFE (older builds: U+0002) and drops the

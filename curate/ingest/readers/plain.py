@@ -10,7 +10,7 @@ from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.errors import IngestError
 from curate.ingest.normalize import encoding_notes, normalize_text, read_text_file
-from curate.ingest.readers import Extracted, ReadResult
+from curate.ingest.readers.base import Extracted, ReadResult
 
 _TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 

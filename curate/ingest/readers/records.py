@@ -21,7 +21,7 @@ import polars as pl
 from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.normalize import encoding_notes, normalize_text, read_text_file
-from curate.ingest.readers import Extracted, ReadResult
+from curate.ingest.readers.base import Extracted, ReadResult
 
 
 def _record(

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
-from curate.redact.config import RedactConfig, resolve_ner_model
-from curate.redact.engine import RedactEngine, get_engine
-
-if TYPE_CHECKING:
-    from curate.config import PipelineConfig
+from curate.services.pii.config import PiiSettings, RedactConfig, resolve_ner_model
+from curate.services.pii.engine import RedactEngine, get_engine
 
 SKIPPED_COLUMNS = frozenset({"example_id", "chunk_id", "doc_id", "sample_ids", "task_type", "review_status", "split"})
 
@@ -36,14 +33,14 @@ class ResidualFindingsError(RuntimeError):
         return (type(self), (self.counts, self.limit))
 
 
-def _redact_config(config: RedactConfig | PipelineConfig) -> tuple[RedactConfig, str | None]:
+def _redact_config(config: RedactConfig | PiiSettings) -> tuple[RedactConfig, str | None]:
     if isinstance(config, RedactConfig):
         return config, None
     cfg = config.redact
     return cfg, ner_model_path(config)
 
 
-def ner_model_path(config: PipelineConfig) -> str | None:
+def ner_model_path(config: PiiSettings) -> str | None:
     return resolve_ner_model(config.redact.ner_model, config.base_dir)
 
 
@@ -73,7 +70,7 @@ def _strings(value: Any) -> Iterator[str]:
                 yield from _strings(item)
 
 
-def rescan(frame: pl.DataFrame, config: RedactConfig | PipelineConfig) -> dict[str, int]:
+def rescan(frame: pl.DataFrame, config: RedactConfig | PiiSettings) -> dict[str, int]:
     """Counts per entity type (policy not `keep`) found in the frame's texts, sorted by type."""
     cfg, ner = _redact_config(config)
     counts = residual_counts(get_engine(cfg, ner), cfg, texts_of(frame))
@@ -90,7 +87,7 @@ def residual_counts(engine: RedactEngine, cfg: RedactConfig, texts: Iterable[str
     return counts
 
 
-def check_residual(counts: dict[str, int], config: RedactConfig | PipelineConfig) -> None:
+def check_residual(counts: dict[str, int], config: RedactConfig | PiiSettings) -> None:
     """Raise ResidualFindingsError when the counts pass `redact.max_residual` (None: never).
 
     Only enforced when redaction is enabled: with `redact.enabled: false` the counts are
@@ -101,7 +98,7 @@ def check_residual(counts: dict[str, int], config: RedactConfig | PipelineConfig
         raise ResidualFindingsError(counts, cfg.max_residual)
 
 
-def residual_report(frame: pl.DataFrame, config: RedactConfig | PipelineConfig) -> dict[str, Any]:
+def residual_report(frame: pl.DataFrame, config: RedactConfig | PiiSettings) -> dict[str, Any]:
     """For the dataset card and the export step: the counts, the limit and whether they pass.
 
     `{"counts": {type: n}, "total": n, "max_residual": limit, "enforced": bool, "passed": bool}`;

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from curate.generate import prompts
-from curate.generate.config import MIN_CACHEABLE_TOKENS
-from curate.generate.store import ResponseCache
-from curate.generate.teacher import TeacherRequest, cache_id_of, request_hash, response_cache_path
-from curate.generate.usage import add_usage, cost_usd, count_tokens, token_method
+from curate.services.teacher import prompts
+from curate.services.teacher.backends import cache_id_of
+from curate.services.teacher.config import MIN_CACHEABLE_TOKENS
+from curate.services.teacher.factory import response_cache_path
+from curate.services.teacher.request import TeacherRequest, request_hash
+from curate.services.teacher.store import ResponseCache
+from curate.services.teacher.usage import add_usage, cost_usd, count_tokens, token_method
 from schemas.records import Usage
 from schemas.tasks import output_model
 
@@ -190,7 +192,7 @@ def print_estimate(cfg: PipelineConfig, console: Console) -> Estimate:
     if teacher.backend == "replay":
         console.print("backend replay: answers come from the cassette, nothing is paid.")
     elif not result.price_known:
-        from curate.generate.preflight import price_problems
+        from curate.services.teacher.preflight import price_problems
 
         for problem in price_problems(teacher) or [f"no price for model {teacher.model!r}: costs shown as $0"]:
             console.print(f"[yellow]{problem}[/yellow]")

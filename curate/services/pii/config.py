@@ -9,7 +9,7 @@ value's characters replaced by `mask_char`), `keep` (left as is, still counted) 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,9 +17,9 @@ Policy = Literal["replace", "mask", "keep", "fail"]
 
 # Pattern entities with validation (checksums, TLDs, phone number metadata).
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL")
-# Secrets found by detect-secrets' plugins (see curate.redact.secrets).
+# Secrets found by detect-secrets' plugins (see curate.services.pii.secrets).
 SECRET_ENTITIES = ("API_KEY", "PRIVATE_KEY", "CONNECTION_STRING")
-# Names: PERSON by the offline name-list recognizer (`person_names`, curate.redact.names);
+# Names: PERSON by the offline name-list recognizer (`person_names`, curate.services.pii.names);
 # all three by a spaCy NER model when one is configured (`ner_model`).
 NER_ENTITIES = ("PERSON", "ORGANIZATION", "LOCATION")
 
@@ -92,3 +92,13 @@ def resolve_ner_model(name: str | None, base_dir: str | Path) -> str | None:
     if not candidate.is_absolute():
         candidate = (Path(base_dir) / candidate).resolve()
     return str(candidate) if candidate.exists() else name
+
+
+class PiiSettings(Protocol):
+    """What the PII library reads of a pipeline config: the redact section and the config's folder."""
+
+    @property
+    def redact(self) -> RedactConfig: ...
+
+    @property
+    def base_dir(self) -> str: ...

@@ -22,10 +22,10 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegist
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
-from curate.redact.config import NER_ENTITIES, SECRET_ENTITIES, RedactConfig
-from curate.redact.names import person_name_recognizer
-from curate.redact.phones import plausible_phone_recognizer
-from curate.redact.secrets import DetectSecretsRecognizer, connection_string_recognizer
+from curate.services.pii.config import NER_ENTITIES, SECRET_ENTITIES, RedactConfig
+from curate.services.pii.names import person_name_recognizer
+from curate.services.pii.phones import plausible_phone_recognizer
+from curate.services.pii.secrets import DetectSecretsRecognizer, connection_string_recognizer
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from curate.generate.store import canonical_json
-from curate.generate.usage import cost_usd, count_tokens
+from curate.services.teacher.request import BudgetExceeded, TeacherAnswer, TeacherRequest, request_hash
+from curate.services.teacher.store import canonical_json
+from curate.services.teacher.usage import cost_usd, count_tokens
 from schemas.records import Usage
 
 if TYPE_CHECKING:
-    from curate.generate.teacher import TeacherAnswer, TeacherClient, TeacherRequest
+    from curate.services.teacher.client import TeacherClient
 
 MAX_BATCH_REQUESTS = 100_000
 
@@ -46,7 +47,6 @@ def batch_params(client: TeacherClient, request: TeacherRequest) -> dict[str, An
 
 
 async def ask_many_batched(client: TeacherClient, requests: Sequence[TeacherRequest]) -> list[TeacherAnswer]:
-    from curate.generate.teacher import BudgetExceeded, request_hash
 
     assert client.cache is not None and client.live is not None
     state = client._loop_state()

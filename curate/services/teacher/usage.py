@@ -6,7 +6,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from curate.generate.config import Price
+from curate.services.teacher.config import Price
 from schemas.records import Usage
 
 # Characters per token assumed when no tokenizer is available offline. English prose runs

@@ -18,8 +18,8 @@ from presidio_analyzer import RecognizerResult
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
-from curate.redact.config import RedactConfig
-from curate.redact.engine import RedactEngine, recognizer_name, secret_type
+from curate.services.pii.config import RedactConfig
+from curate.services.pii.engine import RedactEngine, recognizer_name, secret_type
 
 PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
 

@@ -26,26 +26,26 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from curate.generate.config import DEFAULT_PRICES, TeacherConfig
-from curate.generate.failures import Endpoint, fatal_for_status, is_connection_failure
+from curate.services.teacher.config import DEFAULT_PRICES, TeacherConfig
+from curate.services.teacher.failures import Endpoint, fatal_for_status, is_connection_failure
 
 if TYPE_CHECKING:
-    from curate.config import PipelineConfig
+    from curate.services.teacher.factory import TeacherSettings
 
 EXIT_PREFLIGHT = 5  # the command's exit status when a preflight check fails (no stage ran)
 
-Check = Callable[["PipelineConfig"], list[str]]
+Check = Callable[[Any], list[str]]  # called with the pipeline config
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 OPENAI_URL = "https://api.openai.com/v1"
 
 
-def run_preflight(config: PipelineConfig, checks: Sequence[Check]) -> list[str]:
+def run_preflight(config: object, checks: Sequence[Check]) -> list[str]:
     """Every problem every check finds (each check sees the whole config)."""
     return [problem for check in checks for problem in check(config)]
 
 
-def teacher_preflight(config: PipelineConfig, *, http_client: Any | None = None) -> list[str]:
+def teacher_preflight(config: TeacherSettings, *, http_client: Any | None = None) -> list[str]:
     """Price, cassette, key, then one call to the endpoint (see the module docstring)."""
     teacher = config.teacher
     problems = price_problems(teacher)

@@ -1,0 +1,1 @@
+"""Shared services below the stages: the teacher, text similarity, personal-data detection."""

@@ -1,0 +1,54 @@
+"""Connected components of similarity edges (scipy.sparse.csgraph) and the survivor of each.
+
+Components, not first-come greedy: the result never depends on the order of the rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+def components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component label per row (0..n-1) for undirected `edges` (m x 2).
+
+    Labels are the smallest row index in each component, so they are canonical.
+    """
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(edges) == 0:
+        return np.arange(n, dtype=np.int64)
+    graph = coo_matrix(
+        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n)
+    ).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))
+    return first[labels]
+
+
+def exact_edges(keys: np.ndarray) -> np.ndarray:
+    """Edges chaining rows with equal exact keys (consecutive in key order)."""
+    order = np.lexsort((np.arange(len(keys)), keys))
+    sorted_keys = keys[order]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    return np.stack([order[:-1][same], order[1:][same]], axis=1).astype(np.int64)
+
+
+# ---------------------------------------------------------------- 7. survivors
+def choose_survivors(frame: pl.DataFrame, *, component: str = "component",
+                     score: str = "quality_score", id_col: str = "example_id") -> pl.Series:
+    """A boolean mask: the survivor of each component (highest score, then smallest id)."""
+    ranked = frame.select(
+        pl.col(id_col)
+        .sort_by([score, id_col], descending=[True, False])
+        .first()
+        .over(component)
+        .alias("__survivor")
+    )["__survivor"]
+    return (frame[id_col] == ranked).alias("survivor")
+
+
+# ---------------------------------------------------------------- chained, one machine

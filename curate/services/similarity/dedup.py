@@ -1,0 +1,280 @@
+"""Exact and near-duplicate detection as composable, vectorised steps (the similarity library).
+
+Each step is a plain function over arrays or Polars frames, so a distributed executor can
+run the per-row steps per batch and shuffle by key between them:
+
+1. `tokenize` / `exact_keys`      per batch: normalised words, a stable content hash.
+2. `minhash_signatures`           per batch: MinHash signatures, identical to datasketch's
+                                   `MinHash(num_perm, seed)` (scheme "affine32") fed the same
+                                   shingles with `hashfunc=shingle_hash32`.
+3. `band_keys` / `band_frame`     per batch: one 64-bit key per LSH band.
+4. `candidate_pairs`              shuffle by (band, key): pairs of rows sharing a bucket.
+5. `verify_candidates`            per pair batch: estimated Jaccard >= threshold
+                                   (`verify_pairs`), or with verify="exact" the estimate as
+                                   a pre-filter and then the exact shingle-set Jaccard.
+6. `components`                   global: connected components of the verified edges
+                                   (scipy.sparse.csgraph), not first-come greedy.
+7. `choose_survivors`             per component: best quality_score, ties by id.
+
+`dedup_frame` chains them for one machine; `cross_group_pairs` finds near-duplicates that
+cross groups (e.g. train/test leakage). Row indices passed between steps are positions in
+a frame the caller sorted by a content id, so results never depend on input order.
+The steps live in `minhash`, `banding`, `jaccard` and `components`; this module chains
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from curate.services.similarity.banding import (
+    band_frame,
+    band_keys,
+    candidate_pairs,
+    candidate_probability,
+    choose_banding,
+)
+from curate.services.similarity.components import (
+    choose_survivors,
+    components,
+    exact_edges,
+)
+from curate.services.similarity.jaccard import (
+    estimated_jaccard,
+    exact_jaccard,
+    verify_pairs,
+)
+from curate.services.similarity.minhash import (
+    WORD_PATTERN,
+    datasketch_minhash,
+    exact_keys,
+    fmix32,
+    minhash_signatures,
+    permutations,
+    shingle_hash32,
+    shingle_hashes,
+    shingles_of,
+    signatures_from_shingles,
+    tokenize,
+    word_hash32,
+    word_hash_arrays,
+)
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    threshold: float = 0.8
+    num_perm: int = 128
+    shingle_size: int = 5
+    bands: int | None = None
+    seed: int = 1
+    max_bucket: int = 64
+    verify: str = "estimate"  # "estimate": MinHash only; "exact": shingle-set Jaccard of candidates
+    prefilter_margin: float = 0.15  # exact check only for candidates estimated >= threshold - margin
+
+    @property
+    def banding(self) -> tuple[int, int]:
+        if self.bands is None:
+            return choose_banding(self.num_perm, self.threshold)
+        return self.bands, self.num_perm // self.bands
+
+
+@dataclass
+class DedupResult:
+    """Per row (in the sorted order of `ids`): component label, exact/near flags, survivor."""
+
+    ids: pl.Series
+    component: np.ndarray
+    survivor: np.ndarray
+    exact_duplicate: np.ndarray  # a non-survivor whose normalised text equals another row's
+    near_pairs: int
+    candidate_pairs: int
+    edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    # ^ exact and verified near edges (positions in the sorted frame)
+
+
+def sign_batches(
+    texts: pl.Series, params: DedupParams, batch_rows: int = 100_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per batch of rows, tokenise once: exact keys (uint64), MinHash signatures
+    (n x num_perm, uint32) and word counts of all `texts`."""
+    keys: list[np.ndarray] = []
+    sigs: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for lo in range(0, len(texts), batch_rows):
+        batch = texts.slice(lo, batch_rows)
+        words = tokenize(batch)
+        keys.append(exact_keys(words))
+        lengths.append(words.list.len().fill_null(0).to_numpy())
+        sigs.append(minhash_signatures(batch, words=words, num_perm=params.num_perm,
+                                       shingle_size=params.shingle_size, seed=params.seed))
+    if not keys:
+        return (np.zeros(0, dtype=np.uint64), np.zeros((0, params.num_perm), dtype=np.uint32),
+                np.zeros(0, dtype=np.int64))
+    return np.concatenate(keys), np.concatenate(sigs), np.concatenate(lengths)
+
+
+def near_edges_of(
+    sig: np.ndarray, rows: np.ndarray, params: DedupParams, texts: pl.Series | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Verified near-duplicate edges among `rows` (indices into `sig` and `texts`), their
+    Jaccard, and the number of candidate pairs."""
+    bands, per_band = params.banding
+    keys = band_keys(sig[rows], bands, per_band)
+    pairs = candidate_pairs(band_frame(keys, rows), params.max_bucket)
+    edges, jac = verify_candidates(sig, pairs, params, words=texts)
+    return edges, jac, len(pairs)
+
+
+def near_duplicate_edges(
+    texts: pl.Series, params: DedupParams, *, batch_rows: int = 100_000,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Verified near-duplicate edges (i < j, positions in `texts`), their Jaccard (estimated
+    or exact, per `params.verify`), and the number of candidate pairs."""
+    _, sig, lengths = sign_batches(texts, params, batch_rows)
+    return near_edges_of(sig, np.flatnonzero(lengths > 0), params, texts)
+
+
+def verify_candidates(
+    sig: np.ndarray, pairs: np.ndarray, params: DedupParams, *, words: pl.Series | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Verified edges and their Jaccard, as `params.verify` asks.
+
+    "estimate": MinHash estimate >= threshold (needs only signatures).
+    "exact": estimate >= threshold - prefilter_margin, then the exact Jaccard of the two
+    shingle sets >= threshold (needs the rows' `words`; recall 1.0 on planted pairs at
+    0.85-0.97 in bench/dedup, against ~0.95 for the estimate alone).
+    """
+    if params.verify == "estimate":
+        return verify_pairs(sig, pairs, params.threshold)
+    if words is None:
+        raise ValueError("verify='exact' needs the rows' words (tokenize(texts))")
+    likely, _ = verify_pairs(sig, pairs, max(0.0, params.threshold - params.prefilter_margin))
+    jac = exact_jaccard(words, likely, params.shingle_size)
+    keep = jac >= params.threshold
+    return likely[keep], jac[keep]
+
+
+def dedup_frame(
+    frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
+    params: DedupParams | None = None,
+) -> tuple[pl.DataFrame, DedupResult]:
+    """Exact + near dedup of a frame. Returns the frame sorted by `id_col` with columns
+    `component`, `survivor`, `exact_duplicate`, and the result summary.
+
+    Exact duplicates (equal normalised text) are collapsed first; MinHash runs on one
+    representative per exact group; exact and near edges form one graph whose connected
+    components each keep one survivor.
+    """
+    params = params or DedupParams()
+    ordered = frame.sort(id_col)
+    texts = ordered[text]
+    keys, sig, lengths = sign_batches(texts, params)
+    ex_edges = exact_edges(keys)
+    # near duplicates among one representative per exact group (its first row in id order)
+    _, first_index = np.unique(keys, return_index=True)
+    reps = np.sort(first_index)
+    reps = reps[lengths[reps] > 0]
+    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts)
+    return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
+
+
+def finish_dedup(
+    ordered: pl.DataFrame, keys: np.ndarray, ex_edges: np.ndarray, near_edges: np.ndarray,
+    n_candidates: int, *, id_col: str, score: str,
+) -> tuple[pl.DataFrame, DedupResult]:
+    """Components, survivors and exact flags from the edges (shared with the parallel dedup)."""
+    edges = np.concatenate([ex_edges, near_edges]) if len(near_edges) else ex_edges
+    comp = components(ordered.height, edges)
+    with_comp = ordered.with_columns(pl.Series("component", comp))
+    survivor = choose_survivors(with_comp, score=score, id_col=id_col).to_numpy()
+    # a non-survivor is an exact duplicate if its exact key equals the survivor's
+    survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
+        pl.col("key").filter(pl.col("survivor")).first().over("component")
+    )["key"].to_numpy()
+    exact_dup = (~survivor) & (keys == survivor_key)
+    result = DedupResult(
+        ids=ordered[id_col], component=comp, survivor=survivor, exact_duplicate=exact_dup,
+        near_pairs=len(near_edges), candidate_pairs=n_candidates, edges=edges,
+    )
+    out = with_comp.with_columns(
+        pl.Series("survivor", survivor), pl.Series("exact_duplicate", exact_dup)
+    )
+    return out, result
+
+
+def cross_group_pairs(
+    frame: pl.DataFrame, *, text: str, group: str, id_col: str,
+    params: DedupParams | None = None,
+) -> pl.DataFrame:
+    """Near-duplicate (or exact) pairs whose rows lie in different groups, e.g. a test
+    example that nearly repeats a training example (split leakage).
+
+    Returns a frame (id_a, group_a, id_b, group_b, jaccard) sorted by ids, with id_a < id_b.
+    """
+    params = params or DedupParams()
+    ordered = frame.sort(id_col)
+    texts = ordered[text]
+    keys, sig, lengths = sign_batches(texts, params)
+    edges, jac, _ = near_edges_of(sig, np.flatnonzero(lengths > 0), params, texts)
+    ex = exact_edges(keys)
+    ex_jac = np.ones(len(ex))
+    all_edges = np.concatenate([edges, ex]) if len(ex) else edges
+    all_jac = np.concatenate([jac, ex_jac]) if len(ex) else jac
+    schema: dict[str, pl.DataType] = {"id_a": ordered[id_col].dtype, "group_a": ordered[group].dtype,
+              "id_b": ordered[id_col].dtype, "group_b": ordered[group].dtype, "jaccard": pl.Float64()}
+    if len(all_edges) == 0:
+        return pl.DataFrame(schema=schema)
+    all_edges = np.sort(all_edges, axis=1)
+    ids, groups = ordered[id_col], ordered[group]
+    pairs = pl.DataFrame({
+        "id_a": ids.gather(all_edges[:, 0]), "group_a": groups.gather(all_edges[:, 0]),
+        "id_b": ids.gather(all_edges[:, 1]), "group_b": groups.gather(all_edges[:, 1]),
+        "jaccard": all_jac,
+    })
+    return (
+        pairs.filter(pl.col("group_a") != pl.col("group_b"))
+        .group_by("id_a", "id_b").agg(pl.all().sort_by("jaccard").last())
+        .select(list(schema))
+        .sort("id_a", "id_b")
+    )
+
+
+__all__ = [
+    "WORD_PATTERN",
+    "DedupParams",
+    "DedupResult",
+    "band_frame",
+    "band_keys",
+    "candidate_pairs",
+    "candidate_probability",
+    "choose_banding",
+    "choose_survivors",
+    "components",
+    "cross_group_pairs",
+    "datasketch_minhash",
+    "dedup_frame",
+    "estimated_jaccard",
+    "exact_edges",
+    "exact_jaccard",
+    "exact_keys",
+    "finish_dedup",
+    "fmix32",
+    "minhash_signatures",
+    "near_duplicate_edges",
+    "near_edges_of",
+    "permutations",
+    "shingle_hash32",
+    "shingle_hashes",
+    "shingles_of",
+    "sign_batches",
+    "signatures_from_shingles",
+    "tokenize",
+    "verify_candidates",
+    "verify_pairs",
+    "word_hash32",
+    "word_hash_arrays",
+]

@@ -1,0 +1,204 @@
+"""MinHash signatures of word shingles, vectorised with numpy.
+
+`minhash_signatures` equals datasketch's `MinHash(num_perm, seed)` (scheme "affine32") fed
+the same shingles with `hashfunc=shingle_hash32`; `datasketch_minhash` builds that reference
+for tests and benchmarks. `tokenize` / `exact_keys` give normalised words and a stable
+content hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+import xxhash
+from datasketch import MinHash
+
+WORD_PATTERN = r"\w+"
+_MASK32 = 0xFFFFFFFF
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_SHINGLE_SEED = 0x9E3779B97F4A7C15
+_SHINGLE_PRIME = 0x100000001B3  # FNV-1a 64-bit prime
+_EMPTY = np.uint32(_MASK32)
+# Cells (shingles x permutations) computed at once: bounds the working memory (~32 MiB).
+_MAX_CELLS = 1 << 23
+
+
+# ---------------------------------------------------------------- 1. tokens and exact keys
+def tokenize(texts: pl.Series) -> pl.Series:
+    """Normalised words of each text (NFKC, lower case, runs of word characters)."""
+    texts = texts.fill_null("")
+    non_ascii = np.flatnonzero((texts.str.len_bytes() != texts.str.len_chars()).to_numpy())
+    if len(non_ascii):  # NFKC leaves ASCII unchanged: normalise only the other rows
+        texts = texts.scatter(non_ascii, texts.gather(non_ascii).str.normalize("NFKC"))
+    return texts.str.to_lowercase().str.extract_all(WORD_PATTERN)
+
+
+def exact_keys(words: pl.Series) -> np.ndarray:
+    """A stable 64-bit hash (xxh3) of each text's normalised word sequence."""
+    joined = words.list.join(" ").to_list()
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(text.encode("utf-8")) for text in joined),
+        dtype=np.uint64, count=len(joined),
+    )
+
+
+# ---------------------------------------------------------------- 2. shingles and MinHash
+def word_hash32(word: str) -> int:
+    return xxhash.xxh32_intdigest(word.encode("utf-8"))
+
+
+def shingle_hash32(shingle: bytes) -> int:
+    """The 32-bit hash of one shingle (its words joined by single spaces).
+
+    The scalar reference of `shingle_hashes`: pass it as datasketch's `hashfunc` and
+    datasketch produces the same signatures as `minhash_signatures`.
+    """
+    h = _SHINGLE_SEED
+    for word in shingle.decode("utf-8").split(" "):
+        h = ((h ^ word_hash32(word)) * _SHINGLE_PRIME) & _MASK64
+    return (h ^ (h >> 32)) & _MASK32
+
+
+def shingles_of(words: Sequence[str], size: int) -> list[bytes]:
+    """The shingles of one word list as bytes (the scalar reference, for datasketch)."""
+    if not words:
+        return []
+    if len(words) <= size:
+        return [" ".join(words).encode("utf-8")]
+    return [" ".join(words[i : i + size]).encode("utf-8") for i in range(len(words) - size + 1)]
+
+
+def word_hash_arrays(words: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """All word hashes (uint32, concatenated) and the word count of each text.
+
+    Words are hashed with xxh32 once per distinct word of the batch (its vocabulary): Polars'
+    in-process hash groups equal words (a 64-bit collision inside one batch's vocabulary,
+    p ~ 1e-8 for a million words, is the only way two words could share a value), numpy
+    maps the values back. No per-shingle or per-token Python work.
+    """
+    lengths = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = words.explode().drop_nulls()
+    if flat.len() == 0:
+        return np.zeros(0, dtype=np.uint32), lengths
+    _, first, inverse = np.unique(flat.hash(seed=0).to_numpy(), return_index=True, return_inverse=True)
+    vocab = flat.gather(first).to_list()
+    hashes = np.fromiter((word_hash32(w) for w in vocab), dtype=np.uint32, count=len(vocab))
+    return hashes[inverse], lengths
+
+
+def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every `size`-word shingle (uint32) and the shingle count per text.
+
+    A text shorter than `size` words has one shingle (all its words); an empty text none.
+    Vectorised over all shingles: the only Python loop runs over the `size` positions.
+    """
+    lengths = lengths.astype(np.int64)
+    counts = np.where(lengths == 0, 0, np.maximum(lengths - size + 1, 1))
+    total = int(counts.sum())
+    word_start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    shingle_start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    doc = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
+    first = np.arange(total, dtype=np.int64) - shingle_start[doc] + word_start[doc]
+    width = np.minimum(lengths, size)[doc]
+    h: np.ndarray = np.full(total, _SHINGLE_SEED, dtype=np.uint64)
+    prime = np.uint64(_SHINGLE_PRIME)
+    wide = word_hashes.astype(np.uint64)
+    full = width == size
+    if full.all():  # the common case: every shingle has `size` words, no masks
+        for j in range(size):
+            h ^= wide[first + j]
+            h *= prime
+    else:
+        for j in range(size):
+            valid = j < width
+            if not valid.any():
+                break
+            idx = np.where(valid, first + j, 0)
+            h = np.where(valid, (h ^ wide[idx]) * prime, h)
+    folded = (h ^ (h >> np.uint64(32))) & np.uint64(_MASK32)
+    return np.asarray(folded, dtype=np.uint32), counts
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's own affine32 permutation parameters (a, b) for (num_perm, seed)."""
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
+
+
+def fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser (datasketch pre-mixes every hash value with it)."""
+    h = values.astype(np.uint32, copy=True)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def signatures_from_shingles(
+    hashes: np.ndarray, counts: np.ndarray, num_perm: int = 128, seed: int = 1
+) -> np.ndarray:
+    """MinHash signatures (n_texts x num_perm, uint32) from shingle hashes and counts.
+
+    Same arithmetic as datasketch's affine32 `update_batch`: fmix32, then a*h+b mod 2^32,
+    then the minimum per permutation. A text without shingles keeps the empty value.
+    Works in permutation-major blocks in one reused buffer: a fresh allocation per block
+    (page faults) and row-major `reduceat` are each ~10x slower.
+    """
+    a, b = permutations(num_perm, seed)
+    n = len(counts)
+    sig = np.full((n, num_perm), _EMPTY, dtype=np.uint32)
+    mixed = fmix32(hashes)
+    nonempty = np.flatnonzero(counts > 0)
+    if nonempty.size == 0:
+        return sig
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    width = max(1, _MAX_CELLS // num_perm)
+    buffer = np.empty((num_perm, width), dtype=np.uint32)
+    a_col, b_col = a[:, None], b[:, None]
+    nonempty_ends = ends[nonempty]
+    i = 0
+    while i < nonempty.size:
+        # take texts until their shingles fill the buffer (at least one text)
+        lo = int(starts[nonempty[i]])
+        j = max(int(np.searchsorted(nonempty_ends, lo + width, side="right")), i + 1)
+        docs = nonempty[i:j]
+        hi = int(ends[docs[-1]])
+        if hi - lo > buffer.shape[1]:
+            buffer = np.empty((num_perm, hi - lo), dtype=np.uint32)
+        block = buffer[:, : hi - lo]
+        np.multiply(a_col, mixed[None, lo:hi], out=block)
+        np.add(block, b_col, out=block)
+        offsets = (starts[docs] - lo).astype(np.intp)
+        sig[docs] = np.minimum.reduceat(block, offsets, axis=1).T
+        i = j
+    return sig
+
+
+def minhash_signatures(
+    texts: pl.Series, *, num_perm: int = 128, shingle_size: int = 5, seed: int = 1,
+    words: pl.Series | None = None,
+) -> np.ndarray:
+    """MinHash signatures of a batch of texts (n x num_perm, uint32)."""
+    words = tokenize(texts) if words is None else words
+    word_hashes, lengths = word_hash_arrays(words)
+    hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
+    return signatures_from_shingles(hashes, counts, num_perm, seed)
+
+
+def datasketch_minhash(words: Sequence[str], *, num_perm: int = 128, shingle_size: int = 5, seed: int = 1) -> MinHash:
+    """The datasketch MinHash of one word list that `minhash_signatures` reproduces."""
+    mh = MinHash(num_perm=num_perm, seed=seed, hashfunc=shingle_hash32)
+    shingles = shingles_of(list(words), shingle_size)
+    if shingles:
+        mh.update_batch(shingles)
+    return mh
+
+
+# ---------------------------------------------------------------- 3. LSH bands

@@ -1,0 +1,90 @@
+"""The house plan, held against the code: which packages may import which.
+
+The import graph is grimp's (every `import` in the tree, those inside functions and under
+`TYPE_CHECKING` included: a type-only import still makes one part know another). The rules:
+
+1. Layers, each importing only the layers below it (chains count, not only direct imports):
+       face      curate.cli, curate.commands, curate.config, curate.cli_config, curate.pipeline,
+                 curate.estimate, curate.report, curate.report_html
+       stages    curate.ingest | redact | generate | filters | review | dataset  (independent:
+                 no stage imports another, directly or through anything)
+       services  curate.services.teacher | similarity | pii  (independent of each other)
+       run       curate.run: the run model knows no stage, no service, no pipeline config
+       schemas
+       assay     the error base, config-file loading, atomic writes (imports nothing of ours)
+2. `train` imports, of `curate`, only the teacher service (its judge), and reaches no stage,
+   no face module and the run model through it.
+3. No import cycles between modules at run time (the run-time graph, without TYPE_CHECKING
+   imports).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import grimp
+import pytest
+
+FACE = (
+    "curate.cli", "curate.commands", "curate.config", "curate.cli_config", "curate.pipeline",
+    "curate.estimate", "curate.report", "curate.report_html",
+)
+STAGES = ("curate.ingest", "curate.redact", "curate.generate", "curate.filters", "curate.review", "curate.dataset")
+SERVICES = ("curate.services.teacher", "curate.services.similarity", "curate.services.pii")
+LAYERS = [
+    grimp.Layer(*FACE, independent=False),
+    grimp.Layer(*STAGES, independent=True),
+    grimp.Layer(*SERVICES, independent=True),
+    grimp.Layer("curate.run"),
+    grimp.Layer("schemas"),
+    grimp.Layer("assay"),
+]
+PACKAGES = ("curate", "train", "schemas", "assay")
+
+
+@functools.cache
+def graph(*, runtime_only: bool = False) -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, exclude_type_checking_imports=runtime_only, cache_dir=None)
+
+
+def _describe(dependency: grimp.PackageDependency) -> str:
+    routes = sorted(" -> ".join([*route.heads, *route.middle, *route.tails]) for route in dependency.routes)
+    return f"{dependency.importer} must not import {dependency.imported}: " + "; ".join(routes[:3])
+
+
+def test_every_layer_imports_only_the_layers_below_it() -> None:
+    illegal = graph().find_illegal_dependencies_for_layers(layers=LAYERS)
+    assert not illegal, "\n".join(sorted(_describe(d) for d in illegal))
+
+
+def test_every_curate_module_belongs_to_a_layer() -> None:
+    """A new top-level module of `curate` must be given a place in the plan (and here)."""
+    placed = (*FACE, *STAGES, *SERVICES, "curate.run", "curate.services")
+    modules = graph().find_children("curate")
+    assert sorted(m for m in modules if m not in placed) == []
+
+
+@pytest.mark.parametrize("target", [*FACE, *STAGES, "curate.run", "curate.services.similarity", "curate.services.pii"])
+def test_train_reaches_only_the_teacher_service_of_curate(target: str) -> None:
+    chain = graph().find_shortest_chain(importer="train", imported=target, as_packages=True)
+    assert chain is None, f"train reaches {target}: {' -> '.join(chain or ())}"
+
+
+def test_train_imports_of_curate_are_the_teacher_service() -> None:
+    direct = graph().find_matching_direct_imports(import_expression="train.** -> curate.**")
+    outside = sorted(
+        f"{i['importer']} -> {i['imported']}" for i in direct
+        if not i["imported"].startswith("curate.services.teacher")
+    )
+    assert outside == []
+
+
+def test_no_import_cycles_at_run_time() -> None:
+    runtime = graph(runtime_only=True)
+    cycles = set()
+    for importer in runtime.modules:
+        for imported in runtime.find_modules_directly_imported_by(importer):
+            back = runtime.find_shortest_chain(importer=imported, imported=importer)
+            if back is not None:
+                cycles.add(" -> ".join((importer, *back)))
+    assert sorted(cycles) == []
