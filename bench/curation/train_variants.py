@@ -37,8 +37,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "per_device_batch_size": 8, "effective_batch_size": 8, "label_scoring": False, "few_shot": 0,
             "max_seq_len": 384, "merged_dtype": "float32"},
     "gpu": {"variants": None, "train_rows": None, "validation_rows": None, "test_rows": None, "epochs": 3.0,
-            "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": True, "few_shot": 3,
-            "max_seq_len": 512, "merged_dtype": "bfloat16"},
+            "per_device_batch_size": 16, "effective_batch_size": 16, "label_scoring": False, "few_shot": 3,
+            "max_seq_len": 512, "merged_dtype": "bfloat16", "full_eval": False},
 }
 
 
@@ -107,7 +107,29 @@ def evaluate(run_dir: Path, data: Path, gold: Path, train_file: Path, profile: d
         max_new_tokens=48, batch_size=16, latency_samples=4,
         label_scoring=profile["label_scoring"], seed=seed,
     )
-    return evaluate_run(run_dir, config)
+    if profile.get("full_eval", True):
+        return evaluate_run(run_dir, config)
+    return evaluate_lean(run_dir, config)
+
+
+def evaluate_lean(run_dir: Path, config: Any) -> dict[str, Any]:
+    """The fine-tune and the no-model baselines only, through train eval's own functions.
+
+    The prompted base is the same model for every variant (only its few shots differ), so the
+    GPU profile scores it once, in bench/eval, instead of once per variant: that halves a
+    variant's device time."""
+    from train.evaluate import evaluate as ev
+
+    layout = ev.RunLayout.discover(run_dir)
+    task = ev.load_task(config, layout)
+    rows = ev.read_held_out(Path(config.test_file), task, config)
+    train_rows = ev.held_out_rows(Path(config.train_file))
+    tuned = (ev.load_model("fine-tuned", layout.merged) if layout.merged is not None
+             else ev.load_model("fine-tuned", layout.base_model, adapter=layout.adapter))
+    systems = [ev.evaluate_system(tuned, task, rows, [r.prompt for r in rows], config, None)]
+    del tuned
+    systems += [ev.score_baseline(b, task, rows, config) for b in ev.fit_baselines(task, train_rows, config)]
+    return {"n_test": len(rows), "confidence": config.confidence, "systems": [s.as_dict() for s in systems]}
 
 
 def system(report: dict[str, Any], kind: str) -> dict[str, Any] | None:
