@@ -10,7 +10,7 @@ TRAIN_CONFIG ?= data/demo/train.yaml
 # pip's configured local wheel folder (the CPU build of torch lives there on our machines)
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 
-.PHONY: venv model dataset train test lint review-server review-server-stop lock clean
+.PHONY: venv model dataset train test test-fast lint review-server review-server-stop lock clean
 
 venv: $(STAMP)
 
@@ -35,9 +35,14 @@ train: venv
 test: venv
 	$(BIN)/python -m pytest
 
+# The inner loop: everything but the tests marked slow (minutes each) or integration (real
+# Label Studio, Ray, S3 servers). `make test` (and CI) still runs them all.
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow and not integration"
+
 lint: venv
-	$(BIN)/ruff check curate train schemas tests bench
-	$(BIN)/mypy curate train schemas
+	$(BIN)/ruff check assay curate train schemas tests bench
+	$(BIN)/mypy assay curate train schemas
 
 review-server: venv
 	$(BIN)/python -m curate.review.server start

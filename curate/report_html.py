@@ -20,6 +20,7 @@ import polars as pl
 
 from curate.dataset.card import funnel_steps, usage_rows
 from curate.run.rundir import RunDir, atomic_write_text
+from schemas.artifacts import SPLITS
 
 EXAMPLES_PER_REASON = 3
 EXCERPT_CHARS = 240
@@ -70,7 +71,7 @@ def run_summary(run_path: Path, manifest: dict[str, Any] | None = None) -> dict[
         warnings.append(f"validation checks reported as warnings: {failed_checks}")
     return {
         "name": (manifest.get("config") or {}).get("name"),
-        "rows": {k: int(split["rows"][k]) for k in ("train", "validation", "test") if k in (split.get("rows") or {})},
+        "rows": {k: int(split["rows"][k]) for k in SPLITS if k in (split.get("rows") or {})},
         "export_dir": export_dir,
         "chunks_in": dedup_summary.get("chunks_in"),
         "examples_accepted": dedup_summary.get("examples_accepted"),

@@ -27,7 +27,7 @@ import pytest
 
 FACE = (
     "curate.cli", "curate.commands", "curate.config", "curate.cli_config", "curate.pipeline",
-    "curate.estimate", "curate.report", "curate.report_html",
+    "curate.estimate", "curate.report", "curate.report_html", "curate.architecture",
 )
 STAGES = ("curate.ingest", "curate.redact", "curate.generate", "curate.filters", "curate.review", "curate.dataset")
 SERVICES = ("curate.services.teacher", "curate.services.similarity", "curate.services.pii")

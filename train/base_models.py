@@ -22,6 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from assay.errors import AssayError
+
 #: Where converted models live unless the config or the CLI names another folder.
 DEFAULT_CACHE = Path("~/.cache/assay/models")
 #: Written last into a cached model folder: a folder without it is an interrupted conversion.
@@ -72,7 +74,7 @@ def _register(spec: WheelModel, *aliases: str) -> None:
 _register(SMOLLM2_135M_INSTRUCT, "SmolLM2-135M-Instruct")
 
 
-class BaseModelMissing(RuntimeError):
+class BaseModelMissing(AssayError, RuntimeError):
     """The base model is neither cached nor fetchable; the message names the fix."""
 
 

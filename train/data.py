@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.artifacts import SPLITS
+
 IGNORE_INDEX = -100
-SPLITS = ("train", "validation", "test")
 
 
 def read_chat_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:

@@ -27,9 +27,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from schemas.artifacts import SPLITS
 from schemas.ids import content_id
 
-SPLITS = ("train", "validation", "test")
 LEAK_SCHEMA = pl.Schema(
     {
         "example_id": pl.String(),

@@ -41,7 +41,16 @@ from curate.dataset.validation import (
     validation_view,
 )
 from curate.run.rundir import RunDir, run_location, staged_folder
-from curate.run.stage import Output, Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind
+from schemas.artifacts import (
+    EXPORT_MANIFEST,
+    LEAKS,
+    REVIEWED,
+    SPLIT_EXAMPLES,
+    SPLIT_REPORT,
+    VALIDATED,
+    VALIDATION_RESULTS,
+)
 from schemas.ids import sha256_hex
 from schemas.tasks import TaskType
 
@@ -247,8 +256,8 @@ STAGES: list[Stage] = [
         name="validate",
         kind=StepKind.GLOBAL,
         fn=validate_examples,
-        inputs=("review/examples",),
-        outputs=(Output("examples", "example_id"), Output("results")),
+        inputs=(REVIEWED,),
+        outputs=(VALIDATED, VALIDATION_RESULTS),
         config_sections=("task", "validate"),
         summarize=summarize_validate,
         description="great-expectations suite over the final examples",
@@ -257,8 +266,8 @@ STAGES: list[Stage] = [
         name="split",
         kind=StepKind.GLOBAL,
         fn=split_examples,
-        inputs=("validate/examples",),
-        outputs=(Output("examples", "example_id"), Output("leaks", "example_id"), Output("report")),
+        inputs=(VALIDATED,),
+        outputs=(SPLIT_EXAMPLES, LEAKS, SPLIT_REPORT),
         config_sections=("task", "split"),
         summarize=summarize_split,
         description="group-aware stratified split + cross-split near-duplicate check",
@@ -267,8 +276,8 @@ STAGES: list[Stage] = [
         name="export",
         kind=StepKind.GLOBAL,
         fn=export_dataset,
-        inputs=("split/examples",),
-        outputs=(Output("manifest"),),
+        inputs=(SPLIT_EXAMPLES,),
+        outputs=(EXPORT_MANIFEST,),
         config_sections=("task", "validate", "split", "export", "name"),
         summarize=summarize_export,
         description="chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets + dataset card",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from pydantic import ValidationError
 
+from assay.errors import AssayError
 from curate.dataset import chat
 from curate.dataset.config import ValidateConfig
 from schemas.tasks import TaskConfig, TaskType, output_model
@@ -42,7 +43,7 @@ RESULT_SCHEMA = pl.Schema(
 )
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(AssayError, RuntimeError):
     """A critical expectation failed: the run stops here, naming what failed."""
 
     def __init__(self, failures: list[dict[str, Any]], docs: str | None):

@@ -25,9 +25,30 @@ from curate.filters.dedup_index import (
 )
 from curate.filters.refine import recovery_rate
 from curate.run.limits import limiter_for
-from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
+from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.similarity.dedup import DedupParams, dedup_frame
 from curate.services.similarity.parallel import dedup_frame_for
+from schemas.artifacts import (
+    DEDUP_FUNNEL,
+    DEDUP_REASONS,
+    DEDUP_REJECTED,
+    DEDUP_SUMMARY,
+    DEDUPED,
+    FILTER_FUNNEL,
+    FILTER_REJECTED,
+    FILTERED,
+    JUDGE_REJECTED,
+    JUDGED,
+    JUDGMENTS,
+    REDACTED_CHUNKS,
+    REFINE_FUNNEL,
+    REFINE_REJECTED,
+    REFINED,
+    REFINED_SAMPLES,
+    REQUEST_LOG,
+    SAMPLES,
+    Artifact,
+)
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
 
 EXAMPLE_COLUMNS = list(polars_schema(Example).names())
@@ -35,7 +56,7 @@ REJECTION_COLUMNS = list(polars_schema(Rejection).names())
 
 
 def _chunk_texts(ctx: StageContext[FilterSettings], chunk_ids: list[str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    chunks = ctx.side("redact/chunks").select("chunk_id", "doc_id", "text")
+    chunks = ctx.side(REDACTED_CHUNKS).select("chunk_id", "doc_id", "text")
     if chunk_ids is not None:
         chunks = chunks.filter(pl.col("chunk_id").is_in(chunk_ids))
     texts = dict(zip(chunks["chunk_id"].to_list(), chunks["text"].to_list(), strict=True))
@@ -74,7 +95,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict
     the repaired ones: the executor adds filter's examples once (`passthrough`)."""
     from curate.filters.refine import refine, repair_targets
 
-    examples = ctx.side("filter/examples")
+    examples = ctx.side(FILTERED)
     rounds = ctx.config.refine.rounds
     done = set(examples["chunk_id"].to_list())
     targets = repair_targets(batch, done) if rounds else []
@@ -246,7 +267,7 @@ def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[p
     return kept.select(EXAMPLE_COLUMNS), rejected
 
 
-def _read(ctx: StageContext[FilterSettings], artifact: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+def _read(ctx: StageContext[FilterSettings], artifact: Artifact, columns: list[str] | None = None) -> pl.DataFrame | None:
     from curate.run.rundir import path_exists, read_parquet
 
     location = ctx.path(artifact)
@@ -260,7 +281,7 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
                    dedup_rejected: pl.DataFrame) -> dict[str, Any]:
     """The funnel of the whole package, from the artifacts of generate, filter, refine, judge."""
     rows: list[dict[str, Any]] = []
-    samples = _read(ctx, "generate/samples", ["chunk_id", "status", "cost_usd"])
+    samples = _read(ctx, SAMPLES, ["chunk_id", "status", "cost_usd"])
     cost = {"generate": 0.0, "refine": 0.0, "judge": 0.0}
     chunks_in = 0
     if samples is not None:
@@ -268,8 +289,8 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
         rows.append(_row("generate", "teacher", "sample", "sample", samples.height, ok))
         cost["generate"] = float(samples["cost_usd"].sum() or 0.0)
         chunks_in = samples["chunk_id"].n_unique()
-    for stage in ("filter", "refine"):
-        funnel = _read(ctx, f"{stage}/funnel")
+    for stage, handle in (("filter", FILTER_FUNNEL), ("refine", REFINE_FUNNEL)):
+        funnel = _read(ctx, handle)
         if funnel is None:
             continue
         steps = funnel.filter(pl.col("step") != "repair").select(FUNNEL_SCHEMA.names())
@@ -281,10 +302,10 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
         repair = funnel.filter(pl.col("step") == "repair")
         if repair.height:
             rows.append(_row("refine", "repair", "chunk", "chunk", int(repair["rows_in"].sum()), int(repair["rows_out"].sum())))
-    refine_samples = _read(ctx, "refine/samples", ["cost_usd"])
+    refine_samples = _read(ctx, REFINED_SAMPLES, ["cost_usd"])
     if refine_samples is not None:
         cost["refine"] = float(refine_samples["cost_usd"].sum() or 0.0)
-    judgments = _read(ctx, "judge/judgments")
+    judgments = _read(ctx, JUDGMENTS)
     if judgments is not None and judgments.height:
         cost["judge"] = float(judgments["cost_usd"].sum() or 0.0)
         rows.append(_row("judge", "judge", "example", "example", judgments.height, int(judgments["passed"].sum())))
@@ -296,7 +317,7 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
     rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height + indexed))
     if index_location(ctx.config) is not None:
         rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + indexed, survivors.height))
-    rejections = [f for f in (_read(ctx, "refine/rejected"), _read(ctx, "judge/rejected")) if f is not None]
+    rejections = [f for f in (_read(ctx, REFINE_REJECTED), _read(ctx, JUDGE_REJECTED)) if f is not None]
     rejections.append(dedup_rejected)
     all_rejected = pl.concat([f.select(REJECTION_COLUMNS) for f in rejections])
     repair_rows = [r for r in rows if r["step"] == "repair"]
@@ -371,37 +392,36 @@ def summarize_dedup(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 STAGES: list[Stage] = [
     Stage(
         name="filter", kind=StepKind.SHUFFLE, fn=filter_stage, key="chunk_id",
-        inputs=("generate/samples", "redact/chunks"),
-        outputs=(Output("examples", "example_id"), Output("rejected", "item_id"), Output("funnel")),
+        inputs=(SAMPLES, REDACTED_CHUNKS),
+        outputs=(FILTERED, FILTER_REJECTED, FILTER_FUNNEL),
         config_sections=("task", "filter", "refine", "teacher"),
         summarize=summarize_filter,
         description="schema, self-consistency, grounding and audit filters",
     ),
     Stage(
         name="refine", kind=StepKind.IO_POOL, fn=refine_stage, key="chunk_id",
-        inputs=("filter/rejected", "redact/chunks", "filter/examples"),
-        passthrough={"examples": "filter/examples"},
-        outputs=(Output("examples", "example_id"), Output("rejected", "item_id"),
-                 Output("samples", "sample_id"), Output("funnel")),
+        inputs=(FILTER_REJECTED, REDACTED_CHUNKS, FILTERED),
+        passthrough={"examples": FILTERED.path},
+        outputs=(REFINED, REFINE_REJECTED, REFINED_SAMPLES, REFINE_FUNNEL),
+        side_files=(REQUEST_LOG,),
         config_sections=("task", "filter", "refine", "teacher"),
         summarize=summarize_refine,
         description="repairable rejections back to the teacher, re-filtered",
     ),
     Stage(
         name="judge", kind=StepKind.IO_POOL, fn=judge_stage,
-        inputs=("refine/examples", "redact/chunks"),
-        outputs=(Output("examples", "example_id"), Output("rejected", "item_id"),
-                 Output("judgments", "example_id")),
+        inputs=(REFINED, REDACTED_CHUNKS),
+        outputs=(JUDGED, JUDGE_REJECTED, JUDGMENTS),
+        side_files=(REQUEST_LOG,),
         config_sections=("task", "filter", "teacher"),
         summarize=summarize_judge,
         description="optional LLM-as-judge rubric (filter.judge)",
     ),
     Stage(
         name="dedup", kind=StepKind.GLOBAL, fn=dedup_stage,
-        inputs=("judge/examples", "generate/samples", "filter/funnel", "refine/funnel",
-                "refine/samples", "refine/rejected", "judge/rejected", "judge/judgments"),
-        outputs=(Output("examples", "example_id"), Output("rejected", "item_id"), Output("funnel"),
-                 Output("reasons"), Output("summary")),
+        inputs=(JUDGED, SAMPLES, FILTER_FUNNEL, REFINE_FUNNEL,
+                REFINED_SAMPLES, REFINE_REJECTED, JUDGE_REJECTED, JUDGMENTS),
+        outputs=(DEDUPED, DEDUP_REJECTED, DEDUP_FUNNEL, DEDUP_REASONS, DEDUP_SUMMARY),
         config_sections=("task", "filter", "refine"),
         external=index_digest,  # a dataset added to the dedup index re-runs dedup
         summarize=summarize_dedup,

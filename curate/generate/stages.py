@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from curate.run.config import RunSettings
 from curate.run.limits import limiter_for
-from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
+from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.teacher import prompts
 from curate.services.teacher.factory import TeacherSettings, open_teacher
 from curate.services.teacher.failures import TeacherFatal
 from curate.services.teacher.request import PENDING_KINDS, TeacherAnswer, TeacherRequest
+from schemas.artifacts import GENERATE_ERRORS, PENDING, REDACTED_CHUNKS, REQUEST_LOG, SAMPLES
 from schemas.ids import content_id
 from schemas.records import ErrorRecord, Sample, SampleStatus, frame_of
 from schemas.tasks import TaskConfig, output_model
@@ -210,8 +211,9 @@ STAGES: list[Stage] = [
         name="generate",
         kind=StepKind.IO_POOL,
         fn=generate,
-        inputs=("redact/chunks",),
-        outputs=(Output("samples", "sample_id"), Output("errors", "source"), Output("pending", "request_hash")),
+        inputs=(REDACTED_CHUNKS,),
+        outputs=(SAMPLES, GENERATE_ERRORS, PENDING),
+        side_files=(REQUEST_LOG,),
         config_sections=("task", "teacher"),
         summarize=summarize,
         description="teacher samples per chunk (instructor; cached, rate-limited, budgeted)",

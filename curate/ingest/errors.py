@@ -6,6 +6,8 @@ names the file (and line or row for records) and says what a person can do about
 
 from __future__ import annotations
 
+from assay.errors import AssayError
+
 # discovery
 PATH_NOT_FOUND = "path_not_found"
 FILE_TOO_LARGE = "file_too_large"
@@ -39,7 +41,7 @@ ALL_REASONS = frozenset(
 )
 
 
-class IngestError(Exception):
+class IngestError(AssayError):
     """A file (or record) that cannot become a document, with a stable reason code."""
 
     def __init__(self, reason: str, message: str):

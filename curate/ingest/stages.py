@@ -22,7 +22,8 @@ from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
 from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
-from curate.run.stage import Output, Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind
+from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
 from schemas.ids import content_id, file_sha256, sha256_hex
 from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
 
@@ -270,7 +271,7 @@ STAGES: list[Stage] = [
         kind=StepKind.GLOBAL,
         fn=discover,
         inputs=(),
-        outputs=(Output("files", "path"), Output("errors", "source")),
+        outputs=(FILES, DISCOVER_ERRORS),
         config_sections=("ingest",),
         summarize=summarize_discover,
         description="find files to read",
@@ -280,8 +281,8 @@ STAGES: list[Stage] = [
         name="ingest",
         kind=StepKind.MAP,
         fn=ingest,
-        inputs=("discover/files",),
-        outputs=(Output("documents", "doc_id"), Output("errors", "source")),
+        inputs=(FILES,),
+        outputs=(DOCUMENTS, INGEST_ERRORS),
         config_sections=("ingest",),
         summarize=summarize_ingest,
         description="read files into normalised documents",
@@ -291,8 +292,8 @@ STAGES: list[Stage] = [
         kind=StepKind.SHUFFLE,
         key="doc_id",
         fn=chunk,
-        inputs=("ingest/documents",),
-        outputs=(Output("chunks", "chunk_id"),),
+        inputs=(DOCUMENTS,),
+        outputs=(CHUNKS,),
         config_sections=("chunk",),
         summarize=summarize_chunk,
         description="cut documents into structure-aware chunks",

@@ -25,8 +25,9 @@ from typing import Any, Protocol
 import polars as pl
 
 from curate.run.config import RunSettings
-from curate.run.stage import Output, Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind
 from curate.services.pii.config import PiiSettings
+from schemas.artifacts import CHUNKS, FINDINGS, RECOGNIZERS, REDACTED_CHUNKS, REDACTION_MAPPING
 
 REDACTION_DTYPE = pl.Struct(
     {
@@ -157,8 +158,9 @@ STAGES: list[Stage] = [
         kind=StepKind.SHUFFLE,
         key="doc_id",
         fn=redact_chunks,
-        inputs=("chunk/chunks",),
-        outputs=(Output("chunks", key="chunk_id"), Output("findings", key="chunk_id"), Output("recognizers", key="name")),
+        inputs=(CHUNKS,),
+        outputs=(REDACTED_CHUNKS, FINDINGS, RECOGNIZERS),
+        side_files=(REDACTION_MAPPING,),
         config_sections=("redact",),
         summarize=summarize,
         description="personal data and secrets out before the teacher (Presidio + detect-secrets)",

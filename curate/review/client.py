@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from assay.errors import AssayError
 from curate.review.config import ReviewConfig
 
 T = TypeVar("T")
@@ -32,7 +33,7 @@ PROJECT_SETTINGS: dict[str, Any] = {
 }
 
 
-class ReviewServerError(RuntimeError):
+class ReviewServerError(AssayError, RuntimeError):
     """Label Studio could not be reached or refused us; nothing was lost."""
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import httpx
 
+from assay.errors import AssayError
+
 LABEL_STUDIO_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VENV = REPO_ROOT / ".ls-venv"
@@ -42,7 +44,7 @@ _MARKER = ".assay-installed"
 _LEAKY_VARS = ("PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "HOST")
 
 
-class ServerError(RuntimeError):
+class ServerError(AssayError, RuntimeError):
     """The server could not be installed, started or reached; the message says what to do."""
 
 

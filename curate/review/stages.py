@@ -23,7 +23,8 @@ import polars as pl
 from curate.review.config import ReviewSettings
 from curate.review.merge import apply_review
 from curate.review.sync import STATE_DIR, read_decisions, read_pushed
-from curate.run.stage import Output, Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind
+from schemas.artifacts import DEDUPED, REVIEW_DECISIONS, REVIEW_REJECTED, REVIEW_SUMMARY, REVIEWED
 from schemas.ids import file_sha256, sha256_hex
 
 
@@ -60,8 +61,9 @@ STAGES: list[Stage] = [
         name="review",
         kind=StepKind.GLOBAL,
         fn=review_stage,
-        inputs=("dedup/examples",),
-        outputs=(Output("examples", key="example_id"), Output("rejected", key="item_id"), Output("summary")),
+        inputs=(DEDUPED,),
+        outputs=(REVIEWED, REVIEW_REJECTED, REVIEW_SUMMARY),
+        side_files=(REVIEW_DECISIONS,),
         config_sections=("review", "task"),
         summarize=summarize,
         description="apply expert review decisions from Label Studio",

@@ -65,7 +65,7 @@ def combine(
 ) -> dict[str, pl.DataFrame]:
     """Concatenate per-shard outputs (plus passed-through side inputs, once) in key order."""
     combined: dict[str, pl.DataFrame] = {}
-    for output in stage.outputs:
+    for output in stage.declared_outputs:
         frames = [result[output.name] for result in results if output.name in result]
         if not frames:
             raise ValueError(f"stage {stage.name!r} did not return output {output.name!r}")
@@ -112,7 +112,7 @@ def frame_digest(frame: pl.DataFrame) -> str:
 def input_hashes(stage: Stage, manifest: Mapping[str, Any]) -> dict[str, str | None]:
     """The manifest's hash of each input artifact of `stage` (None: not produced yet)."""
     hashes = {}
-    for artifact in stage.inputs:
+    for artifact in stage.input_paths:
         producer, name = artifact.split("/", 1)
         hashes[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
     return hashes

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -23,7 +24,8 @@ from rich.console import Console
 
 from curate.run.config import RunSettings
 from curate.run.executor import Executor, LocalExecutor, input_hashes
-from curate.run.rundir import RunDir, run_location
+from curate.run.graph import check_graph, side_file_hash
+from curate.run.rundir import RunDir, is_url, run_location
 from curate.run.stage import Stage, StageContext, StageStopped
 from schemas.ids import sha256_hex
 
@@ -120,6 +122,8 @@ class Runner:
         manifest["config_hash"] = self.config.config_hash()
         manifest["config"] = self.config.model_dump(mode="json", by_alias=True)
         manifest["libraries"] = self.libraries
+        selected = [stage for stage in self.stages if not only or stage.name in only]
+        check_graph(selected, manifest, self.run_dir.exists)  # before anything runs
         results: list[StageResult] = []
         for stage in self.stages:
             if only and stage.name not in only:
@@ -184,6 +188,10 @@ class Runner:
         }
         if stage.summarize is not None:
             entry["report"] = stage.summarize(outputs)
+        if stage.side_files and not is_url(self.run_dir.location):
+            entry["side_files"] = {
+                side.path: side_file_hash(Path(self.run_dir.location) / side.path) for side in stage.side_files
+            }
         manifest["stages"][stage.name] = entry
         self.run_dir.save_manifest(manifest)  # after every stage: a crash loses no finished stage
         colour = "green" if status == "complete" else "yellow"
@@ -221,4 +229,4 @@ class Runner:
     def _primary_input(self, stage: Stage) -> pl.DataFrame:
         if not stage.inputs:
             return pl.DataFrame()
-        return self.run_dir.read(stage.inputs[0])
+        return self.run_dir.read(stage.input_paths[0])

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import polars as pl
+from pydantic import BaseModel
 
+from assay.errors import AssayError
 from curate.run.config import RunSettings
+from schemas.artifacts import Artifact, SideFile
 
 T = TypeVar("T")
 C = TypeVar("C", bound=RunSettings)  # the pipeline config a stage sees (a stage may name a narrower protocol)
@@ -34,10 +37,16 @@ class StepKind(StrEnum):
 
 @dataclass(frozen=True)
 class Output:
-    """An artifact a stage writes: `<run_dir>/<stage>/<name>.parquet`, sorted by `key`."""
+    """An artifact a stage writes: `<run_dir>/<stage>/<name>.parquet`, sorted by `key`, rows of
+    `record` (a `schemas.records` model; None for a report frame)."""
 
     name: str
     key: str | None = None
+    record: type[BaseModel] | None = None
+
+    @classmethod
+    def of(cls, artifact: Artifact) -> Output:
+        return cls(artifact.name, artifact.key, artifact.record)
 
 
 StageFn = Callable[[pl.DataFrame, "StageContext"], Mapping[str, pl.DataFrame]]
@@ -60,8 +69,8 @@ class Stage:
     name: str
     kind: StepKind
     fn: StageFn
-    inputs: tuple[str, ...]
-    outputs: tuple[Output, ...]
+    inputs: tuple[Artifact | str, ...]  # `schemas.artifacts` handles ("stage/name" for ad-hoc stages)
+    outputs: tuple[Artifact | Output, ...]  # handles, or `Output`s for ad-hoc stages
     config_sections: tuple[str, ...] = ()
     key: str | None = None
     summarize: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]] | None = None
@@ -72,21 +81,36 @@ class Stage:
     # review's decisions, export's folder); a change re-runs it. Read before the stage runs and
     # again after, for the manifest: what the stage wrote there itself is not a change.
     external: Callable[[Any], str | None] | None = None  # called with the run's config
+    side_files: tuple[SideFile, ...] = ()  # listed and hashed in the manifest after the stage
 
     def __post_init__(self) -> None:
         if self.kind is StepKind.SHUFFLE and not self.key:
             raise ValueError(f"stage {self.name!r}: a shuffle step needs a key column")
         for output, artifact in self.passthrough.items():
-            if output not in self.output_names or artifact not in self.inputs[1:]:
+            if output not in self.output_names or artifact not in self.input_paths[1:]:
                 raise ValueError(f"stage {self.name!r}: passthrough {output!r} <- {artifact!r} must name "
                                  "one of its outputs and one of its side inputs")
 
     @property
+    def input_paths(self) -> tuple[str, ...]:
+        """The inputs as "stage/name" paths, the primary one first."""
+        return tuple(str(i) for i in self.inputs)
+
+    @property
+    def input_records(self) -> dict[str, type[BaseModel] | None]:
+        """The record type each input given by its handle is read as (the runner's graph check)."""
+        return {i.path: i.record for i in self.inputs if isinstance(i, Artifact)}
+
+    @property
+    def declared_outputs(self) -> tuple[Output, ...]:
+        return tuple(o if isinstance(o, Output) else Output.of(o) for o in self.outputs)
+
+    @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(out.name for out in self.outputs)
+        return tuple(out.name for out in self.declared_outputs)
 
 
-class StageStopped(Exception):
+class StageStopped(AssayError):
     """A stage stopped cleanly before finishing (a budget reached): keep what it did.
 
     The runner commits `outputs`, marks the stage partial and runs no later stage; the
@@ -114,9 +138,9 @@ class StageContext(Generic[C]):
     show_progress: bool = True
     _side_cache: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
 
-    def path(self, artifact: str) -> str:
-        """Path of an artifact "stage/name" (Parquet) in the run directory."""
-        stage, name = artifact.split("/", 1)
+    def path(self, artifact: Artifact | str) -> str:
+        """Path of an artifact (its handle, or "stage/name") in the run directory (Parquet)."""
+        stage, name = str(artifact).split("/", 1)
         return f"{self.run_dir}/{stage}/{name}.parquet"
 
     @property
@@ -126,8 +150,9 @@ class StageContext(Generic[C]):
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def side(self, artifact: str) -> pl.DataFrame:
+    def side(self, handle: Artifact | str) -> pl.DataFrame:
         """A side input, read whole (cached per worker)."""
+        artifact = str(handle)
         if artifact not in self._side_cache:
             from curate.run.rundir import read_parquet  # local path or s3:// URL
 

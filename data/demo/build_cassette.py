@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from curate.config import PipelineConfig, load_config  # noqa: E402
 from curate.generate.stages import requests_for_chunks  # noqa: E402
-from curate.generate.teacher import STATE_DIR, request_hash  # noqa: E402
+from curate.services.teacher.request import STATE_DIR, request_hash  # noqa: E402
 
 HAND_WRITTEN = "hand-written sample teacher output (not produced by a model)"
 

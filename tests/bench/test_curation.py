@@ -10,7 +10,7 @@ import pytest
 
 from bench.curation.run import CONTROLS, INSTRUCTION, curate_variants
 
-pytestmark = pytest.mark.skipif(not CONTROLS.exists(), reason=f"corpus not found: {CONTROLS}")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CONTROLS.exists(), reason=f"corpus not found: {CONTROLS}")]
 
 
 def test_simulated_teacher_through_the_real_pipeline(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from train.evaluate.config import EvalConfig
 from train.evaluate.evaluate import evaluate_run
 from train.runner import run_training
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: `make test-fast` leaves it out
+
 LABELS = ["AC", "IR", "PE"]
 SYSTEM = "Classify the statement."
 

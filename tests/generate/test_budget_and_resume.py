@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 import yaml
 from rich.console import Console
 
@@ -95,6 +96,7 @@ Runner(load_config(sys.argv[1]), STAGES, console=Console(quiet=True), show_progr
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_zero_duplicate_requests(tmp_path):
     n_chunks, samples, answered_before_kill = 8, 3, 7
     total = n_chunks * samples

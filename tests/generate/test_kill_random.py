@@ -33,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from curate.services.teacher.store import ResponseCache
 from tests.generate.test_budget_and_resume import PRICE, REPO, RUNNER_SCRIPT, run_generate, write_run
 from tests.servers.mock_teacher import MockTeacherServer, fill_schema
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: `make test-fast` leaves it out
 
 SEEDS = range(20)
 N_CHUNKS = 40

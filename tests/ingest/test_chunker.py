@@ -48,6 +48,7 @@ def reference_count(text: str) -> int:
     return len(WORD_TOKEN.findall(text))
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=document, cfg=chunk_cfg, headed=st.booleans())
 def test_chunks_are_exact_slices_within_budget_covering_all_text(text: str, cfg: ChunkConfig, headed: bool) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
-from curate.review.client import ReviewClient, ReviewServerError, token_from_env
 
+from curate.review.client import ReviewClient, ReviewServerError, token_from_env
 from curate.review.config import ReviewConfig
 
 URL = "http://ls.invalid:8080"

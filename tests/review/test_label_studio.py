@@ -10,13 +10,13 @@ from typing import Any
 import polars as pl
 import pytest
 import yaml
-from curate.review.client import ReviewClient, ReviewServerError
 from rich.console import Console
 from typer.testing import CliRunner
 
 from curate.config import PipelineConfig
 from curate.dataset.card import review_lines
 from curate.report import print_status, write_run_report
+from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.server import free_port
 from curate.review.stages import STAGES as REVIEW_STAGES
 from curate.review.sync import VIEW_TITLE, pull, push, select_for_review

@@ -172,7 +172,7 @@ def test_apply_review_accept_correct_reject_and_policies(examples_frame: pl.Data
 
 def test_stage_reads_decisions_from_the_run(review_run: PipelineConfig, examples_frame: pl.DataFrame) -> None:
     (stage,) = STAGES
-    assert stage.inputs == ("dedup/examples",) and stage.external is not None and not stage.always_run
+    assert stage.input_paths == ("dedup/examples",) and stage.external is not None and not stage.always_run
     no_decisions = stage.external(review_run)
     ctx = StageContext(config=review_run, run_dir=str(review_run.run_path), stage="review", show_progress=False)
     out = review_stage(examples_frame, ctx)

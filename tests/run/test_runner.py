@@ -83,6 +83,7 @@ def test_output_does_not_depend_on_sharding(tmp_path: Path, partitions: int) -> 
         assert got.equals(ref), artifact
 
 
+@pytest.mark.slow
 def test_process_pool_gives_same_output(tmp_path: Path) -> None:
     Runner(_config(tmp_path / "ref"), [SOURCE, DOUBLE], show_progress=False).run()
     Runner(

@@ -57,6 +57,7 @@ def test_parallel_dedup_equals_one_machine(corpus: pl.DataFrame, reference: pl.D
     assert got.equals(reference)
 
 
+@pytest.mark.slow
 def test_process_pool_dedup_equals_one_machine(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         got, _ = parallel_dedup_frame(corpus, text="text", pool=pool, partitions=3, batch_rows=150)

@@ -95,7 +95,7 @@ def test_stage_on_concatenation_is_concatenation_of_results(
     run = tmp_path_factory.mktemp(f"prop-{stage.name}") / "run"
     shutil.copytree(demo_reference, run)  # the stage may write its state folder: work on a copy
     config = demo_config(demo_config_path, run)
-    primary = RunDir(run).read(stage.inputs[0])
+    primary = RunDir(run).read(stage.input_paths[0])
     assert primary.height > 1, f"{stage.name}: the demo gives it too little input to test"
     ctx = StageContext(config=config, run_dir=str(run), stage=stage.name, show_progress=False)
 

@@ -56,6 +56,7 @@ def test_the_kernels_hub_notice_of_bitsandbytes_is_dropped(caplog: pytest.LogCap
     assert messages == ["some other bitsandbytes warning"]
 
 
+@pytest.mark.slow
 def test_importing_bitsandbytes_prints_no_kernels_notice() -> None:
     """In a fresh interpreter: peft (which imports bitsandbytes) after train, as `train run` does."""
     import subprocess

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.train.helpers import TINY_SHAPE
 from train.distributed import accumulation_steps, launch_command
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: `make test-fast` leaves it out
 
 
 def test_launch_command_runs_train_cli_under_torchrun() -> None:

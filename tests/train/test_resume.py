@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.train.helpers import tiny_config
 from train.runner import run_training
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: `make test-fast` leaves it out
 
 
 def test_resume_continues_the_same_run(chat_export: Path, tmp_path: Path) -> None:

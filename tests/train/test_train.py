@@ -12,6 +12,8 @@ import yaml
 
 from train.data import dataset_hash
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: `make test-fast` leaves it out
+
 
 def test_loss_falls(tiny_run: dict[str, Any]) -> None:
     report = tiny_run["report"]

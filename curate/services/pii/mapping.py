@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from curate.run.rundir import atomic_write_text, filesystem, is_url, path_exists, read_text
-from curate.services.pii.redactor import PLACEHOLDER_RE
+from curate.services.pii.placeholders import PLACEHOLDER_RE
 
 STATE_DIR = "redact.state"
 MAPPING_DIR = "mapping"

@@ -9,7 +9,6 @@ the redacted chunk maps back to the original chunk (and so to the original docum
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -18,13 +17,12 @@ from presidio_analyzer import RecognizerResult
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
+from assay.errors import AssayError
 from curate.services.pii.config import RedactConfig
 from curate.services.pii.engine import RedactEngine, recognizer_name, secret_type
 
-PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
 
-
-class RedactionPolicyError(RuntimeError):
+class RedactionPolicyError(AssayError, RuntimeError):
     """An entity type whose policy is `fail` was found: the run stops, naming where."""
 
     def __init__(self, chunk_id: str, entity: str, source_path: str = ""):

@@ -15,13 +15,14 @@ from typing import Any
 
 import polars as pl
 
+from assay.errors import AssayError
 from curate.services.pii.config import PiiSettings, RedactConfig, resolve_ner_model
 from curate.services.pii.engine import RedactEngine, get_engine
 
 SKIPPED_COLUMNS = frozenset({"example_id", "chunk_id", "doc_id", "sample_ids", "task_type", "review_status", "split"})
 
 
-class ResidualFindingsError(RuntimeError):
+class ResidualFindingsError(AssayError, RuntimeError):
     """The final dataset holds more detected entities than `redact.max_residual` allows."""
 
     def __init__(self, counts: dict[str, int], limit: int):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import xxhash
-from datasketch import MinHash
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 WORD_PATTERN = r"\w+"
 _MASK32 = 0xFFFFFFFF
@@ -125,6 +128,8 @@ def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> t
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's own affine32 permutation parameters (a, b) for (num_perm, seed)."""
+    from datasketch import MinHash  # scipy behind it: seconds to import, paid only when signing
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
     return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
 
@@ -194,6 +199,8 @@ def minhash_signatures(
 
 def datasketch_minhash(words: Sequence[str], *, num_perm: int = 128, shingle_size: int = 5, seed: int = 1) -> MinHash:
     """The datasketch MinHash of one word list that `minhash_signatures` reproduces."""
+    from datasketch import MinHash
+
     mh = MinHash(num_perm=num_perm, seed=seed, hashfunc=shingle_hash32)
     shingles = shingles_of(list(words), shingle_size)
     if shingles:

@@ -17,11 +17,13 @@ import collections
 import re
 from dataclasses import dataclass
 
+from assay.errors import AssayError
+
 # A 400 that comes from one request's content (its size), not from the configuration.
 _PER_REQUEST_400 = re.compile(r"prompt is too long|too many tokens|context length|maximum context|too large", re.I)
 
 
-class TeacherFatal(Exception):
+class TeacherFatal(AssayError):
     """The teacher cannot answer any request as configured: stop the stage now.
 
     `cause`: "auth" | "permission" | "model" | "config" | "unreachable" | "error_rate".

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from assay.errors import AssayError
 from curate.services.teacher.config import TeacherConfig
 from curate.services.teacher.store import canonical_json
 from schemas.ids import sha256_hex
@@ -26,11 +27,11 @@ PENDING_KINDS = ("api", "budget", "stopped")  # not done: the next run asks agai
 STATE_DIR = "generate.state"
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(AssayError):
     """The next request's worst-case cost would cross `teacher.budget_usd`."""
 
 
-class TeacherSetupError(ValueError):
+class TeacherSetupError(AssayError, ValueError):
     """The teacher cannot be opened as configured (missing key, cassette or price)."""
 
 
