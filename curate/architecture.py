@@ -36,11 +36,6 @@ def services_used(package: str) -> list[str]:
     return sorted(used)
 
 
-def package_of(group: str) -> str:
-    """The package that holds a group's stages (the `filter` group lives in `curate.filters`)."""
-    return {"filter": "filters"}.get(group, group)
-
-
 def mermaid(groups: Mapping[str, Sequence[Stage]] | None = None) -> str:
     """A Mermaid flowchart of the stages (grouped), their data edges and their services."""
     groups = groups if groups is not None else stage_groups()
@@ -66,7 +61,7 @@ def mermaid(groups: Mapping[str, Sequence[Stage]] | None = None) -> str:
     lines.extend(f"    svc_{name}(({name}))" for name in SERVICES)
     lines.append("  end")
     for group in groups:
-        lines.extend(f"  g_{group} -.-> svc_{service}" for service in services_used(package_of(group)))
+        lines.extend(f"  g_{group} -.-> svc_{service}" for service in services_used(group))
     return "\n".join(lines) + "\n"
 
 

@@ -12,8 +12,8 @@ from curate.cli_config import flags_without_type, load_or_exit
 from curate.config import PipelineConfig, parse_config
 from curate.ingest.preflight import check_paths_or_exit
 from curate.pipeline import all_stages, stage_groups
-from curate.report import print_status, print_summary, write_run_report
 from curate.run.runner import Runner, RunResult
+from curate.run_report import print_status, print_summary, write_run_report
 
 app = typer.Typer(help="Curate a fine-tuning dataset from documents.", no_args_is_help=True)
 flags_without_type()  # `--force`, not `--force <bool>`

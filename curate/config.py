@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from assay.config_files import error_lines, read_mapping
 from assay.errors import ConfigError
 from curate.dataset.config import ExportConfig, SplitConfig, ValidateConfig
-from curate.filters.config import FilterConfig, RefineConfig
+from curate.filter.config import FilterConfig, RefineConfig
 from curate.ingest.config import ChunkConfig, IngestConfig
 from curate.review.config import ReviewConfig
 from curate.run.config import ExecutorConfig

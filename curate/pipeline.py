@@ -10,7 +10,7 @@ from curate.run.stage import Stage
 
 def stage_groups() -> dict[str, list[Stage]]:
     from curate.dataset.stages import STAGES as dataset
-    from curate.filters.stages import STAGES as filters
+    from curate.filter.stages import STAGES as filters
     from curate.generate.stages import STAGES as generate
     from curate.ingest.stages import STAGES as ingest
     from curate.redact.stages import STAGES as redact

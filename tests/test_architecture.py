@@ -5,8 +5,8 @@ The import graph is grimp's (every `import` in the tree, those inside functions 
 
 1. Layers, each importing only the layers below it (chains count, not only direct imports):
        face      curate.cli, curate.commands, curate.config, curate.cli_config, curate.pipeline,
-                 curate.estimate, curate.report, curate.report_html
-       stages    curate.ingest | redact | generate | filters | review | dataset  (independent:
+                 curate.estimate, curate.run_report, curate.run_report_html
+       stages    curate.ingest | redact | generate | filter | review | dataset  (independent:
                  no stage imports another, directly or through anything)
        services  curate.services.teacher | similarity | pii  (independent of each other)
        run       curate.run: the run model knows no stage, no service, no pipeline config
@@ -27,9 +27,9 @@ import pytest
 
 FACE = (
     "curate.cli", "curate.commands", "curate.config", "curate.cli_config", "curate.pipeline",
-    "curate.estimate", "curate.report", "curate.report_html", "curate.architecture",
+    "curate.estimate", "curate.run_report", "curate.run_report_html", "curate.architecture",
 )
-STAGES = ("curate.ingest", "curate.redact", "curate.generate", "curate.filters", "curate.review", "curate.dataset")
+STAGES = ("curate.ingest", "curate.redact", "curate.generate", "curate.filter", "curate.review", "curate.dataset")
 SERVICES = ("curate.services.teacher", "curate.services.similarity", "curate.services.pii")
 LAYERS = [
     grimp.Layer(*FACE, independent=False),

@@ -20,7 +20,7 @@ LONG_MODULES = {
     "curate/ingest/readers/pdf.py": "layout analysis of one format; being reworked for speed (issue 17) at the same time",
     "curate/review/labeling.py": "the Label Studio labeling config and its result parsing, one vendor format",
     "curate/review/sync.py": "push and pull against Label Studio; split planned after the doubt ordering lands (issue 20)",
-    "curate/filters/stages.py": "four stage functions and the package funnel; the funnel moves out with the typed handles",
+    "curate/filter/stages.py": "four stage functions and the package funnel; the funnel moves out with the typed handles",
     "train/evaluate/evaluate.py": "the evaluation run end to end; train's own split is outside this refactor's scope",
 }
 # "path:function" -> why
@@ -28,15 +28,15 @@ LONG_FUNCTIONS = {
     "curate/dataset/card.py:render_card": "one template of the dataset card, section after section",
     "curate/dataset/validation.py:run_suite": "great-expectations' suite, one expectation a line",
     "curate/estimate.py:estimate": "the dry-run cost estimate, one pass over the chunks",
-    "curate/filters/dedup_index.py:dedup": "the incremental index's one algorithm, kept whole to read against the paper",
-    "curate/filters/stages.py:package_report": "the filter funnel's report, one counter a line",
-    "curate/report_html.py:render_html": "one HTML template",
+    "curate/filter/dedup_index.py:dedup": "the incremental index's one algorithm, kept whole to read against the paper",
+    "curate/filter/stages.py:package_report": "the filter funnel's report, one counter a line",
+    "curate/run_report_html.py:render_html": "one HTML template",
     "curate/review/merge.py:apply_review": "decision resolution, one rule a branch",
     "curate/run/runner.py:_run_stage": "one stage's run, fingerprint to manifest, in the order it happens",
     "curate/services/pii/redactor.py:redact_text": "one chunk's redaction with offset mapping",
     "curate/services/teacher/live.py:_live_call": "instructor's patched call with its nested guarded create (a closure)",
     "train/evaluate/evaluate.py:evaluate_run": "the evaluation run end to end",
-    "train/evaluate/report.py:_markdown": "one Markdown template",
+    "train/evaluate/eval_report.py:_markdown": "one Markdown template",
     "train/runner.py:run_training": "the training run end to end (trainspeed, issue 24, is reworking it)",
 }
 

@@ -32,8 +32,8 @@ from train.data import (
 )
 from train.distributed import accumulation_steps, barrier, is_main_process, world_size
 from train.export import ADAPTER, export_run
-from train.report import loss_curves, plot_losses, write_report
 from train.tiny import build_tiny_model, is_random_init_standin
+from train.train_report import loss_curves, plot_losses, write_report
 
 CHECKPOINTS = "checkpoints"
 

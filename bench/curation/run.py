@@ -143,7 +143,7 @@ def pipeline_config(name: str, run_dir: Path, labels: list[str], base_url: str, 
 
 def pipeline_stages() -> list[Any]:
     from curate.dataset.stages import STAGES as dataset
-    from curate.filters.stages import STAGES as filters
+    from curate.filter.stages import STAGES as filters
     from curate.generate.stages import STAGES as generate
     from curate.review.stages import STAGES as review
 

@@ -36,9 +36,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from curate.filters.base import records_frame  # noqa: E402
-from curate.filters.checks import FilterEnv, run_filters  # noqa: E402
-from curate.filters.config import FilterConfig  # noqa: E402
+from curate.filter.base import records_frame  # noqa: E402
+from curate.filter.checks import FilterEnv, run_filters  # noqa: E402
+from curate.filter.config import FilterConfig  # noqa: E402
 from curate.services.similarity.dedup import (  # noqa: E402
     DedupParams,
     cross_group_pairs,

@@ -21,7 +21,7 @@ def add(
     artifact: Annotated[str, typer.Option(help="The run's accepted examples")] = "split/examples",
 ) -> None:
     """Add this run's accepted dataset to the index: later runs drop examples that repeat it."""
-    from curate.filters.dedup_index import add_run_to_index
+    from curate.filter.dedup_index import add_run_to_index
 
     try:
         counts = add_run_to_index(load_or_exit(config, console), artifact)
@@ -36,7 +36,7 @@ def add(
 @app.command()
 def show(config: ConfigArg) -> None:
     """Where the index is and how many examples it holds."""
-    from curate.filters.dedup_index import DedupIndex, index_location
+    from curate.filter.dedup_index import DedupIndex, index_location
 
     location = index_location(load_or_exit(config, console))
     if location is None:

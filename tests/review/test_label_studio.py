@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from curate.config import PipelineConfig
 from curate.dataset.card import review_lines
-from curate.report import print_status, write_run_report
 from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.server import free_port
 from curate.review.stages import STAGES as REVIEW_STAGES
 from curate.review.sync import VIEW_TITLE, pull, push, select_for_review
 from curate.run.rundir import RunDir
 from curate.run.runner import Runner
+from curate.run_report import print_status, write_run_report
 from tests.review.conftest import build_run
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate.filters.dedup_index import DedupIndex
+from curate.filter.dedup_index import DedupIndex
 from curate.services.similarity.dedup import DedupParams, datasketch_minhash, dedup_frame, tokenize
 from curate.services.similarity.parallel import parallel_dedup_frame
 from tests.scale.corpus import planted_corpus

@@ -273,7 +273,7 @@ def evaluate_run(run_dir: Path, config: EvalConfig) -> dict[str, Any]:
     """Evaluate a training run; writes `<run_dir>/eval/` and returns the report."""
     import torch
 
-    from train.evaluate.report import write_report
+    from train.evaluate.eval_report import write_report
 
     layout = RunLayout.discover(run_dir)
     test_path = Path(config.test_file) if config.test_file else _export_file(layout, "test.jsonl")

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from rapidfuzz import fuzz
 from rapidfuzz.process import cdist
 
-from curate.filters.base import Filter, Funnel, GroupFilter, Item, Reject
-from curate.filters.config import FilterConfig
+from curate.filter.base import Filter, Funnel, GroupFilter, Item, Reject
+from curate.filter.config import FilterConfig
 from curate.services.similarity.grounding import (
     EXACT_KINDS,
     NormalisedText,

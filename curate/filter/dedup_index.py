@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.filters.config import FilterSettings
+from curate.filter.config import FilterSettings
 from curate.services.similarity.dedup import (
     DedupParams,
     band_frame,

@@ -10,9 +10,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from curate.filters.base import records_frame
-from curate.filters.checks import FilterEnv
-from curate.filters.config import FilterConfig
+from curate.filter.base import records_frame
+from curate.filter.checks import FilterEnv
+from curate.filter.config import FilterConfig
 from curate.services.teacher.request import TeacherAnswer, TeacherRequest
 from schemas.ids import content_id
 from schemas.records import Sample, Usage

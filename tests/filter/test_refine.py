@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 
 from curate.config import parse_config
-from curate.filters.base import records_frame
-from curate.filters.checks import run_filters
-from curate.filters.refine import refine, repair_targets
-from curate.filters.stages import STAGES
+from curate.filter.base import records_frame
+from curate.filter.checks import run_filters
+from curate.filter.refine import refine, repair_targets
+from curate.filter.stages import STAGES
 from curate.run.rundir import RunDir
 from curate.run.runner import Runner
 from curate.services.teacher.request import TeacherRequest

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from curate.filters.base import Funnel, records_frame
-from curate.filters.checks import FilterEnv, run_filters
+from curate.filter.base import Funnel, records_frame
+from curate.filter.checks import FilterEnv, run_filters
 from schemas.ids import content_id
 from schemas.records import Example, Rejection, Sample, SampleStatus
 from schemas.tasks import output_model

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.config import load_config
-from curate.filters.dedup_index import DedupIndex, drop_indexed_duplicates
+from curate.filter.dedup_index import DedupIndex, drop_indexed_duplicates
 from curate.pipeline import all_stages
 from curate.run.runner import Runner
 from curate.run.stage import Stage

@@ -13,17 +13,17 @@ from typing import Any
 
 import polars as pl
 
-from curate.filters.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
-from curate.filters.checks import FilterEnv, run_filters
-from curate.filters.config import FilterSettings
-from curate.filters.dedup_index import (
+from curate.filter.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
+from curate.filter.checks import FilterEnv, run_filters
+from curate.filter.config import FilterSettings
+from curate.filter.dedup_index import (
     dedup_params,
     dedup_text,
     drop_indexed_duplicates,
     index_digest,
     index_location,
 )
-from curate.filters.refine import recovery_rate
+from curate.filter.refine import recovery_rate
 from curate.run.limits import limiter_for
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.similarity.dedup import DedupParams, dedup_frame
@@ -93,7 +93,7 @@ def summarize_filter(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     """Repairs of one batch of rejections (all of a chunk's together); `examples` holds only
     the repaired ones: the executor adds filter's examples once (`passthrough`)."""
-    from curate.filters.refine import refine, repair_targets
+    from curate.filter.refine import refine, repair_targets
 
     examples = ctx.side(FILTERED)
     rounds = ctx.config.refine.rounds
@@ -160,7 +160,7 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- judge
 def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
-    from curate.filters.judge import JUDGMENT_SCHEMA, judge
+    from curate.filter.judge import JUDGMENT_SCHEMA, judge
 
     config = ctx.config.filter.judge
     empty_judgments = pl.DataFrame(schema=JUDGMENT_SCHEMA)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from curate.filters.checks import run_filters
-from curate.filters.config import FilterConfig
+from curate.filter.checks import run_filters
+from curate.filter.config import FilterConfig
 
 from .conftest import make_env, sample, samples_frame
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from curate.filters.base import Funnel, Item
-from curate.filters.checks import AuditFilter, FilterEnv, FilterOutcome, GroundingFilter, run_filters
-from curate.filters.stages import label_warning
+from curate.filter.base import Funnel, Item
+from curate.filter.checks import AuditFilter, FilterEnv, FilterOutcome, GroundingFilter, run_filters
+from curate.filter.stages import label_warning
 from curate.services.similarity.grounding import NormalisedText, locate
 from schemas.tasks import FieldSpec, TaskConfig
 
@@ -176,7 +176,7 @@ def test_audit_structure_and_length() -> None:
     audit = AuditFilter()
     item = Item(item_id="x", chunk_id="c1", doc_id="d", task_type="classification", raw_json=None, sample_ids=["x"])
     item.output = env.model.model_validate({"label": "access-control", "quote": QUOTE_C1})
-    from curate.filters.checks import render_messages
+    from curate.filter.checks import render_messages
 
     item.messages = render_messages(env.task, CHUNKS["c1"], item.output)
     verdict = audit.check(item, env)

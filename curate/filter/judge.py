@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.filters.refine import TeacherLike
+from curate.filter.refine import TeacherLike
 from curate.services.teacher.judge import JudgeConfig, judge_request
 from schemas.records import Rejection
 

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from curate.report_html import cost_line, error_frame, rejection_line, run_summary, write_html_report
 from curate.run.rundir import RunDir, atomic_write_text
+from curate.run_report_html import cost_line, error_frame, rejection_line, run_summary, write_html_report
 
 
 def stage_table(manifest: dict[str, Any]) -> Table:

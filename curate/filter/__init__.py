@@ -1,0 +1,1 @@
+"""filter stage package: schema, consistency, grounding, audit, refine, judge, dedup."""
