@@ -42,6 +42,7 @@ from curate.dataset.validation import (
 )
 from curate.run.rundir import RunDir, run_location, staged_folder
 from curate.run.stage import Stage, StageContext, StepKind
+from curate.services.pii.mapping import restore_placeholders
 from schemas.artifacts import (
     EXPORT_MANIFEST,
     LEAKS,
@@ -182,8 +183,6 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
     rows = export_columns(batch)
     residual = residual_scan(rows, ctx)
     if ctx.config.redact.restore_in_final:
-        from curate.services.pii.mapping import restore_placeholders
-
         rows = restore_placeholders(rows, ctx.run_dir)
     with staged_folder(final) as staging:  # swapped in whole once every file is written
         files = write_exports(rows, staging, formats=config.formats, task=ctx.config.task,
@@ -227,7 +226,7 @@ def residual_scan(rows: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dic
     return report
 
 
-def export_digest(config: Any) -> str:
+def export_digest(config: DatasetSettings) -> str:
     """What the export depends on besides `split/examples`, for its fingerprint: the whole config
     (pipeline.yaml and the card carry it), what the card takes from the manifest, and the export
     folder as it lies on disk (names, sizes, modification times), so that a deleted or edited

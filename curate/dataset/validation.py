@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from assay.errors import AssayError
 from curate.dataset import chat
 from curate.dataset.config import ValidateConfig
+from curate.services.pii.mapping import load_mappings
 from schemas.tasks import TaskConfig, TaskType, output_model
 
 if TYPE_CHECKING:
@@ -80,10 +81,6 @@ def _output_valid(task: TaskConfig, output_json: str | None) -> bool:
 
 def redacted_originals(run_dir: str, doc_ids: list[str] | None = None) -> dict[str, list[str]]:
     """doc_id -> original values the redact stage replaced (its local mapping; all docs when None)."""
-    try:
-        from curate.services.pii.mapping import load_mappings
-    except ImportError:  # the redact package is optional here
-        return {}
     mappings = load_mappings(run_dir, doc_ids)
     return {
         doc: sorted({str(e["value"]) for e in entries if len(str(e.get("value") or "").strip()) >= 3})

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import polars as pl
 from pydantic import BaseModel
 
-from schemas.records import Evidence, Message, Rejection
+from schemas.records import Evidence, Message, Rejection, frame_of
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,5 @@ def reason_counts(rejected: pl.DataFrame) -> list[dict[str, Any]]:
 
 def records_frame(model: type[BaseModel], rows: Sequence[BaseModel]) -> pl.DataFrame:
     """`frame_of` for any sequence of records (typed covariantly)."""
-    from schemas.records import frame_of
-
     return frame_of(model, list[BaseModel](rows))
 

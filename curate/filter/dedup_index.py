@@ -20,6 +20,16 @@ import numpy as np
 import polars as pl
 
 from curate.filter.config import FilterSettings
+from curate.run.executor import frame_digest
+from curate.run.rundir import (
+    RunDir,
+    atomic_write_parquet,
+    atomic_write_text,
+    path_exists,
+    read_parquet,
+    read_text,
+    run_location,
+)
 from curate.services.similarity.dedup import (
     DedupParams,
     band_frame,
@@ -30,6 +40,7 @@ from curate.services.similarity.dedup import (
     sign_batches,
     verify_pairs,
 )
+from schemas.artifacts import SPLIT_EXAMPLES
 
 
 def dedup_text(field: str) -> pl.Expr:
@@ -82,8 +93,6 @@ class DedupIndex:
         return f"{self.location}/params.json"
 
     def load(self, columns: list[str] | None = None) -> pl.DataFrame:
-        from curate.run.rundir import path_exists, read_parquet
-
         if not path_exists(self.rows_path):
             return pl.DataFrame(schema=INDEX_SCHEMA).select(columns or list(INDEX_SCHEMA))
         return read_parquet(self.rows_path, columns)
@@ -93,8 +102,6 @@ class DedupIndex:
         return self.load(["id"])["id"]
 
     def _check_params(self, params: DedupParams) -> None:
-        from curate.run.rundir import path_exists, read_text
-
         if path_exists(self.params_path):
             stored = json.loads(read_text(self.params_path))
             if stored != _params_json(params):
@@ -115,8 +122,6 @@ class DedupIndex:
         id) is not a survivor; with `prefer_indexed`, an indexed row beats any new one.
         Ids already in the index are an error (a batch is indexed once).
         """
-        from curate.run.rundir import atomic_write_parquet, atomic_write_text
-
         params = params or DedupParams()
         self._check_params(params)
         old = self.load()
@@ -197,7 +202,7 @@ def _params_json(params: DedupParams) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the pipeline's index
-def index_location(config: Any) -> str | None:
+def index_location(config: FilterSettings) -> str | None:
     """`filter.dedup_index` as a path or URL (a relative path is from the config's folder)."""
     value: str | None = config.filter.dedup_index
     if not value:
@@ -205,11 +210,9 @@ def index_location(config: Any) -> str | None:
     return value if "://" in value else str(config.resolve(value))
 
 
-def index_digest(config: Any) -> str | None:
+def index_digest(config: FilterSettings) -> str | None:
     """What the dedup stage reads from the index (its ids), for the stage's fingerprint:
     adding a dataset to the index makes the next run deduplicate again."""
-    from curate.run.executor import frame_digest
-
     location = index_location(config)
     if location is None:
         return None
@@ -245,14 +248,12 @@ def drop_indexed_duplicates(
     return kept, pl.concat([again, dropped])
 
 
-def add_run_to_index(config: Any, artifact: str = "split/examples") -> dict[str, Any]:
+def add_run_to_index(config: FilterSettings, artifact: str = SPLIT_EXAMPLES.path) -> dict[str, Any]:
     """Add a run's accepted dataset to the index at `filter.dedup_index`.
 
     Rows the index already holds are skipped, so adding the same run twice is harmless.
     The run is read, not changed. Returns counts and the location.
     """
-    from curate.run.rundir import RunDir, run_location
-
     location = index_location(config)
     if location is None:
         raise ValueError("filter.dedup_index is not set in the config: name the index folder or URL")

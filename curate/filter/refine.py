@@ -16,6 +16,8 @@ import polars as pl
 
 from curate.filter.base import Funnel, records_frame
 from curate.filter.checks import FilterEnv, run_filters
+from curate.services.teacher.prompts import refine_instruction, system_prompt
+from curate.services.teacher.request import TeacherRequest
 from schemas.ids import content_id
 from schemas.records import Example, Rejection, Sample, SampleStatus
 from schemas.tasks import output_model
@@ -76,9 +78,6 @@ def _sample_from_answer(answer: Any, target: dict[str, Any], task_name: str, tas
 
 
 def build_request(env: FilterEnv, target: dict[str, Any], round_: int) -> Any:
-    from curate.services.teacher.prompts import refine_instruction, system_prompt
-    from curate.services.teacher.request import TeacherRequest
-
     reason = f"{target['filter']}/{target['reason']}: {target['detail']}"
     return TeacherRequest(
         chunk_id=target["chunk_id"], system=system_prompt(env.task),

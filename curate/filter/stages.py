@@ -23,8 +23,10 @@ from curate.filter.dedup_index import (
     index_digest,
     index_location,
 )
-from curate.filter.refine import recovery_rate
+from curate.filter.judge import JUDGMENT_SCHEMA, judge
+from curate.filter.refine import recovery_rate, refine, repair_targets
 from curate.run.limits import limiter_for
+from curate.run.rundir import path_exists, read_parquet
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.similarity.dedup import DedupParams, dedup_frame
 from curate.services.similarity.parallel import dedup_frame_for
@@ -93,8 +95,6 @@ def summarize_filter(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     """Repairs of one batch of rejections (all of a chunk's together); `examples` holds only
     the repaired ones: the executor adds filter's examples once (`passthrough`)."""
-    from curate.filter.refine import refine, repair_targets
-
     examples = ctx.side(FILTERED)
     rounds = ctx.config.refine.rounds
     done = set(examples["chunk_id"].to_list())
@@ -160,8 +160,6 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- judge
 def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
-    from curate.filter.judge import JUDGMENT_SCHEMA, judge
-
     config = ctx.config.filter.judge
     empty_judgments = pl.DataFrame(schema=JUDGMENT_SCHEMA)
     selected = batch.filter(pl.col("task_type").is_in(list(config.task_types))) if config.enabled else batch.clear()
@@ -258,7 +256,7 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     }
 
 
-def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def against_index(examples: pl.DataFrame, config: FilterSettings, location: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Examples kept, and rejections of those that duplicate an earlier accepted dataset."""
     with_text = examples.with_columns(dedup_text(config.filter.dedup_field).alias("__text"))
     kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location, params=dedup_params(config))
@@ -268,8 +266,6 @@ def against_index(examples: pl.DataFrame, config: Any, location: str) -> tuple[p
 
 
 def _read(ctx: StageContext[FilterSettings], artifact: Artifact, columns: list[str] | None = None) -> pl.DataFrame | None:
-    from curate.run.rundir import path_exists, read_parquet
-
     location = ctx.path(artifact)
     if not path_exists(location):
         return None

@@ -144,7 +144,7 @@ def generate(batch: pl.DataFrame, ctx: StageContext[GenerateSettings]) -> dict[s
 
 
 def stop_message(
-    config: Any, kept: int, asked: int, reasons: Counter[str], spent: float, fatal: TeacherFatal | None,
+    config: GenerateSettings, kept: int, asked: int, reasons: Counter[str], spent: float, fatal: TeacherFatal | None,
     pending: list[dict[str, Any]],
 ) -> str:
     """Why the stage stopped, what is kept and what the next run will do (cause first)."""

@@ -16,7 +16,7 @@ import polars as pl
 
 from curate.ingest import errors as E
 from curate.ingest.chunker import HEADED_FORMATS, chunk_text
-from curate.ingest.config import IngestSettings
+from curate.ingest.config import IngestConfig, IngestSettings
 from curate.ingest.errors import IngestError
 from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
@@ -133,7 +133,7 @@ def document_row(extracted: Extracted, source: str, file_hash: str, fmt: str) ->
     ).model_dump()
 
 
-def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: Any) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Documents and error rows of one file; never raises for bad input."""
     try:
         result = reader_for(fmt)(path, source, ctx_cfg)

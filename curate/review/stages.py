@@ -38,7 +38,7 @@ def review_stage(batch: pl.DataFrame, ctx: StageContext[ReviewSettings]) -> dict
     return {"examples": examples, "rejected": rejected, "summary": summary}
 
 
-def decisions_digest(config: Any) -> str:
+def decisions_digest(config: ReviewSettings) -> str:
     """The review state the stage reads besides its input (pulled decisions, pushed ids)."""
     state = config.run_path / STATE_DIR
     return sha256_hex(" ".join(file_sha256(str(state / name)) if (state / name).exists() else "-"

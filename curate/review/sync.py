@@ -35,6 +35,7 @@ from curate.review.labeling import (
     read_annotation,
     task_payload,
 )
+from curate.review.merge import apply_review
 from curate.review.selection import audit_draw, is_audit, select_for_review
 from curate.run.rundir import atomic_write_parquet, atomic_write_text
 from schemas.records import ReviewDecision, polars_schema
@@ -327,8 +328,6 @@ def pull(cfg: ReviewSettings, client: ReviewClient | None = None) -> PullReport:
 
 def _merge_report(cfg: ReviewSettings, decisions: pl.DataFrame) -> dict[str, Any]:
     """The review stage's counts and audit for these decisions (empty without dedup/examples)."""
-    from curate.review.merge import apply_review
-
     try:
         examples = read_examples(cfg)
     except FileNotFoundError:

@@ -40,6 +40,8 @@ from schemas.ids import file_sha256
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
+    from curate.run.config import RunSettings
+
 MANIFEST = "manifest.json"
 
 
@@ -49,7 +51,7 @@ def is_url(location: str | os.PathLike[str]) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
-def run_location(config: Any) -> str:
+def run_location(config: RunSettings) -> str:
     """Where a config's run directory lives: its URL as written, or the resolved local path.
 
     `PipelineConfig.run_path` is a `Path`, which would fold `s3://b/x` into `s3:/b/x`;

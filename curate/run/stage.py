@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from assay.errors import AssayError
 from curate.run.config import RunSettings
+from curate.run.rundir import atomic_write_text, path_exists, read_parquet  # local paths or s3:// URLs
 from schemas.artifacts import Artifact, SideFile
 
 T = TypeVar("T")
@@ -154,15 +155,11 @@ class StageContext(Generic[C]):
         """A side input, read whole (cached per worker)."""
         artifact = str(handle)
         if artifact not in self._side_cache:
-            from curate.run.rundir import read_parquet  # local path or s3:// URL
-
             self._side_cache[artifact] = read_parquet(self.path(artifact))
         return self._side_cache[artifact]
 
     def previous(self, name: str) -> pl.DataFrame | None:
         """This stage's own output from the last completed run, for incremental work."""
-        from curate.run.rundir import path_exists, read_parquet  # local path or s3:// URL
-
         location = self.path(f"{self.stage}/{name}")
         return read_parquet(location) if path_exists(location) else None
 
@@ -181,8 +178,6 @@ class StageContext(Generic[C]):
 
     def write_json(self, name: str, payload: Any) -> Path:
         """Write a side report into the stage's state folder, atomically."""
-        from curate.run.rundir import atomic_write_text
-
         target = self.stage_dir / name
         atomic_write_text(target, json.dumps(payload, indent=2, sort_keys=True, default=str))
         return target

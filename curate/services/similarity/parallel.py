@@ -22,12 +22,14 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from curate.run.config import RunSettings
 from curate.services.similarity.dedup import (
     DedupParams,
     DedupResult,
     band_frame,
     band_keys,
     candidate_pairs,
+    dedup_frame,
     exact_edges,
     finish_dedup,
     sign_batches,
@@ -126,7 +128,7 @@ def parallel_dedup_frame(
 
 
 @contextlib.contextmanager
-def dedup_pool(config: Any) -> Iterator[Pool]:
+def dedup_pool(config: RunSettings) -> Iterator[Pool]:
     """The pool a pipeline config asks for: Ray's on a Ray run, processes for local workers > 1."""
     executor = config.executor
     if executor.kind == "ray":
@@ -150,14 +152,12 @@ def dedup_pool(config: Any) -> Iterator[Pool]:
         yield SerialPool()
 
 
-def dedup_frame_for(config: Any) -> Callable[..., tuple[pl.DataFrame, DedupResult]]:
+def dedup_frame_for(config: RunSettings) -> Callable[..., tuple[pl.DataFrame, DedupResult]]:
     """A drop-in for `dedup_frame` that uses the executor of `config` for the per-row work."""
 
     def run(frame: pl.DataFrame, **kwargs: Any) -> tuple[pl.DataFrame, DedupResult]:
         workers = max(1, config.executor.workers)
         if config.executor.kind != "ray" and workers <= 1:
-            from curate.services.similarity.dedup import dedup_frame
-
             return dedup_frame(frame, **kwargs)
         with dedup_pool(config) as pool:
             return parallel_dedup_frame(frame, pool=pool, partitions=max(2, workers), **kwargs)
