@@ -123,7 +123,9 @@ def sections(text: str, headed: bool) -> list[_Section]:
             levels.pop()
             path = path[:-1]
         levels.append(level)
-        path = (*path, title.rstrip(" \t").rstrip("#").rstrip(" \t") or title.strip())
+        if title[-1] in " \t#":  # a closing "##" or trailing blanks (else nothing to strip)
+            title = title.rstrip(" \t").rstrip("#").rstrip(" \t") or title.strip()
+        path = (*path, title)
         out.append(_Section(match.start(1), end, path, 0, search(text, match.end(), end) is not None))
     return out
 
@@ -179,24 +181,31 @@ def _split(
     units = _units(text, start, end, level)
     if len(units) <= 1:
         return _split(text, counter, start, end, budget, level + 1, floor, headed)
+    # token indices of every unit's start and end, found once: a count is then a difference
+    starts, index = counter.starts, counter.index
+    firsts = [bisect.bisect_left(starts, unit_start) for unit_start, _ in units]
+    lasts = [bisect.bisect_left(starts, unit_end) for _, unit_end in units]
     pieces: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
-    for unit_start, unit_end in units:
-        if current is not None and counter.count(current[0], unit_end) <= budget:
-            current = (current[0], unit_end)
+    first = last = 0  # token indices of current's start and end
+    for (unit_start, unit_end), unit_first, unit_last in zip(units, firsts, lasts, strict=True):
+        if current is not None and unit_last - first <= budget:
+            current, last = (current[0], unit_end), unit_last
             continue
-        if current is not None and (counter.count(*current) < floor or (headed and _only_headings(text, *current))):
+        if current is not None and (last - first < floor or (headed and _only_headings(text, *current))):
             pieces.extend(_split(text, counter, current[0], unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()  # the last piece of the split may take the next units
+            first, last = index(current[0]), index(current[1])
             continue
         if current is not None:
             pieces.append(current)
             current = None
-        if counter.count(unit_start, unit_end) <= budget:
-            current = (unit_start, unit_end)
+        if unit_last - unit_first <= budget:
+            current, first, last = (unit_start, unit_end), unit_first, unit_last
         else:
             pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()
+            first, last = index(current[0]), index(current[1])
     if current is not None:
         pieces.append(current)
     return pieces
