@@ -65,6 +65,20 @@ _ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 _HEADING_SIZE = 1.15  # a line at least this much larger than the body text is a heading
 
 
+def _bare(function: Any, restype: Any) -> Any:
+    """A bare prototype of one of PDFium's C functions, for the calls made per line: ctypes
+    then checks no argument against argtypes (a handle, a C int and a pointer go as they
+    are), which halves the cost of a call."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    if not address:
+        raise RuntimeError(f"pypdfium2 has no address for {function!r}")
+    return ctypes.CFUNCTYPE(restype)(address)
+
+
+_LOOSE_CHAR_BOX = _bare(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int)
+_FONT_SIZE = _bare(pdfium_c.FPDFText_GetFontSize, ctypes.c_double)
+
+
 @dataclass(slots=True)
 class _Line:
     text: str
@@ -119,9 +133,10 @@ def _page_text(textpage: Any) -> str:
 def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
     """The page's text lines with their boxes (PDF units, y up) and font size, from PDFium's
     text layer (`textpage`: PDFium's handle): one call for the text, the lines found by one
-    regex over it, then two or three calls per line straight to PDFium's C API (the
-    helpers' per-call objects cost more than the call), the text cleaned in one pass. Font
-    sizes are read only when `sizes` (no outline to take headings from)."""
+    regex over it, then two or three calls per line straight to PDFium's C API (bare
+    prototypes: pypdfium2's helpers and ctypes' argument checks cost more than the call),
+    the text cleaned in one pass. Font sizes are read only when `sizes` (no outline to take
+    headings from)."""
     raw = _page_text(textpage)
     matches = list(_LINE.finditer(raw))
     if not matches:
@@ -130,8 +145,8 @@ def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
     texts = _clean("\n".join(pieces)).split("\n")
     out = []
     rect = pdfium_c.FS_RECTF()
-    loose_box = pdfium_c.FPDFText_GetLooseCharBox
-    font_size = pdfium_c.FPDFText_GetFontSize
+    box = ctypes.byref(rect)
+    loose_box, font_size = _LOOSE_CHAR_BOX, _FONT_SIZE
     after_end = True  # the first line of a page may follow a sentence end on the page before
     for match, piece, text in zip(matches, pieces, texts, strict=True):
         first = match.start()
@@ -139,15 +154,15 @@ def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
         if text:
             # PDFium may have joined two visual lines (a line-end hyphen): the top and left
             # come from the first character, the bottom and right from the last
-            loose_box(textpage, first, rect)
+            loose_box(textpage, first, box)
             left, top, first_bottom = rect.left, rect.top, rect.bottom
-            loose_box(textpage, last, rect)
+            loose_box(textpage, last, box)
             bottom = rect.bottom
             right = word_right = rect.right
             if after_end:  # only then is "would the first word have fitted above?" asked
                 space = piece.find(" ")
                 if space > 0:
-                    loose_box(textpage, first + space - 1, rect)
+                    loose_box(textpage, first + space - 1, box)
                     word_right = rect.right
             size = round(font_size(textpage, first), 1) if sizes else 0.0
             out.append(_Line(text, page, left, right, top, bottom, size, top - first_bottom, word_right))
@@ -165,21 +180,24 @@ def _drop_running_lines(pages: list[list[_Line]]) -> dict[str, Any]:
     def key(line: _Line) -> str:
         return _DIGITS.sub("#", line.text.lower())
 
+    edges = []  # per page: (position, key) of its first and last lines
     for lines in pages:
-        keys.update({key(line) for line in lines[:edge] + lines[-edge:]})
+        count = len(lines)
+        edges.append([(position, key(lines[position])) for position in sorted({*range(min(edge, count)), *range(max(0, count - edge), count)})])
+        keys.update({k for _, k in edges[-1]})
     with_text = sum(1 for lines in pages if lines)
     repeated = {k for k, n in keys.items() if with_text >= 3 and n >= max(3, 0.6 * with_text)}
     dropped_text: Counter[str] = Counter()
     numbers = 0
-    for lines in pages:
+    for lines, at_edges in zip(pages, edges, strict=True):
         count = len(lines)
         drop = []
-        for position in sorted({*range(min(edge, count)), *range(max(0, count - edge), count)}):
+        for position, line_key in at_edges:
             line = lines[position]
             if count > 1 and _PAGE_NUMBER.match(line.text):
                 numbers += 1
                 drop.append(position)
-            elif key(line) in repeated:
+            elif line_key in repeated:
                 dropped_text[line.text] += 1
                 drop.append(position)
         for position in reversed(drop):
@@ -255,8 +273,12 @@ def _mark_headings(pages: list[list[_Line]], outline: list[tuple[str, int, int]]
             initials = {title[:1] for title, _ in wanted or ()}
             index = 0
             while wanted and index < len(lines):
-                alnum = _ALNUM.search(lines[index].text)
-                initial = alnum.group().lower() if alnum else ""
+                text = lines[index].text
+                if text[:1].isalnum():  # most lines: no search for the first letter or digit
+                    initial = text[0].lower()
+                else:
+                    alnum = _ALNUM.search(text)
+                    initial = alnum.group().lower() if alnum else ""
                 if initial and (initial not in initials if len(initial) == 1 else not any(t.startswith(initial) for t, _ in wanted)):
                     index += 1
                     continue
@@ -381,10 +403,7 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]]
         if not line.heading or line.page not in right_margin:
             right_margin[line.page] = max(right_margin.get(line.page, 0.0), line.right)
     joined = 0
-    parts: list[str] = []
-    spans: dict[int, list[int]] = {}
-    span = [0, 0]
-    offset = 0
+    parts: list[str] = []  # line text, joint, line text, joint, ...: offsets are added up at the end
     previous: _Line | None = None
     ends = False  # the previous line ended a sentence
     for line in lines:
@@ -398,27 +417,28 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]]
                 if last.endswith((_HYPHEN_MARK, "-")) and last[-2:-1].isalpha():
                     joint = ""  # a word or a compound split at the line end: no space
                     if _join_word(last[:-1], text, occurs):
-                        parts[-1], offset = last[:-1], offset - 1
+                        parts[-1] = last[:-1]
                         joined += 1
                     else:
                         parts[-1] = last[:-1] + "-"
-                    spans[previous.page][1] = min(spans[previous.page][1], offset)
             parts.append(joint)
-            offset += len(joint)
-        text = text.replace(_HYPHEN_MARK, "-")
-        start = offset
-        parts.append(text)
-        offset += len(text)
-        if previous is None or line.page != previous.page:
-            span = spans.setdefault(line.page, [start, offset])
-        span[1] = offset
+        parts.append(text.replace(_HYPHEN_MARK, "-"))
         previous = line
         ends = _ends_sentence(line.text)
-    return "".join(parts).replace(_HYPHEN_MARK, "-"), [(page, s, e) for page, (s, e) in sorted(spans.items())], joined
+    # each page spans from the start of its first line to the end of its last
+    line_ends = list(itertools.accumulate(map(len, parts)))[::2]
+    spans: dict[int, list[int]] = {}
+    for line, end, text in zip(lines, line_ends, parts[::2], strict=True):
+        span = spans.get(line.page)
+        if span is None:
+            spans[line.page] = [end - len(text), end]
+        else:
+            span[1] = end
+    return "".join(parts), [(page, s, e) for page, (s, e) in sorted(spans.items())], joined
 
 
 def _open(data: bytes, source: str) -> Any:
-    if not data.strip():
+    if not data or data.isspace():  # (data.strip() would copy the file)
         raise IngestError(E.EMPTY_FILE, f"{source}: the file is empty")
     if b"%PDF-" not in data[:1024]:
         raise IngestError(E.PDF_CORRUPT, f"{source}: no %PDF- header: this is not a PDF file")
