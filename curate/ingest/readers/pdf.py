@@ -29,6 +29,7 @@ import ctypes
 import itertools
 import re
 import statistics
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -63,6 +64,7 @@ _DIGITS = re.compile(r"\d+")
 _NON_WORD = re.compile(r"\W+")
 _ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 _HEADING_SIZE = 1.15  # a line at least this much larger than the body text is a heading
+_BUFFERS = threading.local()
 
 
 def _bare(function: Any, restype: Any) -> Any:
@@ -124,10 +126,19 @@ def _page_text(textpage: Any) -> str:
         last -= 1
     if first > last:
         return ""
-    size = text_index(textpage, last) + 2 - text_index(textpage, first)  # with the NUL
-    buffer = (ctypes.c_ushort * size)()
+    buffer = _text_buffer(text_index(textpage, last) + 2 - text_index(textpage, first))  # with the NUL
     written = pdfium_c.FPDFText_GetText(textpage, first, last + 1 - first, buffer)
     return codecs.decode(memoryview(buffer)[: written - 1], "utf-16-le", "ignore")
+
+
+def _text_buffer(size: int) -> Any:
+    """A UTF-16 buffer of at least `size` units, kept per thread and grown by doubling: a
+    ctypes array of a new length is a new ctypes type, which costs more than reading a page."""
+    buffer = getattr(_BUFFERS, "text", None)
+    if buffer is None or len(buffer) < size:
+        buffer = (ctypes.c_ushort * max(4096, 1 << (size - 1).bit_length()))()
+        _BUFFERS.text = buffer
+    return buffer
 
 
 def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
@@ -511,7 +522,7 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     data = path.read_bytes()
     document = _open(data, source)
     try:
-        metadata = document.get_metadata_dict(skip_empty=True)
+        title = document.get_metadata_value("Title")
         n_pages = len(document)
         outline = _outline(document)
         pages, empty_pages = pdf_lines(document, source, sizes=not outline)
@@ -543,5 +554,5 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     if rejoined:
         meta["line_end_hyphens"] = rejoined
     first_heading = next((line.text for lines in pages for line in lines if line.heading), None)
-    title = str(metadata.get("Title") or "") or first_heading
+    title = title or first_heading
     return ReadResult([Extracted(text=text, title=title, pages=spans, metadata=meta)])
