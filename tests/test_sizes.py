@@ -25,6 +25,7 @@ LONG_MODULES = {
 }
 # "path:function" -> why
 LONG_FUNCTIONS = {
+    "curate/ingest/readers/pdf.py:_mark_headings": "pdfspeed's (issue 17) per-page heading pass, merged as it came",
     "curate/dataset/card.py:render_card": "one template of the dataset card, section after section",
     "curate/dataset/validation.py:run_suite": "great-expectations' suite, one expectation a line",
     "curate/estimate.py:estimate": "the dry-run cost estimate, one pass over the chunks",

@@ -101,16 +101,17 @@ class TrainConfig(BaseModel):
         16, gt=0, description="Sequences per optimizer step (gradient accumulation fills the gap)"
     )
     max_seq_len: int = Field(2048, gt=0, description="Longer examples are truncated")
-    packing: bool = Field(
-        False,
+    packing: bool | None = Field(
+        None,
         description=(
-            "Pack short examples into max_seq_len rows (trl BFD, padding-free). Exact only with "
-            "FlashAttention/Unsloth or transformers' position-id masking; off by default"
+            "Pack short examples into max_seq_len rows (trl BFD, padding-free). None (auto): on "
+            "with the unsloth backend, whose attention keeps packed examples apart; off otherwise"
         ),
     )
     gradient_checkpointing: bool = Field(True, description="Trade compute for memory")
     optimizer: str = Field(
-        "auto", description="auto: adamw_8bit on CUDA, adamw_torch on CPU; or a transformers name"
+        "auto",
+        description="auto: adamw_torch_fused on CUDA, adamw_torch on CPU; or a transformers name",
     )
     seed: int = Field(3407, description="Seed for init, shuffling and dropout")
     eval_each_epoch: bool = Field(True, description="Validation loss at the end of each epoch")

@@ -32,6 +32,13 @@ from train.data import (
 )
 from train.distributed import accumulation_steps, barrier, is_main_process, world_size
 from train.export import ADAPTER, export_run
+from train.speed import (
+    DeferredTokenCount,
+    resolve_optimizer,
+    resolve_packing,
+    token_flush_callback,
+    trainer_speed_args,
+)
 from train.tiny import build_tiny_model, is_random_init_standin
 from train.train_report import loss_curves, plot_losses, write_report
 
@@ -79,7 +86,6 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
     from trl import SFTConfig, SFTTrainer
 
     on_cuda = loaded.device == "cuda"
-    optim = cfg.optimizer if cfg.optimizer != "auto" else ("adamw_8bit" if on_cuda else "adamw_torch")
     evaluate = eval_ds is not None
     patience = cfg.early_stopping_patience
     early = evaluate and patience is not None
@@ -94,7 +100,7 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of the steps in transformers 5
         weight_decay=cfg.weight_decay,
-        optim=optim,
+        optim=resolve_optimizer(cfg.optimizer, loaded.device),
         bf16=on_cuda,
         use_cpu=not on_cuda,  # also what makes several CPU processes a gloo data-parallel group
         # the unsloth backend does its own (offloaded) checkpointing inside the model
@@ -111,14 +117,13 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         data_seed=cfg.seed,
         report_to=[],
         max_length=cfg.max_seq_len,
-        packing=cfg.packing,
+        packing=resolve_packing(cfg.packing, loaded.backend),
         include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=on_cuda,
         disable_tqdm=True,
+        **trainer_speed_args(loaded.device),
     )
     callbacks = [EarlyStoppingCallback(patience)] if early and patience is not None else []
-    return _trainer_class(SFTTrainer)(
+    trainer = _trainer_class(SFTTrainer)(
         model=loaded.model,
         args=args,
         train_dataset=train_ds,
@@ -126,6 +131,8 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         processing_class=loaded.tokenizer,
         callbacks=callbacks,
     )
+    trainer.add_callback(token_flush_callback(trainer))
+    return trainer
 
 
 def _trainer_class(sft_trainer: Any) -> Any:
@@ -140,7 +147,11 @@ def _trainer_class(sft_trainer: Any) -> Any:
 
     kernel = getattr(trl_utils, "_ChunkedLogProbFunction", None)
 
-    class AssaySFTTrainer(sft_trainer):
+    class AssaySFTTrainer(DeferredTokenCount, sft_trainer):
+        def log(self, logs, *args, **kwargs):
+            self.flush_token_count()  # the log reads state.num_input_tokens_seen
+            return super().log(logs, *args, **kwargs)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             on_cuda = next(model.parameters()).is_cuda
             if kernel is not None and on_cuda:

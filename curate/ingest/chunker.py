@@ -17,6 +17,7 @@ from one tokenisation of the whole document (binary searches over token starts).
 
 from __future__ import annotations
 
+import array
 import bisect
 import itertools
 import re
@@ -69,18 +70,20 @@ class _Section:
 
 class _Counter:
     """Token counts of spans by binary search over token starts: vectorised (numpy) for many
-    spans at once, scalar (bisect over a list, built only when a section must be split:
-    scalar bisect is several times faster than numpy's searchsorted on one value)."""
+    spans at once, scalar (bisect, built only when a section must be split: scalar bisect is
+    several times faster than numpy's searchsorted on one value). Bisect runs over an
+    `array.array` copy of the starts: two memory copies, where a list costs a Python int
+    per token."""
 
     def __init__(self, starts: np.ndarray):
         self.array = starts
-        self._list: list[int] | None = None
+        self._scalar: array.array[int] | None = None
 
     @property
-    def starts(self) -> list[int]:
-        if self._list is None:
-            self._list = self.array.tolist()
-        return self._list
+    def starts(self) -> array.array[int]:
+        if self._scalar is None:
+            self._scalar = array.array("q", np.ascontiguousarray(self.array, dtype=np.int64).tobytes())
+        return self._scalar
 
     def index(self, position: int) -> int:
         return bisect.bisect_left(self.starts, position)
@@ -98,7 +101,9 @@ def sections(text: str, headed: bool) -> list[_Section]:
         return [_Section(0, len(text), ())]
     first = _HEADING_FIRST.match(text)
     headings = ([first] if first else []) + list(_HEADING_LINE.finditer(text))
-    if "```" in text or "~~~" in text:  # `#` lines inside code fences are not headings
+    # `#` lines inside code fences are not headings (a one-character test first: on text
+    # beyond Latin-1 a three-character one costs ~1 ns a character)
+    if ("`" in text and "```" in text) or ("~" in text and "~~~" in text):
         fence_starts, fence_ends = [], []
         for fence in _FENCE.finditer(text):
             fence_starts.append(fence.start())
@@ -123,7 +128,9 @@ def sections(text: str, headed: bool) -> list[_Section]:
             levels.pop()
             path = path[:-1]
         levels.append(level)
-        path = (*path, title.rstrip(" \t").rstrip("#").rstrip(" \t") or title.strip())
+        if title[-1] in " \t#":  # a closing "##" or trailing blanks (else nothing to strip)
+            title = title.rstrip(" \t").rstrip("#").rstrip(" \t") or title.strip()
+        path = (*path, title)
         out.append(_Section(match.start(1), end, path, 0, search(text, match.end(), end) is not None))
     return out
 
@@ -179,24 +186,31 @@ def _split(
     units = _units(text, start, end, level)
     if len(units) <= 1:
         return _split(text, counter, start, end, budget, level + 1, floor, headed)
+    # token indices of every unit's start and end, found once: a count is then a difference
+    starts, index = counter.starts, counter.index
+    firsts = [bisect.bisect_left(starts, unit_start) for unit_start, _ in units]
+    lasts = [bisect.bisect_left(starts, unit_end) for _, unit_end in units]
     pieces: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
-    for unit_start, unit_end in units:
-        if current is not None and counter.count(current[0], unit_end) <= budget:
-            current = (current[0], unit_end)
+    first = last = 0  # token indices of current's start and end
+    for (unit_start, unit_end), unit_first, unit_last in zip(units, firsts, lasts, strict=True):
+        if current is not None and unit_last - first <= budget:
+            current, last = (current[0], unit_end), unit_last
             continue
-        if current is not None and (counter.count(*current) < floor or (headed and _only_headings(text, *current))):
+        if current is not None and (last - first < floor or (headed and _only_headings(text, *current))):
             pieces.extend(_split(text, counter, current[0], unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()  # the last piece of the split may take the next units
+            first, last = index(current[0]), index(current[1])
             continue
         if current is not None:
             pieces.append(current)
             current = None
-        if counter.count(unit_start, unit_end) <= budget:
-            current = (unit_start, unit_end)
+        if unit_last - unit_first <= budget:
+            current, first, last = (unit_start, unit_end), unit_first, unit_last
         else:
             pieces.extend(_split(text, counter, unit_start, unit_end, budget, level + 1, floor, headed))
             current = pieces.pop()
+            first, last = index(current[0]), index(current[1])
     if current is not None:
         pieces.append(current)
     return pieces

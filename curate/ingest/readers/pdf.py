@@ -24,12 +24,15 @@ corrupt (not a PDF or broken structure), and no text layer (a scan: OCR, see
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import itertools
 import re
 import statistics
+import threading
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,15 +51,37 @@ _EOF_WINDOW = 1024  # the PDF trailer's %%EOF sits in the last 1 KiB (ISO 32000,
 _HYPHEN_MARK = "\ufffe"
 # a line, cut after PDFium's line-end hyphen mark too: PDFium joins the hyphen's line with
 # whatever text object comes next in the content, which may be a footer
-_LINE = re.compile(r"[^\r\n\ufffe\x02]+[\ufffe\x02]?")
+# (from its first character that is neither white space nor the mark: what follows is
+# stripped on the right)
+_LINE = re.compile(r"[^\s\ufffe\x02][^\r\n\ufffe\x02]*+[\ufffe\x02]?")
+_CLOSERS = "\"'”’)]"
+_SENTENCE_ENDS = frozenset(".!?:;")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _WORD = re.compile(r"[^\W\d_]+")
 _LIST_ITEM = re.compile(r"^(?:[•◦▪‣∙·*–-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 _PAGE_NUMBER = re.compile(r"^(?:page\s+)?[-–—]?\s*\d{1,4}\s*[-–—]?(?:\s*(?:of|/)\s*\d{1,4})?$", re.IGNORECASE)
+_DIGITS = re.compile(r"\d+")
+_NON_WORD = re.compile(r"\W+")
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 _HEADING_SIZE = 1.15  # a line at least this much larger than the body text is a heading
+_BUFFERS = threading.local()
 
 
-@dataclass
+def _bare(function: Any, restype: Any) -> Any:
+    """A bare prototype of one of PDFium's C functions, for the calls made per line: ctypes
+    then checks no argument against argtypes (a handle, a C int and a pointer go as they
+    are), which halves the cost of a call."""
+    address = ctypes.cast(function, ctypes.c_void_p).value
+    if not address:
+        raise RuntimeError(f"pypdfium2 has no address for {function!r}")
+    return ctypes.CFUNCTYPE(restype)(address)
+
+
+_LOOSE_CHAR_BOX = _bare(pdfium_c.FPDFText_GetLooseCharBox, ctypes.c_int)
+_FONT_SIZE = _bare(pdfium_c.FPDFText_GetFontSize, ctypes.c_double)
+
+
+@dataclass(slots=True)
 class _Line:
     text: str
     page: int  # 1-based
@@ -72,7 +97,7 @@ class _Line:
 
 def _ends_sentence(text: str) -> bool:
     """Ends with . ! ? : or ; (closing quotes and brackets after it allowed)."""
-    return text.rstrip("\"'”’)]")[-1:] in {".", "!", "?", ":", ";"}
+    return text.rstrip(_CLOSERS)[-1:] in _SENTENCE_ENDS
 
 
 def _clean(text: str) -> str:
@@ -88,82 +113,110 @@ def _clean(text: str) -> str:
     return text.strip()
 
 
+def _page_text(textpage: Any) -> str:
+    """The text page's text, as pypdfium2's `get_text_range()` reads it (without its helper
+    objects): characters PDFium leaves out of the text at either end are skipped before
+    sizing the buffer, which PDFium would otherwise overrun (pypdfium2 issues 261, 298)."""
+    last = pdfium_c.FPDFText_CountChars(textpage) - 1
+    first = 0
+    text_index = pdfium_c.FPDFText_GetTextIndexFromCharIndex
+    while first <= last and text_index(textpage, first) == -1:
+        first += 1
+    while first <= last and text_index(textpage, last) == -1:
+        last -= 1
+    if first > last:
+        return ""
+    buffer = _text_buffer(text_index(textpage, last) + 2 - text_index(textpage, first))  # with the NUL
+    written = pdfium_c.FPDFText_GetText(textpage, first, last + 1 - first, buffer)
+    return codecs.decode(memoryview(buffer)[: written - 1], "utf-16-le", "ignore")
+
+
+def _text_buffer(size: int) -> Any:
+    """A UTF-16 buffer of at least `size` units, kept per thread and grown by doubling: a
+    ctypes array of a new length is a new ctypes type, which costs more than reading a page."""
+    buffer = getattr(_BUFFERS, "text", None)
+    if buffer is None or len(buffer) < size:
+        buffer = (ctypes.c_ushort * max(4096, 1 << (size - 1).bit_length()))()
+        _BUFFERS.text = buffer
+    return buffer
+
+
 def _page_lines(textpage: Any, page: int, sizes: bool = True) -> list[_Line]:
     """The page's text lines with their boxes (PDF units, y up) and font size, from PDFium's
-    text layer: one call for the text and two or three per line (straight to PDFium's C API:
-    the helper's per-call objects cost more than the call), the text cleaned in one pass.
-    Font sizes are read only when `sizes` (no outline to take headings from)."""
-    raw = textpage.get_text_range()
-    found: list[tuple[int, int, int, bool]] = []  # first, last character, end of first word, after a sentence end
-    pieces: list[str] = []
-    ended = True  # the first line of a page may follow a sentence end on the page before
-    for match in _LINE.finditer(raw):
-        piece = match.group()
-        stripped = piece.strip()
-        if not stripped or stripped in {_HYPHEN_MARK, "\x02"}:
-            continue
-        first = match.start() + len(piece) - len(piece.lstrip())
-        last = first + len(stripped) - 1
-        space = stripped.find(" ")
-        found.append((first, last, first + space - 1 if space > 0 else last, ended))
-        pieces.append(stripped)
-        ended = _ends_sentence(stripped)
-    if not pieces:
+    text layer (`textpage`: PDFium's handle): one call for the text, the lines found by one
+    regex over it, then two or three calls per line straight to PDFium's C API (bare
+    prototypes: pypdfium2's helpers and ctypes' argument checks cost more than the call),
+    the text cleaned in one pass. Font sizes are read only when `sizes` (no outline to take
+    headings from)."""
+    raw = _page_text(textpage)
+    matches = list(_LINE.finditer(raw))
+    if not matches:
         return []
+    pieces = [match.group().rstrip() for match in matches]
     texts = _clean("\n".join(pieces)).split("\n")
     out = []
-    handle = textpage.raw
     rect = pdfium_c.FS_RECTF()
-    loose_box = pdfium_c.FPDFText_GetLooseCharBox
-    font_size = pdfium_c.FPDFText_GetFontSize
-    for text, (first, last, word_end, after_end) in zip(texts, found, strict=True):
-        if not text:
-            continue
-        # PDFium may have joined two visual lines (a line-end hyphen): the top and left come
-        # from the first character, the bottom and right from the last
-        loose_box(handle, first, rect)
-        left, top, first_bottom = rect.left, rect.top, rect.bottom
-        loose_box(handle, last, rect)
-        bottom, right = rect.bottom, rect.right
-        word_right = right
-        if after_end:  # only then is "would the first word have fitted above?" asked
-            loose_box(handle, word_end, rect)
-            word_right = rect.right
-        size = round(font_size(handle, first), 1) if sizes else 0.0
-        out.append(_Line(text, page, left, right, top, bottom, size, top - first_bottom, word_right))
+    box = ctypes.byref(rect)
+    loose_box, font_size = _LOOSE_CHAR_BOX, _FONT_SIZE
+    after_end = True  # the first line of a page may follow a sentence end on the page before
+    for match, piece, text in zip(matches, pieces, texts, strict=True):
+        first = match.start()
+        last = first + len(piece) - 1
+        if text:
+            # PDFium may have joined two visual lines (a line-end hyphen): the top and left
+            # come from the first character, the bottom and right from the last
+            loose_box(textpage, first, box)
+            left, top, first_bottom = rect.left, rect.top, rect.bottom
+            loose_box(textpage, last, box)
+            bottom = rect.bottom
+            right = word_right = rect.right
+            if after_end:  # only then is "would the first word have fitted above?" asked
+                space = piece.find(" ")
+                if space > 0:
+                    loose_box(textpage, first + space - 1, box)
+                    word_right = rect.right
+            size = round(font_size(textpage, first), 1) if sizes else 0.0
+            out.append(_Line(text, page, left, right, top, bottom, size, top - first_bottom, word_right))
+        after_end = piece.rstrip(_CLOSERS)[-1:] in _SENTENCE_ENDS
     return out
 
 
 def _drop_running_lines(pages: list[list[_Line]]) -> dict[str, Any]:
     """Remove running headers/footers (same text, digits aside, at the top or bottom of most
-    pages) and page numbers; returns what was dropped."""
+    pages) and page numbers; returns what was dropped. Only the lines at a page's edges are
+    looked at."""
     edge = 2
     keys: Counter[str] = Counter()
 
     def key(line: _Line) -> str:
-        return re.sub(r"\d+", "#", line.text.lower())
+        return _DIGITS.sub("#", line.text.lower())
 
+    edges = []  # per page: (position, key) of its first and last lines
     for lines in pages:
-        keys.update({key(line) for line in lines[:edge] + lines[-edge:]})
+        count = len(lines)
+        edges.append([(position, key(lines[position])) for position in sorted({*range(min(edge, count)), *range(max(0, count - edge), count)})])
+        keys.update({k for _, k in edges[-1]})
     with_text = sum(1 for lines in pages if lines)
     repeated = {k for k, n in keys.items() if with_text >= 3 and n >= max(3, 0.6 * with_text)}
     dropped_text: Counter[str] = Counter()
     numbers = 0
-    for index, lines in enumerate(pages):
-        keep = []
-        for position, line in enumerate(lines):
-            at_edge = position < edge or position >= len(lines) - edge
-            if at_edge and len(lines) > 1 and _PAGE_NUMBER.match(line.text):
+    for lines, at_edges in zip(pages, edges, strict=True):
+        count = len(lines)
+        drop = []
+        for position, line_key in at_edges:
+            line = lines[position]
+            if count > 1 and _PAGE_NUMBER.match(line.text):
                 numbers += 1
-            elif at_edge and key(line) in repeated:
+                drop.append(position)
+            elif line_key in repeated:
                 dropped_text[line.text] += 1
-            else:
-                keep.append(line)
-        pages[index] = keep
+                drop.append(position)
+        for position in reversed(drop):
+            del lines[position]
     out: dict[str, Any] = {}
     if dropped_text:
         out["running_lines_dropped"] = sum(dropped_text.values())
-        out["running_lines"] = sorted({re.sub(r"\d+", "#", text) for text in dropped_text})
+        out["running_lines"] = sorted({_DIGITS.sub("#", text) for text in dropped_text})
     if numbers:
         out["page_numbers_dropped"] = numbers
     return out
@@ -205,7 +258,7 @@ def _outline(document: Any, max_depth: int = 6) -> list[tuple[str, int, int]]:
 
 
 def _comparable(text: str) -> str:
-    return re.sub(r"\W+", " ", text.replace(_HYPHEN_MARK, "-")).strip().lower()
+    return _NON_WORD.sub(" ", text.replace(_HYPHEN_MARK, "-")).strip().lower()
 
 
 def _merge_lines(lines: list[_Line], index: int, count: int) -> None:
@@ -225,11 +278,19 @@ def _mark_headings(pages: list[list[_Line]], outline: list[tuple[str, int, int]]
             by_page.setdefault(index + 1, []).append((_comparable(title), level))
         found = 0
         for lines in pages:
+            wanted = by_page.get(lines[0].page) if lines else None
+            # a cheap test first: does a title of this page start with the line's first
+            # letter or digit? (the first characters of the titles still wanted)
+            initials = {title[:1] for title, _ in wanted or ()}
             index = 0
-            while index < len(lines):
-                wanted = by_page.get(lines[index].page) or []
-                initial = next((ch.lower() for ch in lines[index].text if ch.isalnum()), "")
-                if not any(title.startswith(initial) for title, _ in wanted):  # cheap test first
+            while wanted and index < len(lines):
+                text = lines[index].text
+                if text[:1].isalnum():  # most lines: no search for the first letter or digit
+                    initial = text[0].lower()
+                else:
+                    alnum = _ALNUM.search(text)
+                    initial = alnum.group().lower() if alnum else ""
+                if initial and (initial not in initials if len(initial) == 1 else not any(t.startswith(initial) for t, _ in wanted)):
                     index += 1
                     continue
                 line_text = _comparable(lines[index].text)
@@ -245,6 +306,7 @@ def _mark_headings(pages: list[list[_Line]], outline: list[tuple[str, int, int]]
                             _merge_lines(lines, index, count)
                         lines[index].heading = min(level + 1, 6)
                         del wanted[position]
+                        initials = {title[:1] for title, _ in wanted}
                         found += 1
                         break
                 index += 1
@@ -305,41 +367,46 @@ def _next_word_fits(a: _Line, b: _Line, margin: float) -> bool:
     return a.right + per_char + (b.first_word_right - b.left) <= margin
 
 
-def _breaks(a: _Line, b: _Line, gap: float, right_margin: dict[int, float]) -> str:
-    """How line `b` follows line `a`: " " (same paragraph), "\\n" (a list item, or a line
-    that ended a sentence where the next word would have fitted) or "\\n\\n" (a new paragraph)."""
+def _breaks(a: _Line, b: _Line, gap: float, right_margin: dict[int, float], ends: bool) -> str:
+    """How line `b` follows line `a` (`ends`: `a` ends a sentence): " " (same paragraph),
+    "\\n" (a list item, or a line that ended a sentence where the next word would have
+    fitted) or "\\n\\n" (a new paragraph)."""
     if a.heading or b.heading:
         return "\n\n"
-    ends = _ends_sentence(a.text)
     deliberate = ends and _next_word_fits(a, b, right_margin[a.page])
     if a.page != b.page:  # the paragraph goes on unless the page ended it and a new one starts
         return "\n\n" if deliberate and not b.text[:1].islower() else " "
     if a.bottom - b.top > max(2.0 * gap, gap + 0.4 * max(1.0, a.height)):
         return "\n\n"
-    if _LIST_ITEM.match(b.text) and ends:  # "of policy / 18. Sentence" goes on
+    if ends and _LIST_ITEM.match(b.text):  # "of policy / 18. Sentence" goes on
         return "\n"
     return "\n" if deliberate else " "
 
 
-def _join_word(head: str, tail: str, document: str) -> bool:
+def _join_word(head: str, tail: str, occurs: Callable[[str], bool]) -> bool:
     """A word split by a line-end hyphen (`head-` / `tail`): True to join it without the
-    hyphen, when the joined word occurs elsewhere in the (lower-cased) document and `tail`
-    is lower case."""
+    hyphen, when the joined word occurs elsewhere in the document (`occurs`, given it in
+    lower case) and `tail` is lower case."""
     left = _WORD.findall(head[-40:])
     right = _WORD.findall(tail[:40])
-    return bool(left and right and tail[:1].islower() and (left[-1] + right[0]).lower() in document)
+    return bool(left and right and tail[:1].islower() and occurs((left[-1] + right[0]).lower()))
 
 
 def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]], int]:
     """(text, page spans, hyphenated words joined): paragraphs joined across lines and pages."""
     lines = [line for page_lines in pages for line in page_lines]
     lowered: str | None = None
+    known: dict[str, bool] = {}
 
-    def vocabulary() -> str:  # the document's text in lower case, made when a line first ends on a hyphen
+    def occurs(word: str) -> bool:
+        """In the document's text in lower case (made when a line first ends on a hyphen)?
+        Each word is looked for once: a word not there costs a scan of the whole text."""
         nonlocal lowered
-        if lowered is None:
-            lowered = "\n".join(line.text for line in lines).lower()
-        return lowered
+        if word not in known:
+            if lowered is None:
+                lowered = "\n".join(line.text for line in lines).lower()
+            known[word] = word in lowered
+        return known[word]
 
     gap = _usual_gap(pages)
     right_margin: dict[int, float] = {}
@@ -347,39 +414,42 @@ def _assemble(pages: list[list[_Line]]) -> tuple[str, list[tuple[int, int, int]]
         if not line.heading or line.page not in right_margin:
             right_margin[line.page] = max(right_margin.get(line.page, 0.0), line.right)
     joined = 0
-    parts: list[str] = []
-    spans: dict[int, list[int]] = {}
-    offset = 0
+    parts: list[str] = []  # line text, joint, line text, joint, ...: offsets are added up at the end
     previous: _Line | None = None
+    ends = False  # the previous line ended a sentence
     for line in lines:
         text = line.text  # a hyphen mark can only end it: lines are cut after one
         if line.heading:
             text = "#" * line.heading + " " + text.replace(_HYPHEN_MARK, "-")
         if previous is not None:
-            joint = _breaks(previous, line, gap, right_margin)
-            last = parts[-1]
-            hyphen = last.endswith((_HYPHEN_MARK, "-")) and last[-2:-1].isalpha()
-            if joint == " " and hyphen and text[:1].isalpha():
-                joint = ""  # a word or a compound split at the line end: no space
-                if _join_word(last[:-1], text, vocabulary()):
-                    parts[-1], offset = last[:-1], offset - 1
-                    joined += 1
-                else:
-                    parts[-1] = last[:-1] + "-"
-                spans[previous.page][1] = min(spans[previous.page][1], offset)
+            joint = _breaks(previous, line, gap, right_margin, ends)
+            if joint == " " and text[:1].isalpha():
+                last = parts[-1]
+                if last.endswith((_HYPHEN_MARK, "-")) and last[-2:-1].isalpha():
+                    joint = ""  # a word or a compound split at the line end: no space
+                    if _join_word(last[:-1], text, occurs):
+                        parts[-1] = last[:-1]
+                        joined += 1
+                    else:
+                        parts[-1] = last[:-1] + "-"
             parts.append(joint)
-            offset += len(joint)
-        text = text.replace(_HYPHEN_MARK, "-")
-        start = offset
-        parts.append(text)
-        offset += len(text)
-        spans.setdefault(line.page, [start, offset])[1] = offset
+        parts.append(text.replace(_HYPHEN_MARK, "-"))
         previous = line
-    return "".join(parts).replace(_HYPHEN_MARK, "-"), [(page, s, e) for page, (s, e) in sorted(spans.items())], joined
+        ends = _ends_sentence(line.text)
+    # each page spans from the start of its first line to the end of its last
+    line_ends = list(itertools.accumulate(map(len, parts)))[::2]
+    spans: dict[int, list[int]] = {}
+    for line, end, text in zip(lines, line_ends, parts[::2], strict=True):
+        span = spans.get(line.page)
+        if span is None:
+            spans[line.page] = [end - len(text), end]
+        else:
+            span[1] = end
+    return "".join(parts), [(page, s, e) for page, (s, e) in sorted(spans.items())], joined
 
 
 def _open(data: bytes, source: str) -> Any:
-    if not data.strip():
+    if not data or data.isspace():  # (data.strip() would copy the file)
         raise IngestError(E.EMPTY_FILE, f"{source}: the file is empty")
     if b"%PDF-" not in data[:1024]:
         raise IngestError(E.PDF_CORRUPT, f"{source}: no %PDF- header: this is not a PDF file")
@@ -407,24 +477,28 @@ def _open(data: bytes, source: str) -> Any:
     return document
 
 
+def _read_page(document: Any, index: int, source: str, sizes: bool) -> list[_Line]:
+    """One page's lines, through PDFium's C API: pypdfium2's page and text-page helpers
+    add Python objects and finalizers per page that this reader does not need."""
+    page = pdfium_c.FPDF_LoadPage(document.raw, index)
+    if not page:
+        raise IngestError(E.PDF_CORRUPT, f"{source}: page {index + 1} cannot be read (PDFium cannot load it)")
+    try:
+        textpage = pdfium_c.FPDFText_LoadPage(page)
+        if not textpage:
+            raise IngestError(E.PDF_CORRUPT, f"{source}: page {index + 1} cannot be read (PDFium cannot load its text)")
+        try:
+            return _page_lines(textpage, index + 1, sizes)
+        finally:
+            pdfium_c.FPDFText_ClosePage(textpage)
+    finally:
+        pdfium_c.FPDF_ClosePage(page)
+
+
 def pdf_lines(document: Any, source: str, sizes: bool = True) -> tuple[list[list[_Line]], list[int]]:
     """Lines of every page, and the 1-based numbers of pages without a text layer."""
-    pages: list[list[_Line]] = []
-    empty: list[int] = []
-    for index in range(len(document)):
-        page = document[index]
-        try:
-            textpage = page.get_textpage()
-            lines = _page_lines(textpage, index + 1, sizes)
-            textpage.close()
-        except pdfium.PdfiumError as error:
-            raise IngestError(E.PDF_CORRUPT, f"{source}: page {index + 1} cannot be read ({error})") from None
-        finally:
-            page.close()
-        if not lines:
-            empty.append(index + 1)
-        pages.append(lines)
-    return pages, empty
+    pages = [_read_page(document, index, source, sizes) for index in range(len(document))]
+    return pages, [number for number, lines in enumerate(pages, start=1) if not lines]
 
 
 def _ocr(data: bytes, source: str, pages: list[list[_Line]], empty: list[int], cfg: IngestConfig) -> list[int]:
@@ -436,11 +510,7 @@ def _ocr(data: bytes, source: str, pages: list[list[_Line]], empty: list[int], c
     got = []
     try:
         for number in empty:
-            page = document[number - 1]
-            textpage = page.get_textpage()
-            pages[number - 1] = _page_lines(textpage, number, sizes=False)
-            textpage.close()
-            page.close()
+            pages[number - 1] = _read_page(document, number - 1, source, sizes=False)
             if pages[number - 1]:
                 got.append(number)
     finally:
@@ -452,7 +522,7 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     data = path.read_bytes()
     document = _open(data, source)
     try:
-        metadata = document.get_metadata_dict(skip_empty=True)
+        title = document.get_metadata_value("Title")
         n_pages = len(document)
         outline = _outline(document)
         pages, empty_pages = pdf_lines(document, source, sizes=not outline)
@@ -471,7 +541,8 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
             + ("OCR found no text either" if ocred else f"to OCR it, {HOW_TO_ENABLE}"),
         )
     dropped = _drop_running_lines(pages)
-    headings = _mark_headings(pages, outline, _body_size(pages))
+    # with an outline, font sizes were not read: no body size to tell headings by
+    headings = _mark_headings(pages, outline, 0.0 if outline else _body_size(pages))
     text, spans, rejoined = _assemble(pages)
     meta: dict[str, Any] = {"n_pages": n_pages, **dropped}
     if empty_pages:
@@ -483,5 +554,5 @@ def read_pdf(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     if rejoined:
         meta["line_end_hyphens"] = rejoined
     first_heading = next((line.text for lines in pages for line in lines if line.heading), None)
-    title = str(metadata.get("Title") or "") or first_heading
+    title = title or first_heading
     return ReadResult([Extracted(text=text, title=title, pages=spans, metadata=meta)])

@@ -1,0 +1,100 @@
+"""The trainer's device profile (train.speed): per-device defaults and the deferred token count.
+
+The model here is a RANDOMLY INITIALISED one-layer Llama: only the trainer machinery is tested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from train.speed import resolve_optimizer, resolve_packing, trainer_speed_args
+
+
+def test_gpu_profile_defaults() -> None:
+    assert resolve_optimizer("auto", "cuda") == "adamw_torch_fused"
+    assert resolve_optimizer("auto", "cpu") == "adamw_torch"
+    assert resolve_optimizer("adamw_8bit", "cuda") == "adamw_8bit"  # an explicit choice stays
+    assert resolve_packing(None, "unsloth") is True
+    assert resolve_packing(None, "peft") is False
+    assert resolve_packing(False, "unsloth") is False and resolve_packing(True, "peft") is True
+    assert trainer_speed_args("cuda")["logging_nan_inf_filter"] is False
+    assert trainer_speed_args("cpu")["logging_nan_inf_filter"] is True
+
+
+@pytest.fixture(scope="module")
+def random_init_trainer(chat_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """build_trainer over a random-init one-layer Llama (peft backend, CPU), not trained."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tests.train.helpers import tiny_config
+    from train.backends import load_for_training
+    from train.data import ChatEncoder, encode_rows, load_export, to_dataset
+    from train.runner import build_trainer
+    from train.tiny import build_tokenizer
+
+    tmp = tmp_path_factory.mktemp("speed")
+    rows = load_export(chat_export)["train"][:8]
+    tokenizer = build_tokenizer([m["content"] for r in rows for m in r["messages"]], vocab_size=400)
+    model_dir = tmp / "model"
+    tokenizer.save_pretrained(model_dir)
+    shape = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    AutoModelForCausalLM.from_config(shape).save_pretrained(model_dir)
+    cfg = tiny_config(chat_export, tmp / "run")
+    loaded = load_for_training(cfg, str(model_dir), "peft")
+    encoded = encode_rows(ChatEncoder.for_tokenizer(tokenizer, 256), rows)
+    return build_trainer(cfg, loaded, to_dataset(encoded), None)
+
+
+def test_cpu_trainer_keeps_cpu_settings(random_init_trainer: Any) -> None:
+    args = random_init_trainer.args
+    assert args.optim == "adamw_torch"
+    assert args.packing is False  # auto: the peft backend does not pack
+    assert args.logging_nan_inf_filter is True
+    names = [type(c).__name__ for c in random_init_trainer.callback_handler.callbacks]
+    assert "FlushTokenCount" in names
+
+
+def test_token_count_is_deferred_and_exact(random_init_trainer: Any) -> None:
+    """Same count as transformers' own, added to the state only when flushed."""
+    trainer = random_init_trainer
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    real = int(batch["attention_mask"].sum())
+    assert real < batch["input_ids"].numel()  # the batch has padding, which must not count
+    start = trainer.state.num_input_tokens_seen
+    trainer._track_num_input_tokens(batch)
+    trainer._track_num_input_tokens(batch)
+    assert trainer.state.num_input_tokens_seen == start  # no host sync per micro-batch
+    assert trainer.flush_token_count() == start + 2 * real
+    assert trainer.flush_token_count() == start + 2 * real  # nothing pending twice
+    trainer.defer_token_count = False  # transformers' own path: counted at once, same figure
+    try:
+        trainer._track_num_input_tokens(batch)
+    finally:
+        trainer.defer_token_count = True
+    assert trainer.state.num_input_tokens_seen == start + 3 * real
+
+
+def test_training_run_counts_every_real_token(tiny_run: dict[str, Any]) -> None:
+    """The whole run's tokens_seen is the real tokens of every epoch (flushes lose none)."""
+    from transformers import AutoTokenizer
+
+    from train.data import ChatEncoder, encode_rows, load_export
+
+    cfg = tiny_run["config"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run["run_dir"] / "base_model")
+    encoded = encode_rows(
+        ChatEncoder.for_tokenizer(tokenizer, cfg.max_seq_len), load_export(cfg.data_path)["train"]
+    )
+    per_epoch = sum(len(e["input_ids"]) for e in encoded)
+    metrics = tiny_run["report"]["metrics"]
+    assert metrics["tokens_seen"] == round(metrics["epochs_done"]) * per_epoch
