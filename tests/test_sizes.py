@@ -20,7 +20,6 @@ LONG_MODULES = {
     "curate/ingest/readers/pdf.py": "layout analysis of one format; being reworked for speed (issue 17) at the same time",
     "curate/review/labeling.py": "the Label Studio labeling config and its result parsing, one vendor format",
     "curate/review/sync.py": "push and pull against Label Studio; split planned after the doubt ordering lands (issue 20)",
-    "curate/filter/stages.py": "four stage functions and the package funnel; the funnel moves out with the typed handles",
     "train/evaluate/evaluate.py": "the evaluation run end to end; train's own split is outside this refactor's scope",
 }
 # "path:function" -> why
@@ -30,7 +29,7 @@ LONG_FUNCTIONS = {
     "curate/dataset/validation.py:run_suite": "great-expectations' suite, one expectation a line",
     "curate/estimate.py:estimate": "the dry-run cost estimate, one pass over the chunks",
     "curate/filter/dedup_index.py:dedup": "the incremental index's one algorithm, kept whole to read against the paper",
-    "curate/filter/stages.py:package_report": "the filter funnel's report, one counter a line",
+    "curate/filter/funnel.py:package_report": "the filter funnel's report, one counter a line",
     "curate/run_report_html.py:render_html": "one HTML template",
     "curate/review/merge.py:apply_review": "decision resolution, one rule a branch",
     "curate/run/runner.py:_run_stage": "one stage's run, fingerprint to manifest, in the order it happens",

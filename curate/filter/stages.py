@@ -2,8 +2,9 @@
 
 filter (SHUFFLE by chunk_id) -> refine (IO_POOL by chunk_id) -> judge (IO_POOL) -> dedup (GLOBAL).
 `dedup/examples` is the final auto-curated artifact; `dedup` also assembles the funnel of
-the whole package (rows in/out per filter, reasons, recovery, cost per accepted example),
-writes it to `<run_dir>/dedup.state/funnel.json`, and returns it as its report.
+the whole package (`funnel.package_report`: rows in/out per filter, reasons, recovery, cost
+per accepted example), writes it to `<run_dir>/dedup.state/funnel.json`, and returns it as
+its report.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from curate.filter.dedup_index import (
     index_digest,
     index_location,
 )
+from curate.filter.funnel import funnel_rows, label_counts, package_report
 from curate.filter.judge import JUDGMENT_SCHEMA, judge
 from curate.filter.refine import recovery_rate, refine, repair_targets
 from curate.run.limits import limiter_for
-from curate.run.rundir import path_exists, read_parquet
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.similarity.dedup import DedupParams, dedup_frame
 from curate.services.similarity.parallel import dedup_frame_for
@@ -49,7 +50,6 @@ from schemas.artifacts import (
     REFINED_SAMPLES,
     REQUEST_LOG,
     SAMPLES,
-    Artifact,
 )
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
 
@@ -263,117 +263,6 @@ def against_index(examples: pl.DataFrame, config: FilterSettings, location: str)
     rejected = dedup_rejections(dropped, pl.lit("indexed_duplicate"),
                                 pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)))
     return kept.select(EXAMPLE_COLUMNS), rejected
-
-
-def _read(ctx: StageContext[FilterSettings], artifact: Artifact, columns: list[str] | None = None) -> pl.DataFrame | None:
-    location = ctx.path(artifact)
-    if not path_exists(location):
-        return None
-    frame = read_parquet(location)
-    return frame.select(columns) if columns else frame
-
-
-def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, survivors: pl.DataFrame,
-                   dedup_rejected: pl.DataFrame) -> dict[str, Any]:
-    """The funnel of the whole package, from the artifacts of generate, filter, refine, judge."""
-    rows: list[dict[str, Any]] = []
-    samples = _read(ctx, SAMPLES, ["chunk_id", "status", "cost_usd"])
-    cost = {"generate": 0.0, "refine": 0.0, "judge": 0.0}
-    chunks_in = 0
-    if samples is not None:
-        ok = samples.filter(pl.col("status") == "ok").height
-        rows.append(_row("generate", "teacher", "sample", "sample", samples.height, ok))
-        cost["generate"] = float(samples["cost_usd"].sum() or 0.0)
-        chunks_in = samples["chunk_id"].n_unique()
-    for stage, handle in (("filter", FILTER_FUNNEL), ("refine", REFINE_FUNNEL)):
-        funnel = _read(ctx, handle)
-        if funnel is None:
-            continue
-        steps = funnel.filter(pl.col("step") != "repair").select(FUNNEL_SCHEMA.names())
-        for row in funnel_rows(aggregate_funnel(steps)):
-            if row["step"] == "render":
-                continue
-            label = row["step"] if stage == "filter" else f"refine r{row['round']}: {row['step']}"
-            rows.append(_row(stage, label, row["unit_in"], row["unit_out"], row["rows_in"], row["rows_out"], row["rejected"]))
-        repair = funnel.filter(pl.col("step") == "repair")
-        if repair.height:
-            rows.append(_row("refine", "repair", "chunk", "chunk", int(repair["rows_in"].sum()), int(repair["rows_out"].sum())))
-    refine_samples = _read(ctx, REFINED_SAMPLES, ["cost_usd"])
-    if refine_samples is not None:
-        cost["refine"] = float(refine_samples["cost_usd"].sum() or 0.0)
-    judgments = _read(ctx, JUDGMENTS)
-    if judgments is not None and judgments.height:
-        cost["judge"] = float(judgments["cost_usd"].sum() or 0.0)
-        rows.append(_row("judge", "judge", "example", "example", judgments.height, int(judgments["passed"].sum())))
-    def count(reason: str) -> int:
-        return int((dedup_rejected["reason"] == reason).sum()) if dedup_rejected.height else 0
-
-    exact, indexed = count("exact_duplicate"), count("indexed_duplicate")
-    rows.append(_row("dedup", "exact", "example", "example", dedup_in.height, dedup_in.height - exact))
-    rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height + indexed))
-    if index_location(ctx.config) is not None:
-        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + indexed, survivors.height))
-    rejections = [f for f in (_read(ctx, REFINE_REJECTED), _read(ctx, JUDGE_REJECTED)) if f is not None]
-    rejections.append(dedup_rejected)
-    all_rejected = pl.concat([f.select(REJECTION_COLUMNS) for f in rejections])
-    repair_rows = [r for r in rows if r["step"] == "repair"]
-    attempted = int(repair_rows[0]["rows_in"]) if repair_rows else 0
-    recovered = int(repair_rows[0]["rows_out"]) if repair_rows else 0
-    total_cost = sum(cost.values())
-    accepted = survivors.height
-    labels = label_counts(survivors)
-    summary = {
-        "chunks_in": chunks_in,
-        "examples_accepted": accepted,
-        "chunk_yield": round(accepted / chunks_in, 4) if chunks_in else None,
-        "chunks_repaired": attempted,
-        "recovery_rate": recovery_rate(attempted, recovered),
-        "cost_generate_usd": round(cost["generate"], 8),
-        "cost_refine_usd": round(cost["refine"], 8),
-        "cost_judge_usd": round(cost["judge"], 8),
-        "cost_total_usd": round(total_cost, 8),
-        "cost_per_accepted_usd": round(total_cost / accepted, 8) if accepted else None,
-        "label_warning": label_warning(labels, ctx.config.task.labels, ctx.config.filter.label_imbalance_ratio) or "",
-    }
-    return {"funnel": rows, "reasons": reason_counts(all_rejected), "summary": summary, "labels": labels}
-
-
-def _row(stage: str, step: str, unit_in: str, unit_out: str, rows_in: int, rows_out: int,
-         rejected: int | None = None) -> dict[str, Any]:
-    return {
-        "stage": stage, "step": step, "unit": unit_in if unit_in == unit_out else f"{unit_in}->{unit_out}",
-        "rows_in": int(rows_in), "rows_out": int(rows_out),
-        "rejected": int(rows_in - rows_out if rejected is None else rejected),
-        "survival": round(rows_out / rows_in, 4) if rows_in else None,
-    }
-
-
-def funnel_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {**row, "survival": round(row["rows_out"] / row["rows_in"], 4) if row["rows_in"] else None}
-        for row in frame.to_dicts()
-    ]
-
-
-def label_counts(examples: pl.DataFrame) -> dict[str, int]:
-    if examples.height == 0 or examples["label"].null_count() == examples.height:
-        return {}
-    counts = examples.drop_nulls("label").group_by("label").len().sort("label")
-    return dict(zip(counts["label"].to_list(), counts["len"].to_list(), strict=True))
-
-
-def label_warning(counts: Mapping[str, int], labels: tuple[str, ...], ratio: float) -> str | None:
-    """A warning when a taxonomy label has no examples or the largest outnumbers the smallest."""
-    if not labels or not counts:
-        return None
-    missing = [label for label in labels if counts.get(label, 0) == 0]
-    if missing:
-        return "no examples for label(s): " + ", ".join(missing)
-    high = max(counts.items(), key=lambda kv: kv[1])
-    low = min(counts.items(), key=lambda kv: kv[1])
-    if high[1] >= ratio * low[1]:
-        return f"label imbalance: {high[0]}={high[1]} vs {low[0]}={low[1]} (ratio >= {ratio:g})"
-    return None
 
 
 def summarize_dedup(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:

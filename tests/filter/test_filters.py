@@ -6,7 +6,7 @@ import json
 
 from curate.filter.base import Funnel, Item
 from curate.filter.checks import AuditFilter, FilterEnv, FilterOutcome, GroundingFilter, run_filters
-from curate.filter.stages import label_warning
+from curate.filter.funnel import label_warning
 from curate.services.similarity.grounding import NormalisedText, locate
 from schemas.tasks import FieldSpec, TaskConfig
 
