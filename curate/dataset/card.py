@@ -279,6 +279,7 @@ def render_card(
     plots: dict[str, str],
     name: str,
     residual: dict[str, Any] | None = None,
+    diversity: dict[str, Any] | None = None,
 ) -> str:
     stages = manifest.get("stages", {})
     strata = stratum_of(rows)
@@ -342,6 +343,11 @@ def render_card(
         if series.len():
             stats.append([column, int(series.min()), int(series.median()), int(series.quantile(0.95)), int(series.max())])  # type: ignore[arg-type]
     out.append(_table(["", "min", "median", "p95", "max"], stats))
+
+    if diversity is not None:
+        from curate.dataset.diversity import diversity_lines
+
+        out += ["", *diversity_lines(diversity, diversity.get("plot"))]
 
     out += ["", "## Validation", ""]
     validate = stages.get("validate", {}).get("report") or {}

@@ -108,6 +108,46 @@ class SplitConfig(BaseModel):
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
+class DiversityConfig(BaseModel):
+    """The dataset card's diversity section (curate/dataset/diversity.py) and the thresholds
+    past which its figures become warnings in the card and the run report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(True, description="Measure diversity and coverage for the card")
+    embeddings: bool = Field(
+        True, description="Embedding measures (mean pairwise distance, clusters); needs the embedding model"
+    )
+    embedding_model: str | None = Field(
+        None, description="Embedding model (folder or Hugging Face name); default: the packaged all-MiniLM-L6-v2"
+    )
+    cluster_similarity: float = Field(
+        0.8, gt=0, le=1, description="Instructions at least this alike (embedding cosine) join one cluster"
+    )
+    max_embedded: int = Field(
+        20000, ge=2, description="Embed at most this many instructions (a fixed sample by example id beyond it)"
+    )
+    min_distinct_2: float = Field(0.3, ge=0, le=1, description="Warn below this distinct-2 of the instructions")
+    min_mean_distance: float = Field(
+        0.3, ge=0, le=2, description="Warn below this mean pairwise embedding distance of the instructions"
+    )
+    max_largest_cluster_share: float = Field(
+        0.2, gt=0, le=1, description="Warn when the largest cluster holds more than this share of the instructions"
+    )
+    min_document_coverage: float = Field(
+        0.5, ge=0, le=1, description="Warn when fewer source documents than this share gave an example"
+    )
+    min_chunk_coverage: float = Field(
+        0.25, ge=0, le=1, description="Warn when fewer chunks than this share gave an example"
+    )
+    max_class_shift: float = Field(
+        2.0, gt=1, description="Warn when a class's share of the dataset is more than this many times, or less "
+        "than 1/this, its share of the teacher's answers"
+    )
+    min_class_answers: int = Field(
+        5, ge=1, description="Classes with fewer teacher answers than this are not judged for balance (too few)"
+    )
+
+
 class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     dir: str = Field(
@@ -122,6 +162,9 @@ class ExportConfig(BaseModel):
         "(turn off for an upload that accepts `messages` only)",
     )
     card: bool = Field(True, description="Write the dataset card README.md with plots")
+    diversity: DiversityConfig = Field(
+        default_factory=DiversityConfig, description="The card's diversity section and its warning thresholds"
+    )
 
     @field_validator("formats")
     @classmethod

@@ -185,6 +185,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
         if config.card:
             card_rows = rows.with_columns(batch.sort("example_id").get_column("cost_usd")) if "cost_usd" in batch.columns else rows
             plots = plot_distributions(rows, staging / "plots") if rows.height else {}
+            diversity = measure_diversity(rows, ctx, staging / "plots")
             card = render_card(
                 card_rows,
                 manifest=RunDir(ctx.run_dir).load_manifest(),
@@ -193,6 +194,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
                 plots=plots,
                 name=ctx.config.name,
                 residual=residual,
+                diversity=diversity,
             )
             leaked = [v for values in redacted_originals(ctx.run_dir).values()
                       for v in values if v in card]
@@ -200,7 +202,22 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
                 raise RuntimeError(f"the dataset card would contain {len(leaked)} redacted original value(s); not written")
             (staging / "README.md").write_text(card, encoding="utf-8")
     manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
-    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
+    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir")),
+            "diversity": pl.DataFrame({"json": [json.dumps(diversity or {}, sort_keys=True)]})}
+
+
+def measure_diversity(rows: pl.DataFrame, ctx: StageContext, plots: Path) -> dict[str, Any] | None:
+    """The card's diversity figures, warnings and plot (`export.diversity`), or None when off."""
+    from curate.dataset.diversity import diversity_report, plot_diversity, shared_embed
+
+    config = ctx.config.export.diversity
+    if not config.enabled:
+        return None
+    embed = shared_embed(config.embedding_model) if config.embeddings else None
+    report = diversity_report(rows, Path(ctx.run_dir), config, shared_instruction=ctx.config.task.instruction,
+                              embed=embed)
+    report["plot"] = plot_diversity(report, plots) if rows.height else None
+    return report
 
 
 def residual_scan(rows: pl.DataFrame, ctx: StageContext) -> dict[str, Any] | None:
@@ -234,10 +251,12 @@ def export_digest(config: Any) -> str:
 
 def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     manifest = outputs["manifest"]
+    diversity = json.loads(outputs["diversity"].get_column("json")[0]) if "diversity" in outputs else {}
     return {
         "summary": {"dir": manifest.get_column("export_dir")[0] if manifest.height else None,
                     "files": manifest.height},
         "files": manifest.drop("export_dir").to_dicts(),
+        "diversity": diversity,
     }
 
 
@@ -267,7 +286,7 @@ STAGES: list[Stage] = [
         kind=StepKind.GLOBAL,
         fn=export_dataset,
         inputs=("split/examples",),
-        outputs=(Output("manifest"),),
+        outputs=(Output("manifest"), Output("diversity")),
         config_sections=("task", "validate", "split", "export", "name"),
         summarize=summarize_export,
         description="chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets + dataset card",
