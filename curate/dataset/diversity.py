@@ -205,6 +205,7 @@ def diversity_report(
     report["coverage"] = coverage(rows, run_path)
     report["balance_by"], report["balance"] = balance(rows, run_path)
     report["warnings"] = warnings(report, config)
+    report["thresholds"] = config.model_dump(exclude={"enabled", "embeddings", "embedding_model", "max_embedded"})
     return report
 
 
@@ -294,20 +295,36 @@ def plot_diversity(report: dict[str, Any], folder: Path) -> str | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     cov = report.get("coverage") or {}
-    bars = [(name, cov[key]) for name, key in (("documents", "document_coverage"), ("chunks", "chunk_coverage")) if key in cov]
+    limits = report.get("thresholds") or {}
+    kinds = (("documents", "document_coverage", "min_document_coverage"), ("chunks", "chunk_coverage", "min_chunk_coverage"))
+    bars = [(name, cov[key], limits.get(floor)) for name, key, floor in kinds if key in cov]
     axes[0].bar([b[0] for b in bars], [b[1] for b in bars], color="#4C72B0")
-    axes[0].set_ylim(0, 1)
+    for index, (_, _, floor) in enumerate(bars):
+        if floor is not None:
+            axes[0].hlines(floor, index - 0.4, index + 0.4, colors="#C44E52", linestyles="dashed",
+                           label="warning below" if index == 0 else None)
+    if bars:
+        axes[0].legend(loc="lower right")
+    axes[0].set_ylim(0, 1.05)
     axes[0].set_ylabel("share with at least one example")
     axes[0].set_title("Coverage of the sources")
     emb = report.get("embedding")
     if emb:
         sizes = emb["cluster_sizes"]
-        axes[1].bar(range(1, len(sizes) + 1), [s / emb["embedded"] for s in sizes], color="#55A868")
-        axes[1].set_xlabel("cluster (largest first)")
+        shares = [s / emb["embedded"] for s in sizes]
+        axes[1].bar(range(1, len(sizes) + 1), shares, color="#55A868")
+        ceiling = limits.get("max_largest_cluster_share")
+        if ceiling is not None:
+            axes[1].axhline(ceiling, color="#C44E52", linestyle="dashed", label="warning above")
+            axes[1].legend(loc="upper right")
+        axes[1].set_ylim(0, max([*shares, ceiling or 0.0]) * 1.15)
+        axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[1].set_xlabel(f"cluster, largest first ({min(len(sizes), emb['clusters'])} of {emb['clusters']} shown)")
         axes[1].set_ylabel("share of instructions")
         axes[1].set_title(f"{emb['clusters']} clusters at cosine >= {emb['cluster_similarity']:g}")
     else:
