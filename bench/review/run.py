@@ -95,7 +95,7 @@ def orders(config: Any, examples: pl.DataFrame, embed: Callable[..., np.ndarray]
 
 def found(key: np.ndarray, tiebreak: np.ndarray, caught: np.ndarray, share: float) -> float:
     """Errors caught when the top `share` of the queue by `key` (ties broken by id hash) is reviewed."""
-    budget = int(round(share * len(key)))
+    budget = round(share * len(key))
     top = np.lexsort((tiebreak, -key))[:budget]
     return float(caught[top].sum())
 
@@ -105,7 +105,7 @@ def ratio_interval(key: np.ndarray, tiebreak: np.ndarray, caught: np.ndarray, sh
     from scipy.stats import bootstrap
 
     def statistic(k: np.ndarray, t: np.ndarray, c: np.ndarray) -> float:
-        expected = c.sum() * int(round(share * len(k))) / len(k)  # random order, in expectation
+        expected = c.sum() * round(share * len(k)) / len(k)  # random order, in expectation
         return found(k, t, c, share) / expected if expected else np.nan
 
     result = bootstrap((key, tiebreak, caught), statistic, paired=True, vectorized=False, n_resamples=2000,
@@ -121,7 +121,7 @@ def measure(frame: pl.DataFrame, keys: dict[str, str], catch: float, seed: int) 
     results: dict[str, Any] = {"examples": frame.height, "wrong_labels": int(wrong.sum()),
                                "caught_if_all_reviewed": int(caught.sum()), "budgets": {}}
     for share in BUDGETS:
-        budget = int(round(share * frame.height))
+        budget = round(share * frame.height)
         expected_random = caught.sum() * budget / frame.height
         shuffles = [found(rng.random(frame.height), tiebreak, caught, share) for _ in range(2000)]
         row: dict[str, Any] = {
