@@ -99,6 +99,10 @@ def test_push_annotate_pull_merge(ls_run: PipelineConfig, client: ReviewClient) 
                        client.sdk.tasks.list(project=report.project_id, view=by_score.id, fields="all")]
     assert sorted(listed_by_score) == sorted(order)
     assert [doubt[e] for e in listed_by_score] == sorted(doubt[e] for e in order)[::-1]
+    highest = client.sdk.views.create(data={"title": "by score, highest first", "ordering": ["-tasks:predictions_score"]},
+                                      project=report.project_id)
+    reverse = [t.data["example_id"] for t in client.sdk.tasks.list(project=report.project_id, view=highest.id, fields="all")]
+    assert [doubt[e] for e in reverse] == sorted(doubt[e] for e in order)  # the server sorts: not the import order
     assert "tasks:data.output_json" in view.data["hiddenColumns"]["explore"]
     project = client.sdk.projects.get(id=report.project_id)
     assert project.show_instruction and "Who may use which system" in (project.expert_instruction or "")
