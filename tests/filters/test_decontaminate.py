@@ -135,8 +135,9 @@ def through_dedup() -> list:
 @pytest.mark.integration
 def test_the_demo_rejects_contaminated_examples_and_reports_per_set(demo_config_path: Path, tmp_path: Path) -> None:
     """Demo through dedup with an eval set holding one passage of a demo document verbatim:
-    the examples of that passage are rejected `contaminated`, the funnel has the step, the
-    dedup report counts per set; editing the eval set re-runs dedup and nothing else."""
+    the examples of that passage are rejected `contaminated`, the funnel has the step (and the
+    semantic dedup's), the dedup report counts per set; editing the eval set re-runs dedup and
+    nothing else."""
     demo = tmp_path / "demo"
     shutil.copytree(demo_config_path.parent, demo, ignore=shutil.ignore_patterns("__pycache__"))
     passage = ("Accounts for contractors expire automatically after 90 days unless the sponsor renews them. "
@@ -149,6 +150,7 @@ def test_the_demo_rejects_contaminated_examples_and_reports_per_set(demo_config_
     data["run_dir"] = str(tmp_path / "run")
     data.setdefault("filter", {})["decontaminate"] = {
         "eval_sets": [{"path": "eval.jsonl", "name": "held-out", "fields": ["question"], "id_field": "id"}]}
+    data["filter"]["semantic_dedup"] = {"enabled": True, "threshold": 0.97}  # runs after MinHash, in the same stage
     config_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     config = load_config(config_file)
 
@@ -160,6 +162,10 @@ def test_the_demo_rejects_contaminated_examples_and_reports_per_set(demo_config_
     funnel = pl.read_parquet(tmp_path / "run/dedup/funnel.parquet")
     step = funnel.filter(pl.col("step") == "decontaminate").row(0, named=True)
     assert step["rejected"] == rejected.height
+    semantic = funnel.filter(pl.col("step") == "semantic").row(0, named=True)
+    all_rejected = pl.read_parquet(tmp_path / "run/dedup/rejected.parquet")
+    assert semantic["rejected"] == all_rejected.filter(pl.col("reason") == "semantic_duplicate").height
+    assert semantic["rows_out"] == pl.read_parquet(tmp_path / "run/dedup/examples.parquet").height
     manifest = json.loads((tmp_path / "run/manifest.json").read_text(encoding="utf-8"))
     counts = manifest["stages"]["dedup"]["report"]["contamination"]["sets"]["held-out"]
     assert counts["examples_matched"] == rejected.height and counts["items"] == 2 and counts["items_matched"] == 1
