@@ -10,7 +10,8 @@ connected components are the clusters, and each cluster keeps its best-scored me
 `semantic_duplicate`, naming the survivor and the cosine to it.
 
 Neighbours come from faiss: an exact inner-product range search (blocked matrix products) up to
-`exact_below` rows, above that an IVF index (k-means cells, `nprobe` of them searched per query):
+`exact_below` rows, above that an IVF index (about 2*sqrt(n) k-means cells, `nprobe` of them
+searched per query):
 approximate, but a pair at cosine >= 0.9 sits in the same or an adjacent cell.
 """
 
@@ -52,9 +53,11 @@ def similar_pairs(vectors: np.ndarray, threshold: float, *, exact_below: int = 5
         index: Any = faiss.IndexFlatIP(dim)
         method = "exact"
     else:
-        cells = int(min(max(16, 4 * np.sqrt(n)), n // 39))  # faiss wants >= 39 training points per cell
+        # ~2*sqrt(n) cells balances k-means training (~cells^2) against scanning (~n^2 / cells)
+        cells = int(min(max(16, 2 * np.sqrt(n)), n // 40))  # faiss wants >= 39 training points per cell
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * cells), replace=False)
+        index.cp.niter = 10  # k-means iterations: cells only need to be roughly right for a range search
+        sample = np.random.default_rng(0).choice(n, size=min(n, 40 * cells), replace=False)
         index.train(vectors[np.sort(sample)])
         index.nprobe = nprobe
         method = f"ivf ({cells} cells, nprobe {nprobe})"
