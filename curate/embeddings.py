@@ -103,12 +103,18 @@ def _load(source: str) -> tuple[Any, Any]:
     """Tokenizer and model, once per process and source (the model stays in memory)."""
     import torch  # the embed extra; imported here so that `curate` runs without it
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of a stage's output
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         network = AutoModel.from_pretrained(source, dtype=torch.float32)
     except OSError as exc:
         raise EmbeddingModelMissing(f"embedding model {source!r} could not be loaded: {exc}") from exc
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     network.eval()
     return tokenizer, network
 

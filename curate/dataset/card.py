@@ -174,6 +174,7 @@ def card_sources(manifest: dict[str, Any]) -> dict[str, Any]:
         "usage": usage_rows(manifest),
         "validate": stages.get("validate", {}).get("report"),
         "split": stages.get("split", {}).get("report"),
+        "contamination": (stages.get("dedup", {}).get("report") or {}).get("contamination"),
     }
 
 
@@ -249,6 +250,23 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def contamination_lines(report: dict[str, Any]) -> list[str]:
+    """Per eval set: items, examples rejected as containing one, by method (the dedup report's
+    `contamination`, written by filter.decontaminate)."""
+    sets = report.get("sets") or {}
+    if not sets:
+        return ["No evaluation sets were listed (`filter.decontaminate.eval_sets`): the training examples were "
+                "not checked against any benchmark. The test split is checked against train (see Split)."]
+    lines = [f"Every example was checked against {len(sets)} evaluation set(s) by "
+             + "; ".join(str(m) for m in report.get("methods") or []) + ". Matching examples were rejected "
+             "(`contaminated`); an example matching several sets counts in each.", ""]
+    lines.append(_table(["eval set", "items", "items too short", "examples matched", "items matched",
+                         "by n-gram", "by MinHash", "by embedding"],
+                        [[name, c.get("items"), c.get("items_too_short"), c.get("examples_matched"), c.get("items_matched"),
+                          c.get("by_ngram"), c.get("by_minhash"), c.get("by_embedding")] for name, c in sets.items()]))
+    return lines
 
 
 def review_lines(report: dict[str, Any]) -> list[str]:
@@ -382,6 +400,9 @@ def render_card(
         if found:
             out += ["", _table(["entity type", "findings"], [[k, v] for k, v in found.items()])]
 
+    out += ["", "## Contamination", "",
+            *contamination_lines((stages.get("dedup", {}).get("report") or {}).get("contamination") or {})]
+
     out += ["", "## Split", ""]
     split_report = stages.get("split", {}).get("report") or {}
     if split_report:
@@ -392,7 +413,7 @@ def render_card(
         out.append(
             f"Grouped by `{ssum.get('group_by')}` (groups per split: {groups}), "
             f"stratified by `{ssum.get('stratify_by')}`, ratios {ssum.get('ratios')}, seed {ssum.get('seed')}. "
-            f"Near-duplicate check across splits (MinHash Jaccard >= {leaks.get('threshold')}): "
+            f"Leakage check across splits ({leaks.get('method', 'MinHash/LSH')}; MinHash Jaccard >= {leaks.get('threshold')}): "
             f"{leaks.get('pairs_found', 0)} pair(s) found, {leaks.get('dropped', 0)} example(s) dropped, "
             f"{leaks.get('pairs_remaining', 0)} remaining."
         )

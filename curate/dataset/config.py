@@ -89,6 +89,10 @@ class SplitConfig(BaseModel):
     )
     num_perm: int = Field(128, ge=16, description="MinHash permutations of the leakage check")
     shingle_words: int = Field(5, ge=1, description="Word n-gram size of the leakage check's shingles")
+    ngram_leak_words: int = Field(13, ge=3, description="Words per n-gram of the containment check of "
+                                  "validation/test examples against train")
+    ngram_leak_share: float = Field(0.5, gt=0, le=1, description="Share of a validation/test example's "
+                                    "n-grams found in train at which it leaks")
     leak_policy: Literal["drop", "report"] = Field(
         "drop", description="drop: remove the non-train member of each leaking pair; report: keep both"
     )

@@ -26,8 +26,8 @@ from curate.dataset.splitting import (
     LEAK_SCHEMA,
     SPLITS,
     assert_disjoint,
-    cross_split_pairs,
     distribution,
+    leak_pairs,
     split_frame,
     split_warnings,
 )
@@ -114,13 +114,14 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
     with_text = frame.select("example_id", "split").with_columns(pl.Series("leak_text", texts, dtype=pl.String))
     params: dict[str, Any] = {
         "threshold": config.near_dup_threshold, "num_perm": config.num_perm, "shingle_words": config.shingle_words,
+        "ngram_words": config.ngram_leak_words, "ngram_share": config.ngram_leak_share,
     }
-    leaks = cross_split_pairs(with_text, text="leak_text", **params)
+    leaks = leak_pairs(with_text, text="leak_text", **params)
     if config.leak_policy == "drop" and leaks.height:
         dropped = set(leaks.get_column("example_id").to_list())
         leaks = leaks.with_columns(pl.lit("dropped").alias("action"))
         frame = frame.filter(~pl.col("example_id").is_in(sorted(dropped)))
-        remaining = cross_split_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
+        remaining = leak_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
         leaks = pl.concat([leaks, remaining.with_columns(pl.lit("remaining").alias("action"))])
     else:
         leaks = leaks.with_columns(pl.lit("reported").alias("action"))
@@ -142,7 +143,9 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataF
             for c in sorted({c for counts in dist.values() for c in counts})
         ],
         "leakage": {
-            "method": "MinHash/LSH (curate.filters.dedup) over user text without the task instruction + answer",
+            "method": "MinHash/LSH (curate.filters.dedup) over user text without the task instruction + answer; "
+                      f"{config.ngram_leak_words}-gram containment of validation/test in train "
+                      f"(share >= {config.ngram_leak_share:g})",
             "threshold": config.near_dup_threshold,
             "policy": config.leak_policy,
             "pairs_found": sum(1 for a in actions if a in {"dropped", "reported"}),

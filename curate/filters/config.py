@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from curate.filters.similarity_config import DecontaminateConfig, SemanticDedupConfig
+
 DEFAULT_RUBRIC: dict[str, str] = {
     "accuracy": "Every statement is supported by the passage; nothing contradicts it.",
     "completeness": "The response covers what the instruction asks for, using the passage.",
@@ -76,6 +78,10 @@ class FilterConfig(BaseModel):
         "examples that duplicate one of them are rejected (indexed_duplicate)",
     )
     judge: JudgeConfig = JudgeConfig()
+    decontaminate: DecontaminateConfig = Field(
+        DecontaminateConfig(), description="Reject examples containing an item of an evaluation set (contaminated)")
+    semantic_dedup: SemanticDedupConfig = Field(
+        SemanticDedupConfig(), description="Embedding dedup of instructions, then answers (semantic_duplicate)")
     disable: tuple[str, ...] = Field(
         (),
         description="Filters switched off, to measure what each one is worth (bench/curation): "

@@ -8,6 +8,7 @@ writes it to `<run_dir>/dedup.state/funnel.json`, and returns it as its report.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from curate.filters.checks import FilterEnv, run_filters
 from curate.filters.dedup import DedupParams, dedup_frame
 from curate.filters.dedup_index import dedup_frame_for, drop_indexed_duplicates, index_digest, index_location
 from curate.filters.refine import recovery_rate
+from curate.filters.similarity_steps import decontaminate_step, eval_sets_digest, semantic_dedup_step
 from curate.run.limits import limiter_for
 from curate.run.stage import Output, Stage, StageContext, StageStopped, StepKind
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
@@ -225,6 +227,9 @@ def dedup_rejections(losers: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> 
 
 
 def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    dedup_in = batch
+    batch, contaminated, contamination = decontaminate_step(
+        batch, ctx.config, dedup_text(ctx.config.filter.decontaminate.field))
     if "dedup" in ctx.config.filter.disable:  # switched off: everything passes, the funnel is still written
         survivors, rejected = batch.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     else:
@@ -235,7 +240,11 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
     if location is not None:
         survivors, indexed = against_index(survivors, ctx.config, location)
         rejected = pl.concat([rejected, indexed])
-    report = package_report(ctx, batch, survivors, rejected)
+    survivors, semantic, semantic_report = semantic_dedup_step(survivors, ctx.config)
+    rejected = pl.concat([contaminated, rejected, semantic])
+    report = package_report(ctx, dedup_in, survivors, rejected)
+    similarity = {k: v for k, v in (("contamination", contamination), ("semantic_dedup", semantic_report)) if v}
+    report.update(similarity)
     ctx.write_json("funnel.json", report)
     return {
         "examples": survivors,
@@ -244,6 +253,7 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFram
         "reasons": pl.DataFrame(report["reasons"], schema={"filter": pl.String, "reason": pl.String,
                                                            "repairable": pl.Boolean, "count": pl.Int64}),
         "summary": pl.DataFrame([{k: v for k, v in report["summary"].items()}]),
+        "similarity": pl.DataFrame({"json": [json.dumps(similarity, sort_keys=True)]}),
     }
 
 
@@ -302,10 +312,17 @@ def package_report(ctx: StageContext, dedup_in: pl.DataFrame, survivors: pl.Data
         return int((dedup_rejected["reason"] == reason).sum()) if dedup_rejected.height else 0
 
     exact, indexed = count("exact_duplicate"), count("indexed_duplicate")
-    rows.append(_row("dedup", "exact", "example", "example", dedup_in.height, dedup_in.height - exact))
-    rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height + indexed))
+    contaminated, semantic = count("contaminated"), count("semantic_duplicate")
+    if ctx.config.filter.decontaminate.enabled:
+        rows.append(_row("dedup", "decontaminate", "example", "example", dedup_in.height, dedup_in.height - contaminated))
+    minhash_in = dedup_in.height - contaminated
+    rows.append(_row("dedup", "exact", "example", "example", minhash_in, minhash_in - exact))
+    rows.append(_row("dedup", "near", "example", "example", minhash_in - exact, survivors.height + semantic + indexed))
     if index_location(ctx.config) is not None:
-        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + indexed, survivors.height))
+        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + semantic + indexed,
+                         survivors.height + semantic))
+    if ctx.config.filter.semantic_dedup.enabled:
+        rows.append(_row("dedup", "semantic", "example", "example", survivors.height + semantic, survivors.height))
     rejections = [f for f in (_read(ctx, "refine/rejected"), _read(ctx, "judge/rejected")) if f is not None]
     rejections.append(dedup_rejected)
     all_rejected = pl.concat([f.select(REJECTION_COLUMNS) for f in rejections])
@@ -369,12 +386,20 @@ def label_warning(counts: Mapping[str, int], labels: tuple[str, ...], ratio: flo
     return None
 
 
+def dedup_external(config: Any) -> str | None:
+    """What dedup reads outside the run: the dedup index and the eval sets."""
+    parts = [index_digest(config), eval_sets_digest(config)]
+    return None if parts == [None, None] else "|".join(p or "-" for p in parts)
+
+
 def summarize_dedup(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     summary = outputs["summary"].to_dicts()[0] if outputs["summary"].height else {}
+    similarity = outputs.get("similarity")
     return {
         "funnel": outputs["funnel"].to_dicts(),
         "reasons": outputs["reasons"].to_dicts(),
         "summary": summary,
+        **(json.loads(similarity["json"][0]) if similarity is not None and similarity.height else {}),
     }
 
 
@@ -411,11 +436,11 @@ STAGES: list[Stage] = [
         inputs=("judge/examples", "generate/samples", "filter/funnel", "refine/funnel",
                 "refine/samples", "refine/rejected", "judge/rejected", "judge/judgments"),
         outputs=(Output("examples", "example_id"), Output("rejected", "item_id"), Output("funnel"),
-                 Output("reasons"), Output("summary")),
+                 Output("reasons"), Output("summary"), Output("similarity")),
         config_sections=("task", "filter", "refine"),
-        external=index_digest,  # a dataset added to the dedup index re-runs dedup
+        external=dedup_external,  # a dataset added to the dedup index, or an edited eval set, re-runs dedup
         summarize=summarize_dedup,
-        description="exact and MinHash near-duplicate removal; the package funnel",
+        description="decontamination, exact, MinHash and semantic duplicate removal; the package funnel",
     ),
 ]
 
