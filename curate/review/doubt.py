@@ -64,34 +64,34 @@ def nearest_labels(
     its own id) that carry another label; and its single nearest such row's label and
     similarity. Computed in blocks of rows, so memory stays `block` x (rows + candidates)."""
     pool = vectors if candidates is None or not len(candidates) else np.vstack([vectors, candidates])
-    pool_labels = np.array([*labels, *candidate_labels], dtype=object)
-    pool_ids = np.array([*ids, *candidate_ids], dtype=object)
-    own_ids = np.array(list(ids), dtype=object)
-    own_labels = np.array(list(labels), dtype=object)
+    names = [*labels, *candidate_labels]
+    known = sorted({name for name in names if name is not None})
+    index = {name: code for code, name in enumerate(known)}
+    label_codes = np.array([-1 if name is None else index[name] for name in names], dtype=np.int64)
+    _, id_codes = np.unique(np.array([*ids, *candidate_ids], dtype=str), return_inverse=True)
+    n = len(vectors)
     k = max(1, min(k, len(pool) - 1)) if len(pool) > 1 else 1
-    shares = np.zeros(len(vectors))
-    near_label: list[str | None] = [None] * len(vectors)
-    near_sim = np.full(len(vectors), np.nan)
-    for start in range(0, len(vectors), block):
-        sims = vectors[start:start + block] @ pool.T
-        same = own_ids[start:start + block, None] == pool_ids[None, :]
-        sims[same] = -np.inf  # never its own row, nor its own duplicates under the same id
+    shares = np.zeros(n)
+    near_code = np.full(n, -1, dtype=np.int64)
+    near_sim = np.full(n, np.nan)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        sims = vectors[start:stop] @ pool.T
+        sims[id_codes[start:stop, None] == id_codes[None, :]] = -np.inf  # never itself, nor its id's duplicates
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if pool.shape[0] > k else np.argsort(-sims, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_sims, axis=1)
         top, top_sims = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
         close = top_sims >= min_similarity
-        other = (pool_labels[top] != own_labels[start:start + block, None]) & (pool_labels[top] != None)  # noqa: E711
+        other = (label_codes[top] != label_codes[start:stop, None]) & (label_codes[top] >= 0)
         weights = np.where(close, top_sims, 0.0)
         total = weights.sum(axis=1)
-        shares[start:start + block] = np.divide(
-            (weights * other).sum(axis=1), total, out=np.zeros_like(total), where=total > 0
-        )
-        first_other = np.argmax(other & close, axis=1)
-        has = (other & close).any(axis=1)
-        for row in np.flatnonzero(has):
-            near_label[start + row] = pool_labels[top[row, first_other[row]]]
-            near_sim[start + row] = top_sims[row, first_other[row]]
+        shares[start:stop] = np.divide((weights * other).sum(axis=1), total, out=np.zeros_like(total), where=total > 0)
+        rows = np.flatnonzero((other & close).any(axis=1))
+        first = np.argmax((other & close)[rows], axis=1)
+        near_code[start + rows] = label_codes[top[rows, first]]
+        near_sim[start + rows] = top_sims[rows, first]
+    near_label = [known[code] if code >= 0 else None for code in near_code.tolist()]
     return pl.DataFrame({
         "example_id": list(ids),
         "doubt_neighbour": shares,
