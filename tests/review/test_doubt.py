@@ -119,3 +119,23 @@ def test_push_side_tasks_carry_the_doubt_as_a_prediction_score(review_run: Pipel
 def test_doubt_weights_name_known_signals_only() -> None:
     with pytest.raises(ValueError, match="unknown doubt signal"):
         DoubtConfig(weights={"votes": 1.0, "vibes": 2.0})
+
+
+def test_a_removed_duplicate_labelled_otherwise_makes_its_survivor_doubtful(review_run: PipelineConfig) -> None:
+    """dedup/rejected holds the duplicates dedup (MinHash or semantic) removed: an independent
+    answer on (nearly) the same passage, the closest neighbour there is."""
+    from schemas.records import Rejection, frame_of
+
+    examples = pl.read_parquet(review_run.run_path / "dedup" / "examples.parquet")
+    survivor = examples.row(0, named=True)
+    other = next(label for label in ("access-control", "audit") if label != survivor["label"])
+    removed = Rejection(
+        item_id="removed-copy", chunk_id=survivor["chunk_id"], filter="dedup", reason="semantic_duplicate",
+        detail=f"survivor {survivor['example_id']}", output_json=json.dumps({"label": other, "quote": "x"}),
+    )
+    frame_of(Rejection, [removed]).write_parquet(review_run.run_path / "dedup" / "rejected.parquet")
+    config = review_run.model_copy(update={"review": ReviewConfig(doubt=DoubtConfig(neighbour_min_similarity=0.99))})
+    scored = examples_with_doubt(config, examples, read_chunks(review_run), embed=keyword_embed_stand_in)
+    row = scored.filter(pl.col("example_id") == survivor["example_id"]).row(0, named=True)
+    assert row["neighbour_label"] == other and row["neighbour_similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert row["doubt_neighbour"] >= 0.5  # the copy, against at most one same-labelled passage as close
