@@ -52,7 +52,7 @@ review-server-stop: venv
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:
-	UV_FIND_LINKS="$(FIND_LINKS)" uv pip compile pyproject.toml --extra train --extra review \
+	UV_FIND_LINKS="$(FIND_LINKS)" uv pip compile pyproject.toml --extra train --extra review --extra embed \
 	  --extra ray --extra ocr --extra dev --python-version 3.11 --no-header --constraint .ci/constraints.txt -o requirements.lock
 
 clean:

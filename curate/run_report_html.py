@@ -69,6 +69,7 @@ def run_summary(run_path: Path, manifest: dict[str, Any] | None = None) -> dict[
     failed_checks = (report("validate").get("summary") or {}).get("warnings")
     if failed_checks:
         warnings.append(f"validation checks reported as warnings: {failed_checks}")
+    warnings += [f"diversity: {w}" for w in (report("export").get("diversity") or {}).get("warnings") or []]
     return {
         "name": (manifest.get("config") or {}).get("name"),
         "rows": {k: int(split["rows"][k]) for k in SPLITS if k in (split.get("rows") or {})},

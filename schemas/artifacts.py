@@ -77,6 +77,7 @@ DEDUP_REJECTED = Artifact("dedup", "rejected", Rejection, "item_id")
 DEDUP_FUNNEL = Artifact("dedup", "funnel")
 DEDUP_REASONS = Artifact("dedup", "reasons")
 DEDUP_SUMMARY = Artifact("dedup", "summary")
+DEDUP_SIMILARITY = Artifact("dedup", "similarity")
 # review
 REVIEWED = Artifact("review", "examples", Example, "example_id")
 REVIEW_REJECTED = Artifact("review", "rejected", Rejection, "item_id")
@@ -88,6 +89,7 @@ SPLIT_EXAMPLES = Artifact("split", "examples", Example, "example_id")
 LEAKS = Artifact("split", "leaks", None, "example_id")
 SPLIT_REPORT = Artifact("split", "report")
 EXPORT_MANIFEST = Artifact("export", "manifest")
+EXPORT_DIVERSITY = Artifact("export", "diversity")
 
 # side files
 REDACTION_MAPPING = SideFile("redact.state/mapping", "placeholder -> original value, per document (never sent)")

@@ -11,14 +11,12 @@ masked by what they are (`mask_secrets`), not by a substring of their key's name
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import yaml
 
-from curate.dataset import chat
+from curate.dataset.plots import lengths, stratum_of
 from curate.dataset.splitting import SPLITS
 
 MASK = "***"
@@ -174,6 +172,7 @@ def card_sources(manifest: dict[str, Any]) -> dict[str, Any]:
         "usage": usage_rows(manifest),
         "validate": stages.get("validate", {}).get("report"),
         "split": stages.get("split", {}).get("report"),
+        "contamination": (stages.get("dedup", {}).get("report") or {}).get("contamination"),
     }
 
 
@@ -183,72 +182,27 @@ def _in_run_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return list(manifest.get("stages", {}).items())
 
 
-def lengths(rows: pl.DataFrame) -> pl.DataFrame:
-    messages = rows.get_column("messages").to_list()
-    return pl.DataFrame(
-        {
-            "split": rows.get_column("split"),
-            "prompt_chars": [len(chat.user_text(m)) for m in messages],
-            "response_chars": [len(chat.response_text(m)) for m in messages],
-        }
-    )
-
-
-def stratum_of(rows: pl.DataFrame) -> pl.Series:
-    column = "label" if rows.get_column("label").null_count() < rows.height else "task_type"
-    return rows.get_column(column).fill_null("(none)")
-
-
-def plot_distributions(rows: pl.DataFrame, folder: Path) -> dict[str, str]:
-    """label_distribution.png and length_distribution.png (matplotlib, Agg); relative paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    folder.mkdir(parents=True, exist_ok=True)
-    strata = stratum_of(rows)
-    classes = sorted(set(strata.to_list()))
-    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.6 * len(classes) + 2)), 4))
-    width = 0.8 / len(SPLITS)
-    for i, split in enumerate(SPLITS):
-        mask = rows.get_column("split") == split
-        counts = strata.filter(mask).value_counts()
-        by_class = dict(zip(counts[counts.columns[0]].to_list(), counts["count"].to_list(), strict=True))
-        ax.bar([x + i * width for x in range(len(classes))], [by_class.get(c, 0) for c in classes], width, label=split)
-    ax.set_xticks([x + width for x in range(len(classes))], classes, rotation=30, ha="right")
-    ax.set_ylabel("examples")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
-    ax.set_title("Examples per class and split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "label_distribution.png", dpi=110)
-    plt.close(fig)
-
-    frame = lengths(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, column in zip(axes, ("prompt_chars", "response_chars"), strict=True):
-        bins = np.histogram_bin_edges(frame.get_column(column).to_numpy(), bins=20)  # shared by the splits
-        for split in SPLITS:
-            values = frame.filter(pl.col("split") == split).get_column(column).to_list()
-            if values:
-                ax.hist(values, bins=bins, alpha=0.5, label=split)
-        ax.set_xlabel(column.replace("_", " "))
-        ax.set_ylabel("examples")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
-        ax.legend()
-    fig.suptitle("Length distribution (characters)")
-    fig.tight_layout()
-    fig.savefig(folder / "length_distribution.png", dpi=110)
-    plt.close(fig)
-    return {"labels": "plots/label_distribution.png", "lengths": "plots/length_distribution.png"}
-
-
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def contamination_lines(report: dict[str, Any]) -> list[str]:
+    """Per eval set: items, examples rejected as containing one, by method (the dedup report's
+    `contamination`, written by filter.decontaminate)."""
+    sets = report.get("sets") or {}
+    if not sets:
+        return ["No evaluation sets were listed (`filter.decontaminate.eval_sets`): the training examples were "
+                "not checked against any benchmark. The test split is checked against train (see Split)."]
+    lines = [f"Every example was checked against {len(sets)} evaluation set(s) by "
+             + "; ".join(str(m) for m in report.get("methods") or []) + ". Matching examples were rejected "
+             "(`contaminated`); an example matching several sets counts in each.", ""]
+    lines.append(_table(["eval set", "items", "items too short", "examples matched", "items matched",
+                         "by n-gram", "by MinHash", "by embedding"],
+                        [[name, c.get("items"), c.get("items_too_short"), c.get("examples_matched"), c.get("items_matched"),
+                          c.get("by_ngram"), c.get("by_minhash"), c.get("by_embedding")] for name, c in sets.items()]))
+    return lines
 
 
 def review_lines(report: dict[str, Any]) -> list[str]:
@@ -279,6 +233,7 @@ def render_card(
     plots: dict[str, str],
     name: str,
     residual: dict[str, Any] | None = None,
+    diversity: dict[str, Any] | None = None,
 ) -> str:
     stages = manifest.get("stages", {})
     strata = stratum_of(rows)
@@ -343,6 +298,11 @@ def render_card(
             stats.append([column, int(series.min()), int(series.median()), int(series.quantile(0.95)), int(series.max())])  # type: ignore[arg-type]
     out.append(_table(["", "min", "median", "p95", "max"], stats))
 
+    if diversity is not None:
+        from curate.dataset.diversity import diversity_lines
+
+        out += ["", *diversity_lines(diversity, diversity.get("plot"))]
+
     out += ["", "## Validation", ""]
     validate = stages.get("validate", {}).get("report") or {}
     checks = validate.get("checks") or []
@@ -376,6 +336,9 @@ def render_card(
         if found:
             out += ["", _table(["entity type", "findings"], [[k, v] for k, v in found.items()])]
 
+    out += ["", "## Contamination", "",
+            *contamination_lines((stages.get("dedup", {}).get("report") or {}).get("contamination") or {})]
+
     out += ["", "## Split", ""]
     split_report = stages.get("split", {}).get("report") or {}
     if split_report:
@@ -386,7 +349,7 @@ def render_card(
         out.append(
             f"Grouped by `{ssum.get('group_by')}` (groups per split: {groups}), "
             f"stratified by `{ssum.get('stratify_by')}`, ratios {ssum.get('ratios')}, seed {ssum.get('seed')}. "
-            f"Near-duplicate check across splits (MinHash Jaccard >= {leaks.get('threshold')}): "
+            f"Leakage check across splits ({leaks.get('method', 'MinHash/LSH')}; MinHash Jaccard >= {leaks.get('threshold')}): "
             f"{leaks.get('pairs_found', 0)} pair(s) found, {leaks.get('dropped', 0)} example(s) dropped, "
             f"{leaks.get('pairs_remaining', 0)} remaining."
         )

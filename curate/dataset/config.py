@@ -93,6 +93,10 @@ class SplitConfig(BaseModel):
     )
     num_perm: int = Field(128, ge=16, description="MinHash permutations of the leakage check")
     shingle_words: int = Field(5, ge=1, description="Word n-gram size of the leakage check's shingles")
+    ngram_leak_words: int = Field(13, ge=3, description="Words per n-gram of the containment check of "
+                                  "validation/test examples against train")
+    ngram_leak_share: float = Field(0.5, gt=0, le=1, description="Share of a validation/test example's "
+                                    "n-grams found in train at which it leaks")
     leak_policy: Literal["drop", "report"] = Field(
         "drop", description="drop: remove the non-train member of each leaking pair; report: keep both"
     )
@@ -112,6 +116,46 @@ class SplitConfig(BaseModel):
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
+class DiversityConfig(BaseModel):
+    """The dataset card's diversity section (curate/dataset/diversity.py) and the thresholds
+    past which its figures become warnings in the card and the run report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(True, description="Measure diversity and coverage for the card")
+    embeddings: bool = Field(
+        True, description="Embedding measures (mean pairwise distance, clusters); needs the embedding model"
+    )
+    embedding_model: str | None = Field(
+        None, description="Embedding model (folder or Hugging Face name); default: the packaged all-MiniLM-L6-v2"
+    )
+    cluster_similarity: float = Field(
+        0.8, gt=0, le=1, description="Instructions at least this alike (embedding cosine) join one cluster"
+    )
+    max_embedded: int = Field(
+        20000, ge=2, description="Embed at most this many instructions (a fixed sample by example id beyond it)"
+    )
+    min_distinct_2: float = Field(0.3, ge=0, le=1, description="Warn below this distinct-2 of the instructions")
+    min_mean_distance: float = Field(
+        0.3, ge=0, le=2, description="Warn below this mean pairwise embedding distance of the instructions"
+    )
+    max_largest_cluster_share: float = Field(
+        0.2, gt=0, le=1, description="Warn when the largest cluster holds more than this share of the instructions"
+    )
+    min_document_coverage: float = Field(
+        0.5, ge=0, le=1, description="Warn when fewer source documents than this share gave an example"
+    )
+    min_chunk_coverage: float = Field(
+        0.25, ge=0, le=1, description="Warn when fewer chunks than this share gave an example"
+    )
+    max_class_shift: float = Field(
+        2.0, gt=1, description="Warn when a class's share of the dataset is more than this many times, or less "
+        "than 1/this, its share of the teacher's answers"
+    )
+    min_class_answers: int = Field(
+        5, ge=1, description="Classes with fewer teacher answers than this are not judged for balance (too few)"
+    )
+
+
 class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     dir: str = Field(
@@ -126,6 +170,9 @@ class ExportConfig(BaseModel):
         "(turn off for an upload that accepts `messages` only)",
     )
     card: bool = Field(True, description="Write the dataset card README.md with plots")
+    diversity: DiversityConfig = Field(
+        default_factory=DiversityConfig, description="The card's diversity section and its warning thresholds"
+    )
 
     @field_validator("formats")
     @classmethod

@@ -197,3 +197,46 @@ def cross_split_pairs(
             id_a, split_a, id_b, split_b = id_b, split_b, id_a, split_a
         rows.append((id_a, split_a, id_b, split_b, round(float(similarity), 4), ""))
     return pl.DataFrame(rows, schema=LEAK_SCHEMA, orient="row").sort("example_id", "other_example_id")
+
+
+def ngram_train_leaks(frame: pl.DataFrame, *, text: str, n: int, share: float) -> pl.DataFrame:
+    """Validation and test examples that contain train text: LEAK_SCHEMA rows for each example at
+    least `share` of whose distinct word n-grams also occur in train, paired with the train
+    example it shares most with (`similarity` = that share).
+
+    Containment, not Jaccard: a short test example copied into a long train example is a leak
+    that MinHash's Jaccard misses. Uses the shared n-gram service (`curate.services.similarity.ngrams`, 64-bit hashes).
+    """
+    from curate.services.similarity.ngrams import text_ngrams
+
+    if frame.height < 2 or "train" not in frame["split"].to_list():
+        return pl.DataFrame(schema=LEAK_SCHEMA)
+    grams, doc = text_ngrams(frame[text], n)
+    grams_of = pl.DataFrame({"hash": grams, "row": doc}).unique()
+    split = frame["split"].to_numpy()
+    is_train = pl.Series(split[grams_of["row"].to_numpy()] == "train")
+    train, held = grams_of.filter(is_train), grams_of.filter(~is_train)
+    totals = held.group_by("row").len("total")
+    shared = (held.join(train.rename({"row": "other"}), on="hash")
+              .group_by("row", "other").len("shared")
+              .sort(["row", "shared", "other"], descending=[False, True, False]).group_by("row").first()
+              .join(held.join(train.select("hash").unique(), on="hash").group_by("row").len("any"), on="row")
+              .join(totals, on="row")
+              .with_columns((pl.col("any") / pl.col("total")).alias("share"))
+              .filter(pl.col("share") >= share))
+    ids = frame["example_id"]
+    return pl.DataFrame({
+        "example_id": ids.gather(shared["row"]), "split": pl.Series(split).gather(shared["row"]),
+        "other_example_id": ids.gather(shared["other"]), "other_split": "train",
+        "similarity": shared["share"].round(4), "action": "",
+    }, schema=LEAK_SCHEMA).sort("example_id")
+
+
+def leak_pairs(frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int,
+               ngram_words: int, ngram_share: float) -> pl.DataFrame:
+    """Both leakage checks: MinHash near-duplicates across splits and n-gram containment of
+    validation/test examples in train; one row per (example, other example), MinHash's first."""
+    near = cross_split_pairs(frame, text=text, threshold=threshold, num_perm=num_perm, shingle_words=shingle_words)
+    contained = ngram_train_leaks(frame, text=text, n=ngram_words, share=ngram_share)
+    return (pl.concat([near, contained]).unique(["example_id", "other_example_id"], keep="first", maintain_order=True)
+            .sort("example_id", "other_example_id"))

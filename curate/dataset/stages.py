@@ -20,15 +20,16 @@ import polars as pl
 import yaml
 
 from curate.dataset import chat
-from curate.dataset.card import card_sources, mask_secrets, plot_distributions, render_card
+from curate.dataset.card import card_sources, mask_secrets, render_card
 from curate.dataset.config import DatasetSettings
 from curate.dataset.export import FILES_SCHEMA, export_columns, write_exports
+from curate.dataset.plots import plot_distributions
 from curate.dataset.splitting import (
     LEAK_SCHEMA,
     SPLITS,
     assert_disjoint,
-    cross_split_pairs,
     distribution,
+    leak_pairs,
     split_frame,
     split_warnings,
 )
@@ -44,6 +45,7 @@ from curate.run.rundir import RunDir, run_location, staged_folder
 from curate.run.stage import Stage, StageContext, StepKind
 from curate.services.pii.mapping import restore_placeholders
 from schemas.artifacts import (
+    EXPORT_DIVERSITY,
     EXPORT_MANIFEST,
     LEAKS,
     REVIEWED,
@@ -125,13 +127,14 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
     with_text = frame.select("example_id", "split").with_columns(pl.Series("leak_text", texts, dtype=pl.String))
     params: dict[str, Any] = {
         "threshold": config.near_dup_threshold, "num_perm": config.num_perm, "shingle_words": config.shingle_words,
+        "ngram_words": config.ngram_leak_words, "ngram_share": config.ngram_leak_share,
     }
-    leaks = cross_split_pairs(with_text, text="leak_text", **params)
+    leaks = leak_pairs(with_text, text="leak_text", **params)
     if config.leak_policy == "drop" and leaks.height:
         dropped = set(leaks.get_column("example_id").to_list())
         leaks = leaks.with_columns(pl.lit("dropped").alias("action"))
         frame = frame.filter(~pl.col("example_id").is_in(sorted(dropped)))
-        remaining = cross_split_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
+        remaining = leak_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
         leaks = pl.concat([leaks, remaining.with_columns(pl.lit("remaining").alias("action"))])
     else:
         leaks = leaks.with_columns(pl.lit("reported").alias("action"))
@@ -153,7 +156,9 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
             for c in sorted({c for counts in dist.values() for c in counts})
         ],
         "leakage": {
-            "method": "MinHash/LSH (curate.services.similarity.dedup) over user text without the task instruction + answer",
+            "method": "MinHash/LSH (curate.services.similarity) over user text without the task instruction + answer; "
+                      f"{config.ngram_leak_words}-gram containment of validation/test in train "
+                      f"(share >= {config.ngram_leak_share:g})",
             "threshold": config.near_dup_threshold,
             "policy": config.leak_policy,
             "pairs_found": sum(1 for a in actions if a in {"dropped", "reported"}),
@@ -194,6 +199,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
         if config.card:
             card_rows = rows.with_columns(batch.sort("example_id").get_column("cost_usd")) if "cost_usd" in batch.columns else rows
             plots = plot_distributions(rows, staging / "plots") if rows.height else {}
+            diversity = measure_diversity(rows, ctx, staging / "plots")
             card = render_card(
                 card_rows,
                 manifest=RunDir(ctx.run_dir).load_manifest(),
@@ -202,6 +208,7 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
                 plots=plots,
                 name=ctx.config.name,
                 residual=residual,
+                diversity=diversity,
             )
             leaked = [v for values in redacted_originals(ctx.run_dir).values()
                       for v in values if v in card]
@@ -209,7 +216,22 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
                 raise RuntimeError(f"the dataset card would contain {len(leaked)} redacted original value(s); not written")
             (staging / "README.md").write_text(card, encoding="utf-8")
     manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
-    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir"))}
+    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir")),
+            "diversity": pl.DataFrame({"json": [json.dumps(diversity or {}, sort_keys=True)]})}
+
+
+def measure_diversity(rows: pl.DataFrame, ctx: StageContext[DatasetSettings], plots: Path) -> dict[str, Any] | None:
+    """The card's diversity figures, warnings and plot (`export.diversity`), or None when off."""
+    from curate.dataset.diversity import diversity_report, plot_diversity, shared_embed
+
+    config = ctx.config.export.diversity
+    if not config.enabled:
+        return None
+    embed = shared_embed(config.embedding_model) if config.embeddings else None
+    report = diversity_report(rows, Path(ctx.run_dir), config, shared_instruction=ctx.config.task.instruction,
+                              embed=embed)
+    report["plot"] = plot_diversity(report, plots) if rows.height else None
+    return report
 
 
 def residual_scan(rows: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> dict[str, Any] | None:
@@ -243,10 +265,12 @@ def export_digest(config: DatasetSettings) -> str:
 
 def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     manifest = outputs["manifest"]
+    diversity = json.loads(outputs["diversity"].get_column("json")[0]) if "diversity" in outputs else {}
     return {
         "summary": {"dir": manifest.get_column("export_dir")[0] if manifest.height else None,
                     "files": manifest.height},
         "files": manifest.drop("export_dir").to_dicts(),
+        "diversity": diversity,
     }
 
 
@@ -276,7 +300,7 @@ STAGES: list[Stage] = [
         kind=StepKind.GLOBAL,
         fn=export_dataset,
         inputs=(SPLIT_EXAMPLES,),
-        outputs=(EXPORT_MANIFEST,),
+        outputs=(EXPORT_MANIFEST, EXPORT_DIVERSITY),
         config_sections=("task", "validate", "split", "export", "name"),
         summarize=summarize_export,
         description="chat JSONL, ShareGPT, Alpaca, Parquet, HF datasets + dataset card",

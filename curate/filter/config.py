@@ -6,6 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from curate.filter.similarity_config import DecontaminateConfig, SemanticDedupConfig
 from curate.run.config import RunSettings
 from curate.services.teacher.config import TeacherConfig
 from curate.services.teacher.judge import DEFAULT_RUBRIC, JudgeConfig
@@ -63,6 +64,10 @@ class FilterConfig(BaseModel):
         "examples that duplicate one of them are rejected (indexed_duplicate)",
     )
     judge: JudgeConfig = JudgeConfig()
+    decontaminate: DecontaminateConfig = Field(
+        DecontaminateConfig(), description="Reject examples containing an item of an evaluation set (contaminated)")
+    semantic_dedup: SemanticDedupConfig = Field(
+        SemanticDedupConfig(), description="Embedding dedup of instructions, then answers (semantic_duplicate)")
     disable: tuple[str, ...] = Field(
         (),
         description="Filters switched off, to measure what each one is worth (bench/curation): "

@@ -75,10 +75,17 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
         return int((dedup_rejected["reason"] == reason).sum()) if dedup_rejected.height else 0
 
     exact, indexed = count("exact_duplicate"), count("indexed_duplicate")
-    rows.append(_row("dedup", "exact", "example", "example", dedup_in.height, dedup_in.height - exact))
-    rows.append(_row("dedup", "near", "example", "example", dedup_in.height - exact, survivors.height + indexed))
+    contaminated, semantic = count("contaminated"), count("semantic_duplicate")
+    if ctx.config.filter.decontaminate.enabled:
+        rows.append(_row("dedup", "decontaminate", "example", "example", dedup_in.height, dedup_in.height - contaminated))
+    minhash_in = dedup_in.height - contaminated
+    rows.append(_row("dedup", "exact", "example", "example", minhash_in, minhash_in - exact))
+    rows.append(_row("dedup", "near", "example", "example", minhash_in - exact, survivors.height + semantic + indexed))
     if index_location(ctx.config) is not None:
-        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + indexed, survivors.height))
+        rows.append(_row("dedup", "earlier datasets", "example", "example", survivors.height + semantic + indexed,
+                         survivors.height + semantic))
+    if ctx.config.filter.semantic_dedup.enabled:
+        rows.append(_row("dedup", "semantic", "example", "example", survivors.height + semantic, survivors.height))
     rejections = [f for f in (_read(ctx, REFINE_REJECTED), _read(ctx, JUDGE_REJECTED)) if f is not None]
     rejections.append(dedup_rejected)
     all_rejected = pl.concat([f.select(REJECTION_COLUMNS) for f in rejections])

@@ -9,6 +9,7 @@ its report.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from curate.filter.dedup_index import (
 from curate.filter.funnel import funnel_rows, label_counts, package_report
 from curate.filter.judge import JUDGMENT_SCHEMA, judge
 from curate.filter.refine import recovery_rate, refine, repair_targets
+from curate.filter.similarity_steps import decontaminate_step, eval_sets_digest, semantic_dedup_step
 from curate.run.limits import limiter_for
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.similarity.dedup import DedupParams, dedup_frame
@@ -35,6 +37,7 @@ from schemas.artifacts import (
     DEDUP_FUNNEL,
     DEDUP_REASONS,
     DEDUP_REJECTED,
+    DEDUP_SIMILARITY,
     DEDUP_SUMMARY,
     DEDUPED,
     FILTER_FUNNEL,
@@ -234,6 +237,9 @@ def dedup_rejections(losers: pl.DataFrame, reason: pl.Expr, detail: pl.Expr) -> 
 
 
 def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
+    dedup_in = batch
+    batch, contaminated, contamination = decontaminate_step(
+        batch, ctx.config, dedup_text(ctx.config.filter.decontaminate.field))
     if "dedup" in ctx.config.filter.disable:  # switched off: everything passes, the funnel is still written
         survivors, rejected = batch.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     else:
@@ -244,7 +250,11 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     if location is not None:
         survivors, indexed = against_index(survivors, ctx.config, location)
         rejected = pl.concat([rejected, indexed])
-    report = package_report(ctx, batch, survivors, rejected)
+    survivors, semantic, semantic_report = semantic_dedup_step(survivors, ctx.config)
+    rejected = pl.concat([contaminated, rejected, semantic])
+    report = package_report(ctx, dedup_in, survivors, rejected)
+    similarity = {k: v for k, v in (("contamination", contamination), ("semantic_dedup", semantic_report)) if v}
+    report.update(similarity)
     ctx.write_json("funnel.json", report)
     return {
         "examples": survivors,
@@ -253,6 +263,7 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
         "reasons": pl.DataFrame(report["reasons"], schema={"filter": pl.String, "reason": pl.String,
                                                            "repairable": pl.Boolean, "count": pl.Int64}),
         "summary": pl.DataFrame([{k: v for k, v in report["summary"].items()}]),
+        "similarity": pl.DataFrame({"json": [json.dumps(similarity, sort_keys=True)]}),
     }
 
 
@@ -265,12 +276,20 @@ def against_index(examples: pl.DataFrame, config: FilterSettings, location: str)
     return kept.select(EXAMPLE_COLUMNS), rejected
 
 
+def dedup_external(config: FilterSettings) -> str | None:
+    """What dedup reads outside the run: the dedup index and the eval sets."""
+    parts = [index_digest(config), eval_sets_digest(config)]
+    return None if parts == [None, None] else "|".join(p or "-" for p in parts)
+
+
 def summarize_dedup(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     summary = outputs["summary"].to_dicts()[0] if outputs["summary"].height else {}
+    similarity = outputs.get("similarity")
     return {
         "funnel": outputs["funnel"].to_dicts(),
         "reasons": outputs["reasons"].to_dicts(),
         "summary": summary,
+        **(json.loads(similarity["json"][0]) if similarity is not None and similarity.height else {}),
     }
 
 
@@ -306,11 +325,11 @@ STAGES: list[Stage] = [
         name="dedup", kind=StepKind.GLOBAL, fn=dedup_stage,
         inputs=(JUDGED, SAMPLES, FILTER_FUNNEL, REFINE_FUNNEL,
                 REFINED_SAMPLES, REFINE_REJECTED, JUDGE_REJECTED, JUDGMENTS),
-        outputs=(DEDUPED, DEDUP_REJECTED, DEDUP_FUNNEL, DEDUP_REASONS, DEDUP_SUMMARY),
+        outputs=(DEDUPED, DEDUP_REJECTED, DEDUP_FUNNEL, DEDUP_REASONS, DEDUP_SUMMARY, DEDUP_SIMILARITY),
         config_sections=("task", "filter", "refine"),
-        external=index_digest,  # a dataset added to the dedup index re-runs dedup
+        external=dedup_external,  # a dataset added to the dedup index, or an edited eval set, re-runs dedup
         summarize=summarize_dedup,
-        description="exact and MinHash near-duplicate removal; the package funnel",
+        description="decontamination, exact, MinHash and semantic duplicate removal; the package funnel",
     ),
 ]
 

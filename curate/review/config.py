@@ -4,10 +4,43 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curate.run.config import RunSettings
+from curate.services.teacher.config import TeacherConfig
 from schemas.tasks import TaskConfig
+
+
+class DoubtConfig(BaseModel):
+    """How the review queue's doubt score is made (curate/review/doubt.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"votes": 1.0, "grounding": 0.5, "judge": 0.5, "neighbour": 1.0},
+        description="Weight of each signal in the doubt score: votes (self-consistency agreement above the "
+        "consistency floor), grounding (grounding score above the grounding floor), judge (the judge's mean "
+        "score above its threshold), neighbour (similar passages labelled otherwise); 0 switches one off",
+    )
+    neighbour: bool = Field(
+        True, description="Compute the neighbour signal with sentence embeddings (classification tasks only)"
+    )
+    neighbour_k: int = Field(5, ge=1, description="Nearest neighbours the neighbour signal looks at")
+    neighbour_min_similarity: float = Field(
+        0.5, ge=-1, le=1, description="Neighbours less alike than this (embedding cosine) are not counted"
+    )
+    embedding_model: str | None = Field(
+        None, description="Embedding model (a folder or Hugging Face name); default: the packaged all-MiniLM-L6-v2"
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_signals(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - {"votes", "grounding", "judge", "neighbour"})
+        if unknown:
+            raise ValueError(f"unknown doubt signal(s) {', '.join(unknown)}; known: votes, grounding, judge, neighbour")
+        if any(w < 0 for w in weights.values()):
+            raise ValueError("doubt weights must not be negative")
+        return weights
 
 
 class ReviewConfig(BaseModel):
@@ -61,6 +94,9 @@ class ReviewConfig(BaseModel):
         0.9, ge=0, le=1, description="A corrected quote must match the chunk at least this well (rapidfuzz, 0-1)"
     )
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one Label Studio request")
+    doubt: DoubtConfig = Field(
+        default_factory=DoubtConfig, description="The doubt score that orders the review queue (most doubtful first)"
+    )
 
 
 class ReviewSettings(RunSettings, Protocol):
@@ -71,3 +107,27 @@ class ReviewSettings(RunSettings, Protocol):
 
     @property
     def task(self) -> TaskConfig: ...
+
+    @property
+    def teacher(self) -> TeacherConfig: ...
+
+    @property
+    def filter(self) -> FilterFloors: ...
+
+
+class JudgeFloor(Protocol):
+    @property
+    def threshold(self) -> float: ...
+
+
+class FilterFloors(Protocol):
+    """The filters' floors that the doubt score measures margins above (filter.*)."""
+
+    @property
+    def min_votes(self) -> int: ...
+
+    @property
+    def grounding_threshold(self) -> float: ...
+
+    @property
+    def judge(self) -> JudgeFloor: ...

@@ -26,6 +26,7 @@ import polars as pl
 
 from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.config import ReviewSettings
+from curate.review.doubt import Embed, default_embed, score_run_examples
 from curate.review.explain import explain
 from curate.review.labeling import (
     INTERNAL_DATA,
@@ -39,6 +40,7 @@ from curate.review.merge import apply_review
 from curate.review.selection import audit_draw, is_audit, select_for_review
 from curate.run.rundir import atomic_write_parquet, atomic_write_text
 from schemas.records import ReviewDecision, polars_schema
+from schemas.tasks import TaskType
 
 EXAMPLES_ARTIFACT = ("dedup", "examples")
 CHUNK_ARTIFACTS = (("redact", "chunks"), ("chunk", "chunks"))
@@ -78,6 +80,22 @@ def state_dir(cfg: ReviewSettings) -> Path:
 
 def project_title(cfg: ReviewSettings) -> str:
     return cfg.review.project_title or f"assay: {cfg.name}/{cfg.task.name}"[:50]
+
+
+def examples_with_doubt(
+    cfg: ReviewSettings, examples: pl.DataFrame, chunks: pl.DataFrame, embed: Embed | None = None,
+) -> pl.DataFrame:
+    """The examples with their doubt score and its parts (`curate/review/doubt.py`), from the
+    run's own signals and the filters' floors."""
+    doubt = cfg.review.doubt
+    classification = cfg.task.type is TaskType.CLASSIFICATION
+    if embed is None and classification and doubt.neighbour and doubt.weights.get("neighbour", 0.0) > 0:
+        embed = default_embed(doubt)
+    return score_run_examples(
+        examples, chunks, run_path=cfg.run_path, config=doubt, samples=cfg.teacher.samples,
+        min_votes=cfg.filter.min_votes, grounding_threshold=cfg.filter.grounding_threshold,
+        judge_threshold=cfg.filter.judge.threshold, classification=classification, embed=embed,
+    )
 
 
 # --------------------------------------------------------------------------- run-dir inputs
@@ -157,14 +175,26 @@ def build_tasks(cfg: ReviewSettings, examples: pl.DataFrame, chunks: pl.DataFram
             raise ValueError(f"example {example_id}: its chunk {row['chunk_id']} is not in the run's chunks")
         source = " › ".join([chunk["source_path"], *(chunk["heading_path"] or [])])
         words = explain(cfg.task, row, samples.get(row["chunk_id"], []), audit=kind == "audit")
+        reason = words.reason + neighbour_words(row)
+        # the prediction's score is our confidence in the candidate: Label Studio lists the lowest first
+        score = 1.0 - float(row["doubt"]) if row.get("doubt") is not None else float(row["quality_score"])
         tasks.append(task_payload(
             cfg.task,
             example_id=example_id, output_json=row["output_json"], chunk=chunk["text"],
-            source=source, reason=words.reason, others=words.others, evidence=list(row["evidence"] or []),
+            source=source, reason=reason, others=words.others, evidence=list(row["evidence"] or []),
             doubt=float(doubt), agreement=float(row["agreement"]), grounding=float(row["grounding_score"]),
-            model_version="teacher", score=float(row["quality_score"]),
+            model_version="teacher", score=round(score, 4),
         ))
     return tasks
+
+
+def neighbour_words(row: dict[str, Any]) -> str:
+    """The neighbour signal in plain words, when a similar passage carries another label."""
+    label, similarity = row.get("neighbour_label"), row.get("neighbour_similarity")
+    if not label or label == row.get("label"):
+        return ""
+    alike = f" ({similarity:.0%} alike)" if similarity is not None else ""
+    return f"; a similar passage{alike} is labelled {label}"
 
 
 def review_view() -> dict[str, Any]:
@@ -182,13 +212,17 @@ def review_view() -> dict[str, Any]:
     }
 
 
-def push(cfg: ReviewSettings, client: ReviewClient | None = None, *, stop_after_batches: int | None = None) -> PushReport:
+def push(
+    cfg: ReviewSettings, client: ReviewClient | None = None, *, stop_after_batches: int | None = None,
+    embed: Embed | None = None,
+) -> PushReport:
     """Send the sample to Label Studio, most doubtful first; safe to repeat and to resume.
 
-    `stop_after_batches` stops early on purpose (how tests stand for an interrupted push).
+    `stop_after_batches` stops early on purpose (how tests stand for an interrupted push);
+    `embed` replaces the embedding model of the doubt score's neighbour signal.
     """
-    examples = read_examples(cfg)
     chunks = read_chunks(cfg)
+    examples = examples_with_doubt(cfg, read_examples(cfg), chunks, embed)
     selection = select_for_review(examples, cfg.review)
     config = label_config(cfg.task, cfg.review.guidelines)  # checks review.guidelines before any request
     client = client or ReviewClient.from_config(cfg.review)

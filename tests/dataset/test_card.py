@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from curate.config import load_config
-from curate.dataset.card import MASK, mask_secrets, plot_distributions
+from curate.dataset.card import MASK, mask_secrets
+from curate.dataset.plots import plot_distributions
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "pipeline.yaml"
 
@@ -68,3 +69,22 @@ def test_the_count_axes_have_whole_numbers(tmp_path: Path) -> None:
     for ax in axes:
         ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_the_card_counts_contamination_per_eval_set() -> None:
+    from curate.dataset.card import card_sources, render_card
+
+    messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]] * 2
+    rows = pl.DataFrame({"split": ["train", "test"], "label": ["x", "y"], "task_type": ["classification"] * 2,
+                         "messages": messages})
+    contamination = {"methods": ["13-gram overlap", "MinHash sentence near-match (Jaccard >= 0.5)"], "sets": {
+        "held-out": {"items": 40, "items_too_short": 2, "examples_matched": 3, "items_matched": 2,
+                     "by_ngram": 2, "by_minhash": 1, "by_embedding": 0}}}
+    manifest = {"stages": {"dedup": {"status": "complete", "report": {"contamination": contamination}}}}
+    card = render_card(rows, manifest=manifest, config={}, files=[], plots={}, name="t")
+    assert "## Contamination" in card
+    assert "| held-out | 40 | 2 | 3 | 2 | 2 | 1 | 0 |" in card
+    assert "by 13-gram overlap; MinHash sentence near-match (Jaccard >= 0.5)." in card
+    assert card_sources(manifest)["contamination"] == contamination  # a changed count re-renders the card
+    bare = render_card(rows, manifest={"stages": {}}, config={}, files=[], plots={}, name="t")
+    assert "not checked against any benchmark" in bare

@@ -172,3 +172,27 @@ def test_a_healthy_split_has_no_warnings() -> None:
             for label in ("a", "b") for i in range(n)]
     assert split_warnings(_frame(rows), ratios={"train": 0.67, "validation": 0.165, "test": 0.165},
                           by="label", group_by="doc_id", min_eval_rows=20) == []
+
+
+def test_a_test_example_contained_in_a_train_example_leaks_by_ngrams_not_minhash() -> None:
+    """A short test example copied inside a long train example: Jaccard is low, containment is 1."""
+    from curate.dataset.splitting import cross_split_pairs, leak_pairs, ngram_train_leaks
+
+    copied = "Audit records are retained for ninety days and reviewed weekly by the security operations team lead."
+    words = [f"filler{i}" for i in range(200)]
+    frame = pl.DataFrame({
+        "example_id": ["train-long", "test-copy", "test-own", "val-partial"],
+        "split": ["train", "test", "test", "validation"],
+        "text": [" ".join(words[:100]) + " " + copied + " " + " ".join(words[100:]),
+                 copied,
+                 "Backups of the warehouse database run nightly and are kept offsite for a full year at least.",
+                 copied + " " + " ".join(f"new{i}" for i in range(40))],
+    })
+    assert cross_split_pairs(frame, text="text", threshold=0.8, num_perm=128, shingle_words=5).height == 0
+    leaks = ngram_train_leaks(frame, text="text", n=13, share=0.5)
+    assert leaks["example_id"].to_list() == ["test-copy"]  # val-partial: 5 of 45 13-grams from train
+    assert leaks.row(0, named=True) == {"example_id": "test-copy", "split": "test", "other_example_id": "train-long",
+                                        "other_split": "train", "similarity": 1.0, "action": ""}
+    assert ngram_train_leaks(frame, text="text", n=13, share=0.05)["example_id"].to_list() == ["test-copy", "val-partial"]
+    both = leak_pairs(frame, text="text", threshold=0.8, num_perm=128, shingle_words=5, ngram_words=13, ngram_share=0.5)
+    assert both["example_id"].to_list() == ["test-copy"]

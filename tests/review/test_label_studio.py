@@ -18,7 +18,7 @@ from curate.dataset.card import review_lines
 from curate.review.client import ReviewClient, ReviewServerError
 from curate.review.server import free_port
 from curate.review.stages import STAGES as REVIEW_STAGES
-from curate.review.sync import VIEW_TITLE, pull, push, select_for_review
+from curate.review.sync import VIEW_TITLE, examples_with_doubt, pull, push, read_chunks, select_for_review
 from curate.run.rundir import RunDir
 from curate.run.runner import Runner
 from curate.run_report import print_status, write_run_report
@@ -72,7 +72,9 @@ def _annotate(client: ReviewClient, task: Any, decision: str, *, user: int | Non
 def test_push_annotate_pull_merge(ls_run: PipelineConfig, client: ReviewClient) -> None:
     examples = pl.read_parquet(ls_run.run_path / "dedup" / "examples.parquet")
     original = {r["example_id"]: r for r in examples.iter_rows(named=True)}
-    selection = select_for_review(examples, ls_run.review)
+    scored = examples_with_doubt(ls_run, examples, read_chunks(ls_run))  # the real embedding model
+    doubt = dict(scored.select("example_id", "doubt").iter_rows())
+    selection = select_for_review(scored, ls_run.review)
     order = selection["example_id"].to_list()
     report = push(ls_run, client)
     assert report.finished and report.project_created
@@ -86,6 +88,21 @@ def test_push_annotate_pull_merge(ls_run: PipelineConfig, client: ReviewClient) 
     assert listed == order == [eid for eid, _ in sorted(((e, tasks[e].id) for e in order), key=lambda p: p[1])]
     kinds = selection["kind"].to_list()
     assert kinds[0] == "borderline" and kinds == sorted(kinds, key=lambda k: k != "borderline")
+    # the doubt reaches the server as the prediction's score (confidence = 1 - doubt), and Label
+    # Studio's own ordering by prediction score (lowest first) lists the most doubtful first
+    assert len(set(doubt.values())) > 2
+    for eid, task in tasks.items():
+        assert task.predictions[0].score == pytest.approx(1 - doubt[eid], abs=1e-4)
+    by_score = client.sdk.views.create(data={"title": "by score", "ordering": ["tasks:predictions_score"]},
+                                       project=report.project_id)
+    listed_by_score = [t.data["example_id"] for t in
+                       client.sdk.tasks.list(project=report.project_id, view=by_score.id, fields="all")]
+    assert sorted(listed_by_score) == sorted(order)
+    assert [doubt[e] for e in listed_by_score] == sorted(doubt[e] for e in order)[::-1]
+    highest = client.sdk.views.create(data={"title": "by score, highest first", "ordering": ["-tasks:predictions_score"]},
+                                      project=report.project_id)
+    reverse = [t.data["example_id"] for t in client.sdk.tasks.list(project=report.project_id, view=highest.id, fields="all")]
+    assert [doubt[e] for e in reverse] == sorted(doubt[e] for e in order)  # the server sorts: not the import order
     assert "tasks:data.output_json" in view.data["hiddenColumns"]["explore"]
     project = client.sdk.projects.get(id=report.project_id)
     assert project.show_instruction and "Who may use which system" in (project.expert_instruction or "")
