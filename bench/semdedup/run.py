@@ -129,7 +129,7 @@ def encode_rate(texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def scaled(vectors: np.ndarray, rows: int, threshold: float, seed: int) -> dict[str, Any]:
+def scaled(vectors: np.ndarray, rows: int, threshold: float, seed: int, nprobe: int = 16) -> dict[str, Any]:
     """Neighbours + components + survivors on `rows` vectors derived from the real ones."""
     rng = np.random.default_rng(seed)
     dim = vectors.shape[1]
@@ -143,7 +143,7 @@ def scaled(vectors: np.ndarray, rows: int, threshold: float, seed: int) -> dict[
     all_vectors = np.concatenate([noisy, copies]).astype(np.float32)
     scores = rng.random(rows)
     start = time.perf_counter()
-    pairs, _, method = similar_pairs(all_vectors, threshold)
+    pairs, _, method = similar_pairs(all_vectors, threshold, nprobe=nprobe)
     comp = components(rows, pairs)
     order = np.lexsort((np.arange(rows), -scores, comp))  # best score first within each component
     keep = np.zeros(rows, dtype=bool)
@@ -159,6 +159,7 @@ def scaled(vectors: np.ndarray, rows: int, threshold: float, seed: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threshold", type=float, action="append", help="cosine threshold(s) (default 0.9 and 0.85)")
+    parser.add_argument("--nprobe", type=int, default=16, help="IVF cells searched per query (throughput part)")
     parser.add_argument("--cache", type=Path, help="keep the questions' vectors here (.npy) for re-runs")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--scale", type=int, action="append", help="rows for the throughput part (repeatable)")
@@ -179,7 +180,7 @@ def main() -> None:
         f"{n} {results[n]['recall'] / max(base['recall'], 1e-9):.1f}x" for n in names[1:]))
     print(f"encoding: {rate:.0f} questions/s ({frame.height} questions, batch 64, {os.cpu_count()} CPUs)")
     for rows in args.scale or []:
-        figures = scaled(vectors, rows, thresholds[0], args.seed)
+        figures = scaled(vectors, rows, thresholds[0], args.seed, args.nprobe)
         total = rows / rate + figures["seconds"]
         print(f"{rows:>9,} rows: neighbours+clusters {figures['seconds']:.1f} s ({figures['method']}), "
               f"planted copies found {figures['recall']:.3f} of {figures['copies']:,}, {figures['pairs']:,} pairs; "
