@@ -80,11 +80,20 @@ def read_eval_set(spec: EvalSet, path: Path) -> pl.DataFrame:
     if missing:
         raise EvalSetError(f"filter.decontaminate: {path}: no field(s) {', '.join(missing)}; "
                            f"the records have: {', '.join(frame.columns)}")
-    text = pl.concat_str([pl.col(f).cast(pl.String) for f in spec.fields], separator="\n", ignore_nulls=True)
+    text = pl.concat_str([_as_text(frame, f) for f in spec.fields], separator="\n", ignore_nulls=True)
     item = (pl.col(spec.id_field).cast(pl.String) if spec.id_field
             else pl.format("row {}", pl.int_range(1, pl.len() + 1)))
     return (frame.select(pl.lit(spec.label).alias("set"), item.alias("item"), text.alias("text"))
             .filter(pl.col("text").str.strip_chars().str.len_chars() > 0))
+
+
+def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A field as text: a list (e.g. a benchmark's answer choices) one element a line."""
+    if isinstance(frame.schema[name], pl.List):
+        return pl.col(name).list.eval(pl.element().cast(pl.String)).list.join("\n")
+    if isinstance(frame.schema[name], pl.Struct):
+        return pl.col(name).struct.json_encode()
+    return pl.col(name).cast(pl.String)
 
 
 def read_eval_sets(config: DecontaminateConfig, resolve: Callable[[str], Path]) -> pl.DataFrame:

@@ -114,6 +114,9 @@ def test_eval_sets_in_every_format(tmp_path: Path) -> None:
                                             EvalSet(path="bench.txt", name="bench")))
     both = read_eval_sets(config, lambda p: tmp_path / p)
     assert both["set"].unique(maintain_order=True).to_list() == ["set.jsonl", "bench"]
+    (tmp_path / "mc.jsonl").write_text(json.dumps({"q": "Pick one.", "choices": ["alpha", "beta"]}) + "\n", encoding="utf-8")
+    choices = read_eval_set(EvalSet(path="mc.jsonl", fields=("q", "choices")), tmp_path / "mc.jsonl")
+    assert choices["text"].to_list() == ["Pick one.\nalpha\nbeta"]  # a list field, one element a line
 
 
 def test_a_missing_field_or_file_names_the_file_and_what_is_there(tmp_path: Path) -> None:
