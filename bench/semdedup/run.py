@@ -5,8 +5,8 @@ Quality (one run, same questions for every method):
   (../shared/corpus, public domain), each put in one of a few question templates ("Is it true
   that ...?", "Why is it that ...?"). A share of them gets a paraphrased copy: a fixed synonym
   table (organization -> agency, ensures -> makes sure, ...) and, for half, another template.
-  Methods: the project's MinHash dedup alone (curate.filters.dedup.dedup_frame, 5-word shingles,
-  Jaccard >= 0.8, exact verification), semantic dedup (curate.filters.semantic_dedup at the
+  Methods: the project's MinHash dedup alone (curate.services.similarity.dedup.dedup_frame, 5-word shingles,
+  Jaccard >= 0.8, exact verification), semantic dedup (curate.filter.semantic_dedup at the
   configured threshold), and both (what the dedup stage runs). Recall: planted pairs that end
   in one cluster. Precision: removed questions whose planted partner is in their cluster, over
   all removed questions.
@@ -37,8 +37,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from curate.filters.dedup import DedupParams, components, dedup_frame  # noqa: E402
-from curate.filters.semantic_dedup import similar_pairs  # noqa: E402
+from curate.filter.semantic_dedup import similar_pairs  # noqa: E402
+from curate.services.similarity.components import components  # noqa: E402
+from curate.services.similarity.dedup import DedupParams, dedup_frame  # noqa: E402
 
 
 def _decontam_bench() -> Any:
@@ -97,7 +98,7 @@ def score(frame: pl.DataFrame, comp: np.ndarray) -> dict[str, float]:
 
 
 def quality(thresholds: list[float], seed: int, cache: Path | None) -> tuple[pl.DataFrame, dict[str, dict[str, float]], np.ndarray, float]:
-    from curate.embeddings import encode
+    from curate.services.similarity.embeddings import encode
 
     frame = build(0.25, seed).sort("example_id")
     results: dict[str, dict[str, float]] = {}
@@ -122,7 +123,7 @@ def quality(thresholds: list[float], seed: int, cache: Path | None) -> tuple[pl.
 
 
 def encode_rate(texts: list[str]) -> float:
-    from curate.embeddings import encode
+    from curate.services.similarity.embeddings import encode
 
     start = time.perf_counter()
     encode(texts)
