@@ -43,6 +43,8 @@ class FilterEnv:
     chunks: Mapping[str, str]
     expected_samples: int = 1  # samples requested per chunk (caps the votes required)
     round_penalty: float = 0.95
+    # refine: chunk -> the label its first vote agreed on; a repair must keep it (classification)
+    agreed_labels: Mapping[str, str] = field(default_factory=dict)
     _normalised: dict[str, NormalisedText] = field(default_factory=dict)
 
     @property
@@ -128,6 +130,10 @@ class ConsistencyFilter(GroupFilter):
         if top < env.min_votes or tied:
             detail = f"votes {tally}; need {env.min_votes} for one label"
             return [], [(i, Reject("no_majority", detail, repairable=True)) for i in items]
+        agreed = env.agreed_labels.get(items[0].chunk_id)
+        if agreed is not None and top_label != agreed:
+            detail = f"the repair answered {top_label}; the teacher's vote had agreed on {agreed}"
+            return [], [(i, Reject("label_changed", detail)) for i in items]
         majority = [i for i in items if i.label == top_label]
         minority = [i for i in items if i.label != top_label]
         chosen = _merge(majority[0], majority, top / len(items))

@@ -101,6 +101,12 @@ class RefineConfig(BaseModel):
         0.95, gt=0, le=1,
         description="quality_score factor per repair round (originals win dedup ties)",
     )
+    revote: bool = Field(
+        True,
+        description="Hold repairs to the vote: a chunk whose samples disagreed is repaired with teacher.samples "
+        "answers that must agree again; a repair of a later rejection must keep the label the vote agreed on "
+        "(label_changed); false: one repaired answer passes the vote alone (the behaviour before 2026-12-02)",
+    )
 
 
 class FilterSettings(RunSettings, Protocol):

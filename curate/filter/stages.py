@@ -111,7 +111,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict
     chunks, docs = _chunk_texts(ctx, batch["chunk_id"].unique().to_list())  # the batch's chunks only
 
     with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
-        outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds)
+        outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds, ctx.config.refine.revote)
         fatal = getattr(teacher, "fatal", None)  # a rejected key, an unreachable endpoint: stop
     new_rejections = records_frame(Rejection, outcome.rejections).with_columns(
         pl.lit(None, dtype=pl.String).alias("recovered_by"))

@@ -120,11 +120,7 @@ def run_pipeline(config: PipelineConfig, run_dir: Path, groups: list[str]) -> No
     from curate.run.runner import Runner
 
     # Only the packages needed (not curate.pipeline.stage_groups, which imports them all).
-    package = {"ingest": "ingest", "redact": "redact", "generate": "generate", "filter": "filters"}
-    stages = [
-        stage for group in groups
-        for stage in importlib.import_module(f"curate.{package[group]}.stages").STAGES
-    ]
+    stages = [stage for group in groups for stage in importlib.import_module(f"curate.{group}.stages").STAGES]
     Runner(config, stages, console=Console(stderr=True, quiet=True), show_progress=False, force=True).run()
 
 

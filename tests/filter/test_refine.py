@@ -68,13 +68,62 @@ def test_refine_recovers_and_refilters() -> None:
     assert sorted(e.chunk_id for e in outcome.examples) == ["c2", "c3"]
     assert all(e.refine_round == 2 for e in outcome.examples)
     assert outcome.attempted_chunks == {"c2", "c3"} and outcome.recovered_chunks == {"c2", "c3"}
-    assert len(teacher.requests) == 4
+    # round 1: c2 (grounding) one answer, c3 (no majority) voted again with 3; round 2: one each
+    assert sorted((r.round, r.chunk_id, r.sample_index) for r in teacher.requests) == [
+        (1, "c2", 0), (1, "c3", 0), (1, "c3", 1), (1, "c3", 2), (2, "c2", 0), (2, "c3", 0)]
     reasons = [r.instruction for r in teacher.requests if r.round == 1]
     assert any("quote_not_in_source" in text for text in reasons)
     assert any("no_majority" in text for text in reasons)
     assert {s.round for s in outcome.samples} == {1, 2}
     assert all(s.parent_id for s in outcome.samples)
-    assert abs(sum(s.cost_usd for s in outcome.samples) - 4 * teacher.cost_usd) < 1e-9
+    assert abs(sum(s.cost_usd for s in outcome.samples) - 6 * teacher.cost_usd) < 1e-9
+
+
+def no_majority_rejections() -> tuple[pl.DataFrame, pl.DataFrame]:
+    first = run_filters(ungrounded_samples(), make_env())
+    return records_frame(Rejection, first.funnel.rejections), pl.DataFrame({"chunk_id": ["c1", "c2"]})
+
+
+def test_a_failed_vote_is_repaired_by_a_vote_that_must_agree() -> None:
+    rejected, examples = no_majority_rejections()  # c3 open, rejected for no majority
+
+    def split_vote(request: TeacherRequest) -> dict[str, Any]:  # the repair answers disagree again
+        return {"label": LABELS[request.sample_index % len(LABELS)], "quote": "encrypted at rest with AES-256"}
+
+    outcome = refine(rejected, examples, {c: f"doc-{c}" for c in CHUNKS}, make_env(), FakeTeacherRepairer(split_vote), 1)
+    assert outcome.examples == []
+    assert {(r.chunk_id, r.reason) for r in outcome.rejections} == {("c3", "no_majority")}
+
+    def two_of_three(request: TeacherRequest) -> dict[str, Any]:
+        label = "data-protection" if request.sample_index < 2 else "access-control"
+        return {"label": label, "quote": "encrypted at rest with AES-256"}
+
+    outcome = refine(rejected, examples, {c: f"doc-{c}" for c in CHUNKS}, make_env(), FakeTeacherRepairer(two_of_three), 1)
+    [example] = outcome.examples
+    assert (example.chunk_id, example.label, round(example.agreement, 2)) == ("c3", "data-protection", 0.67)
+
+
+def test_without_revote_one_repaired_answer_passes_the_vote_alone() -> None:
+    rejected, examples = no_majority_rejections()
+    teacher = FakeTeacherRepairer(grounded_answer)
+    outcome = refine(rejected, examples, {c: f"doc-{c}" for c in CHUNKS}, make_env(), teacher, 1, revote=False)
+    assert [(e.chunk_id, e.agreement) for e in outcome.examples] == [("c3", 1.0)]
+    assert len(teacher.requests) == 1
+
+
+def test_a_repair_must_keep_the_label_the_vote_agreed_on() -> None:
+    first = run_filters(ungrounded_samples(), make_env())
+    rejected = records_frame(Rejection, first.funnel.rejections).filter(pl.col("chunk_id") == "c2")
+
+    def relabel(request: TeacherRequest) -> dict[str, Any]:  # grounded, but not the label the vote chose
+        return {"label": "data-protection", "quote": "reported to the response team within 24 hours"}
+
+    outcome = refine(rejected, pl.DataFrame({"chunk_id": ["c1"]}), {c: f"doc-{c}" for c in CHUNKS}, make_env(),
+                     FakeTeacherRepairer(relabel), 1)
+    assert outcome.examples == []
+    [rejection] = outcome.rejections
+    assert (rejection.chunk_id, rejection.reason, rejection.repairable) == ("c2", "label_changed", False)
+    assert "incident-response" in rejection.detail
 
 
 def test_refine_stops_after_configured_rounds() -> None:
@@ -117,7 +166,8 @@ def test_stages_end_to_end_with_fake_teacher(tmp_path: Path, monkeypatch: pytest
     report = manifest["stages"]["dedup"]["report"]
     summary = report["summary"]
     assert summary["examples_accepted"] == 3 and summary["recovery_rate"] == 1.0
-    assert summary["cost_total_usd"] == pytest.approx(9 * 0.01 + 2 * teacher.cost_usd)
+    # repairs: c2 (grounding) one answer, c3 (no majority) voted again with 3 answers
+    assert summary["cost_total_usd"] == pytest.approx(9 * 0.01 + 4 * teacher.cost_usd)
     assert summary["cost_per_accepted_usd"] == pytest.approx(summary["cost_total_usd"] / 3)
     steps = {(row["stage"], row["step"]): row for row in report["funnel"]}
     assert steps[("filter", "grounding")]["rejected"] == 1
