@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from train.config import TrainConfig
+from train.speed import activation_bytes, resolve_gradient_checkpointing
 
 
 def cuda_available() -> bool:
@@ -51,6 +52,8 @@ class Loaded:
     backend: str
     device: str
     quantized: bool
+    #: checkpointing as resolved for this model and card (``gradient_checkpointing: auto``)
+    gradient_checkpointing: bool = True
 
 
 def _lora_kwargs(cfg: TrainConfig, backend: str) -> dict[str, Any]:
@@ -70,6 +73,7 @@ def load_for_training(cfg: TrainConfig, model_path: str, backend: str) -> Loaded
 
 
 def _load_unsloth(cfg: TrainConfig, model_path: str) -> Loaded:
+    import torch
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
@@ -79,14 +83,18 @@ def _load_unsloth(cfg: TrainConfig, model_path: str) -> Loaded:
         dtype=None,
         local_files_only=os.path.isdir(model_path),
     )
+    tokens = cfg.per_device_batch_size * cfg.max_seq_len
+    checkpointing = resolve_gradient_checkpointing(
+        cfg.gradient_checkpointing, "unsloth", activation_bytes(model.config, tokens), torch.cuda.mem_get_info()[0]
+    )
     model = FastLanguageModel.get_peft_model(
         model,
         **_lora_kwargs(cfg, "unsloth"),
-        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        use_gradient_checkpointing="unsloth" if checkpointing else False,
         random_state=cfg.seed,
         max_seq_length=cfg.max_seq_len,
     )
-    return Loaded(model, tokenizer, "unsloth", "cuda", cfg.load_in_4bit)
+    return Loaded(model, tokenizer, "unsloth", "cuda", cfg.load_in_4bit, checkpointing)
 
 
 def _load_peft(cfg: TrainConfig, model_path: str) -> Loaded:
@@ -117,10 +125,11 @@ def _load_peft(cfg: TrainConfig, model_path: str) -> Loaded:
     else:
         kwargs["dtype"] = torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    checkpointing = resolve_gradient_checkpointing(cfg.gradient_checkpointing, "peft", None, None)
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    elif cfg.gradient_checkpointing:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **_lora_kwargs(cfg, "peft")))
-    return Loaded(peft_model, tokenizer, "peft", "cuda" if on_cuda else "cpu", quantized)
+    return Loaded(peft_model, tokenizer, "peft", "cuda" if on_cuda else "cpu", quantized, checkpointing)

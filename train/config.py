@@ -108,7 +108,14 @@ class TrainConfig(BaseModel):
             "with the unsloth backend, whose attention keeps packed examples apart; off otherwise"
         ),
     )
-    gradient_checkpointing: bool = Field(True, description="Trade compute for memory")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Trade compute for memory. auto: off on a CUDA GPU with the unsloth backend when a "
+            "micro-batch's activations fit in half the free GPU memory (faster, train/speed.py), "
+            "else Unsloth's offloaded checkpointing; on with the peft backend. true / false force it"
+        ),
+    )
     optimizer: str = Field(
         "auto",
         description="auto: adamw_torch_fused on CUDA, adamw_torch on CPU; or a transformers name",

@@ -104,7 +104,7 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         bf16=on_cuda,
         use_cpu=not on_cuda,  # also what makes several CPU processes a gloo data-parallel group
         # the unsloth backend does its own (offloaded) checkpointing inside the model
-        gradient_checkpointing=cfg.gradient_checkpointing and loaded.backend == "peft",
+        gradient_checkpointing=loaded.gradient_checkpointing and loaded.backend == "peft",
         gradient_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=cfg.logging_steps,
         eval_strategy="epoch" if evaluate else "no",
@@ -234,7 +234,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "resumed_at_step": resumed_step,
         "processes": world_size(),
     }
-    quantized = loaded.quantized
+    quantized, checkpointing = loaded.quantized, loaded.gradient_checkpointing
     del trainer, loaded
     gc.collect()
     outputs: dict[str, Any] = {"adapter": str(adapter_dir), "checkpoints": str(run_dir / CHECKPOINTS)}
@@ -249,6 +249,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "backend": backend,
         "device": _device_name(),
         "quantized": quantized,
+        "gradient_checkpointing": checkpointing,
         "data": str(cfg.data_path.resolve()),
         "dataset_sha256": dataset_hash(cfg.data_path),
         "examples": {"train": len(train_enc), "validation": len(val_enc)},

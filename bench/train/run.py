@@ -13,6 +13,9 @@ no phase's torch.compile / autotune cache helps or poisons another:
   trainer        `train.runner.build_trainer` with the product's defaults (packing auto,
                  effective batch 16 = 4 rows x 4 accumulation, fused AdamW, no per-batch
                  host syncs), `trainer.train()` on data shaped like an export (lengths.json)
+  trainer-gc     the trainer with Unsloth's offloaded gradient checkpointing forced on (the
+                 default before `gradient_checkpointing: auto`; auto turns it off on a card
+                 where the activations fit); plain-dense-gc: the plain loop likewise
   trainer-head   the trainer as it was before issue 24 (adamw_8bit, NaN filter and token
                  count syncing every micro-batch): the before/after figure
   variants       trainer-8bit, trainer-sync, trainer-fixedshape, trainer-workers,
@@ -77,6 +80,8 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 CORE = ("plain-dense", "plain-packed", "trainer")
 EXTRA = (  # in the order they run while the budget lasts
+    "trainer-gc",
+    "plain-dense-gc",
     "trainer-head",
     "trainer-sync",
     "trainer-fixedshape",
@@ -334,14 +339,14 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
 
     from train.backends import load_for_training
 
-    cfg = bench_config(args, backend)
+    cfg = bench_config(args, backend, **({"gradient_checkpointing": True} if args.worker.endswith("-gc") else {}))
     t0 = time.perf_counter()
     loaded = load_for_training(cfg, args.model, backend)
     load_s = time.perf_counter() - t0
     model = loaded.model
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pad = loaded.tokenizer.pad_token_id
-    if args.worker == "plain-dense":
+    if args.worker.startswith("plain-dense"):
         g = torch.Generator().manual_seed(1234)
         vocab = len(loaded.tokenizer)
         cpu_batches = []
@@ -399,6 +404,7 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **result,
         "backend": backend,
+        "gradient_checkpointing": loaded.gradient_checkpointing,
         "load_s": load_s,
         "peak_gib": peak_gib(),
         "loss_first": float(losses[0]),
@@ -427,6 +433,8 @@ def worker_trainer(args: argparse.Namespace) -> dict[str, Any]:
         kw["optimizer"] = "adamw_8bit" if torch.cuda.is_available() else "adamw_torch"
     if variant == "trainer-head":
         kw["packing"] = True  # the old bench's explicit setting (packing was off by default)
+    if variant in ("trainer-head", "trainer-gc"):
+        kw["gradient_checkpointing"] = True  # Unsloth's offloaded checkpointing, the old default
     if variant == "trainer-log50":
         kw["logging_steps"] = 50
     n_windows, window, warmup = args.windows, args.window, args.warmup
@@ -476,6 +484,7 @@ def worker_trainer(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **result,
         "backend": backend,
+        "gradient_checkpointing": loaded.gradient_checkpointing,
         "load_s": load_s,
         "peak_gib": peak_gib(),
         "optimizer": trainer.args.optim,
@@ -637,8 +646,8 @@ def render(report: dict[str, Any]) -> str:
         f"matmul: {mm['tflops']:.3g} TFLOP/s ({mm['dtype']}, {mm['n']}^3)" if mm else "matmul: not measured",
         "",
         "| shape | phase | effective tokens/s (median) | range of 3 windows | vs plain-dense | vs plain-packed "
-        "| share of compute limit | real tokens / micro-batch | s / micro-batch | peak GiB | recompiles timed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| share of compute limit | real tokens / micro-batch | s / micro-batch | peak GiB | checkpointing | recompiles timed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size in dict.fromkeys(r["size"] for r in results if r["phase"] not in ("matmul", "build")):
         rows = [r for r in results if r["size"] == size and r["phase"] not in ("matmul", "build")]
@@ -646,7 +655,7 @@ def render(report: dict[str, Any]) -> str:
         flop = 6 * matmul_params(SHAPES[size])
         for r in rows:
             if "error" in r:
-                lines.append(f"| {size} | {r['phase']} | {r['error']} | | | | | | | | |")
+                lines.append(f"| {size} | {r['phase']} | {r['error']} | | | | | | | | | |")
                 continue
             tps = r["tokens_per_s"]
 
@@ -657,7 +666,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {size} | {r['phase']} | {tps:,.0f} | {r['tokens_per_s_min']:,.0f}–{r['tokens_per_s_max']:,.0f} "
                 f"| {vs('plain-dense')} | {vs('plain-packed')} | {share} | {r['tokens_per_micro_batch']:,.0f} "
-                f"| {r['s_per_micro_batch']:.3f} | {r['peak_gib']:.1f} | {r['dynamo_timed_delta'].get('recompiles', 0)} |"
+                f"| {r['s_per_micro_batch']:.3f} | {r['peak_gib']:.1f} | {'on' if r.get('gradient_checkpointing') else 'off'} "
+                f"| {r['dynamo_timed_delta'].get('recompiles', 0)} |"
             )
     for r in results:
         prof = r.get("profile")

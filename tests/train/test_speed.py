@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from train.speed import resolve_optimizer, resolve_packing, trainer_speed_args
+from train.speed import (
+    activation_bytes,
+    resolve_gradient_checkpointing,
+    resolve_optimizer,
+    resolve_packing,
+    trainer_speed_args,
+)
 
 
 def test_gpu_profile_defaults() -> None:
@@ -22,6 +28,22 @@ def test_gpu_profile_defaults() -> None:
     assert resolve_packing(False, "unsloth") is False and resolve_packing(True, "peft") is True
     assert trainer_speed_args("cuda")["logging_nan_inf_filter"] is False
     assert trainer_speed_args("cpu")["logging_nan_inf_filter"] is True
+
+
+def test_checkpointing_auto_is_off_only_where_the_activations_fit() -> None:
+    from types import SimpleNamespace
+
+    llama_8b = SimpleNamespace(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32)
+    act = activation_bytes(llama_8b, 4 * 2048)
+    # above the ~30 GiB bench/train measured without checkpointing, so the estimate errs towards memory
+    assert 30 * 2**30 < act < 60 * 2**30
+    gib = 2**30
+    assert resolve_gradient_checkpointing("auto", "unsloth", act, 130 * gib) is False  # an H200
+    assert resolve_gradient_checkpointing("auto", "unsloth", act, 70 * gib) is True  # an 80 GB card
+    assert resolve_gradient_checkpointing("auto", "unsloth", act, 20 * gib) is True
+    assert resolve_gradient_checkpointing("auto", "peft", act, 130 * gib) is True  # CPU / peft: memory first
+    assert resolve_gradient_checkpointing(True, "unsloth", act, 130 * gib) is True  # an explicit choice stays
+    assert resolve_gradient_checkpointing(False, "peft", None, None) is False
 
 
 @pytest.fixture(scope="module")
