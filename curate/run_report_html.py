@@ -20,7 +20,15 @@ import polars as pl
 
 from curate.dataset.card import funnel_steps, usage_rows
 from curate.run.rundir import RunDir, atomic_write_text
-from schemas.artifacts import SPLITS
+from schemas.artifacts import (
+    DEDUP_REJECTED,
+    FILTER_REJECTED,
+    JUDGE_REJECTED,
+    REDACTED_CHUNKS,
+    REFINE_REJECTED,
+    REVIEW_REJECTED,
+    SPLITS,
+)
 
 EXAMPLES_PER_REASON = 3
 EXCERPT_CHARS = 240
@@ -140,8 +148,8 @@ def _png_data_uri(path: Path) -> str:
 def _rejected(run_dir: RunDir) -> pl.DataFrame:
     """Every rejection of the run once (refine's table repeats filter's with `recovered_by`)."""
     frames = []
-    for stage in ("refine", "filter", "judge", "dedup", "review"):
-        path = run_dir.root / stage / "rejected.parquet"
+    for artifact in (REFINE_REJECTED, FILTER_REJECTED, JUDGE_REJECTED, DEDUP_REJECTED, REVIEW_REJECTED):
+        path, stage = run_dir.root / f"{artifact}.parquet", artifact.stage
         if path.exists():
             frame = pl.read_parquet(path)
             if frame.height:
@@ -153,7 +161,7 @@ def _rejected(run_dir: RunDir) -> pl.DataFrame:
 
 
 def _chunk_excerpts(run_dir: RunDir, chunk_ids: list[str]) -> dict[str, str]:
-    path = run_dir.root / "redact" / "chunks.parquet"  # redacted text only
+    path = run_dir.root / f"{REDACTED_CHUNKS}.parquet"  # redacted text only
     if not chunk_ids or not path.exists():
         return {}
     frame = pl.read_parquet(path, columns=["chunk_id", "text"]).filter(pl.col("chunk_id").is_in(chunk_ids))
