@@ -23,6 +23,7 @@ from curate.run.rundir import RunDir, atomic_write_text
 from schemas.artifacts import (
     DEDUP_REJECTED,
     FILTER_REJECTED,
+    INPUT_ERRORS,
     JUDGE_REJECTED,
     REDACTED_CHUNKS,
     REFINE_REJECTED,
@@ -55,7 +56,8 @@ img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 
 # ------------------------------------------------------------------ figures shared with the terminal
 def error_frame(run_dir: RunDir) -> pl.DataFrame:
-    frames = [pl.read_parquet(p) for p in sorted(run_dir.root.glob("*/errors.parquet"))]
+    paths = sorted(run_dir.root / f"{artifact}.parquet" for artifact in INPUT_ERRORS)  # by stage name, as ever
+    frames = [pl.read_parquet(p) for p in paths if p.exists()]
     frames = [f for f in frames if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 

@@ -199,6 +199,9 @@ SPLIT_REPORT = Artifact("split", "report", columns=JSON_REPORT)
 EXPORT_MANIFEST = Artifact("export", "manifest", columns={**EXPORT_FILES, "export_dir": pl.String()})
 EXPORT_DIVERSITY = Artifact("export", "diversity", columns=JSON_REPORT)
 
+ARTIFACTS: tuple[Artifact, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Artifact))  # all, in order
+INPUT_ERRORS = tuple(a for a in ARTIFACTS if a.record is ErrorRecord)  # each stage's bad input, one row a problem
+
 # side files
 REDACTION_MAPPING = SideFile("redact.state/mapping", "placeholder -> original value, per document (never sent)")
 REQUEST_LOG = SideFile("generate.state/requests.jsonl", "every teacher request: provider, payload, tokens, cost")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from curate.pipeline import all_stages
 from schemas import artifacts
-from schemas.artifacts import Artifact, SideFile
+from schemas.artifacts import ARTIFACTS, Artifact, SideFile
 
 REPO = Path(__file__).resolve().parents[1]
-DECLARED = [value for value in vars(artifacts).values() if isinstance(value, Artifact)]
+DECLARED = list(ARTIFACTS)
 SIDE_FILES = [value for value in vars(artifacts).values() if isinstance(value, SideFile)]
 
 # "path:NAME" -> why this module-level polars schema is not an artifact's
@@ -63,6 +63,7 @@ def test_every_stage_is_wired_by_declared_handles() -> None:
 
 
 def test_every_artifact_is_declared_once_with_its_columns() -> None:
+    assert len(DECLARED) == len([v for v in vars(artifacts).values() if isinstance(v, Artifact)])
     paths = [a.path for a in DECLARED]
     assert len(paths) == len(set(paths))
     assert [a.path for a in DECLARED if not a.schema] == []

@@ -25,8 +25,7 @@ from curate.cli import app
 from curate.config import load_config
 from curate.pipeline import all_stages
 from curate.run.runner import Runner
-from schemas import artifacts
-from schemas.artifacts import REVIEW_PUSHED, Artifact
+from schemas.artifacts import ARTIFACTS, REVIEW_PUSHED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = REPO_ROOT / "data" / "demo"
@@ -93,7 +92,7 @@ def test_the_demo_runs_clean(demo_run: DemoRun) -> None:
 
 def test_every_artifact_written_has_its_declared_schema(demo_run: DemoRun) -> None:
     """What a stage writes is what `schemas.artifacts` declares, column for column."""
-    declared = [a for a in vars(artifacts).values() if isinstance(a, Artifact)]
+    declared = ARTIFACTS
     assert {f"{s.name}/{o.name}" for s in all_stages() for o in s.declared_outputs} == {a.path for a in declared}
     mismatched = {}
     for artifact in declared:
