@@ -4,9 +4,10 @@ Importing `presidio_analyzer` reaches `presidio_analyzer.nlp_engine.huggingface_
 whose `from transformers import pipeline` (guarded by `except ImportError`, for its
 TransformersNlpEngine) loads transformers' modelling code and scikit-learn: about three
 quarters of Presidio's import time (16 of 25 s on the shared 2-core machine), paid by every
-process that redacts or re-scans. The detector never uses TransformersNlpEngine (its NER is a
-spaCy pipeline, `engine.RedactEngine`), so transformers is hidden for the length of that one
-import and the pipe sees what it sees on an install without transformers. Nothing is hidden
+process that redacts or re-scans. The detector never uses TransformersNlpEngine or
+HuggingFaceNerRecognizer (the other module that binds `pipeline` at import): its recognizers
+are named in `engine.py` and its NER is a spaCy pipeline. So transformers is hidden for the
+length of that one import, and those two see what they see on an install without it. Nothing is hidden
 when transformers is already loaded (nothing to save), and if a Presidio release ever needs
 transformers at import, the import is simply repeated with it visible.
 
