@@ -26,6 +26,7 @@ from curate.services.teacher.factory import response_cache_path
 from curate.services.teacher.request import TeacherRequest, request_hash
 from curate.services.teacher.store import ResponseCache
 from curate.services.teacher.usage import add_usage, cost_usd, count_tokens, token_method
+from schemas.artifacts import CHUNKS, REDACTED_CHUNKS
 from schemas.records import Usage
 from schemas.tasks import output_model
 
@@ -68,7 +69,7 @@ def _min_cacheable(model: str) -> int:
 def load_chunks(config: PipelineConfig) -> tuple[pl.DataFrame, str]:
     """The chunks the teacher would see: from the run directory, else by running ingest in a temp dir."""
     run_path = config.run_path
-    for artifact in ("redact/chunks", "chunk/chunks"):
+    for artifact in (REDACTED_CHUNKS, CHUNKS):
         path = run_path / f"{artifact}.parquet"
         if path.exists():
             return pl.read_parquet(path), str(path)
@@ -80,7 +81,7 @@ def load_chunks(config: PipelineConfig) -> tuple[pl.DataFrame, str]:
         from rich.console import Console
 
         Runner(scratch, INGEST_STAGES, console=Console(quiet=True), show_progress=False).run()
-        path = Path(temp) / "chunk" / "chunks.parquet"
+        path = Path(temp) / f"{CHUNKS}.parquet"
         if not path.exists():
             return pl.DataFrame({"chunk_id": [], "text": []}), "ingest produced no chunks"
         return pl.read_parquet(path), "a dry ingest of the configured paths"

@@ -20,7 +20,16 @@ import polars as pl
 
 from curate.dataset.card import funnel_steps, usage_rows
 from curate.run.rundir import RunDir, atomic_write_text
-from schemas.artifacts import SPLITS
+from schemas.artifacts import (
+    DEDUP_REJECTED,
+    FILTER_REJECTED,
+    INPUT_ERRORS,
+    JUDGE_REJECTED,
+    REDACTED_CHUNKS,
+    REFINE_REJECTED,
+    REVIEW_REJECTED,
+    SPLITS,
+)
 
 EXAMPLES_PER_REASON = 3
 EXCERPT_CHARS = 240
@@ -47,7 +56,8 @@ img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 
 # ------------------------------------------------------------------ figures shared with the terminal
 def error_frame(run_dir: RunDir) -> pl.DataFrame:
-    frames = [pl.read_parquet(p) for p in sorted(run_dir.root.glob("*/errors.parquet"))]
+    paths = sorted(run_dir.root / f"{artifact}.parquet" for artifact in INPUT_ERRORS)  # by stage name, as ever
+    frames = [pl.read_parquet(p) for p in paths if p.exists()]
     frames = [f for f in frames if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
@@ -140,8 +150,8 @@ def _png_data_uri(path: Path) -> str:
 def _rejected(run_dir: RunDir) -> pl.DataFrame:
     """Every rejection of the run once (refine's table repeats filter's with `recovered_by`)."""
     frames = []
-    for stage in ("refine", "filter", "judge", "dedup", "review"):
-        path = run_dir.root / stage / "rejected.parquet"
+    for artifact in (REFINE_REJECTED, FILTER_REJECTED, JUDGE_REJECTED, DEDUP_REJECTED, REVIEW_REJECTED):
+        path, stage = run_dir.root / f"{artifact}.parquet", artifact.stage
         if path.exists():
             frame = pl.read_parquet(path)
             if frame.height:
@@ -153,7 +163,7 @@ def _rejected(run_dir: RunDir) -> pl.DataFrame:
 
 
 def _chunk_excerpts(run_dir: RunDir, chunk_ids: list[str]) -> dict[str, str]:
-    path = run_dir.root / "redact" / "chunks.parquet"  # redacted text only
+    path = run_dir.root / f"{REDACTED_CHUNKS}.parquet"  # redacted text only
     if not chunk_ids or not path.exists():
         return {}
     frame = pl.read_parquet(path, columns=["chunk_id", "text"]).filter(pl.col("chunk_id").is_in(chunk_ids))

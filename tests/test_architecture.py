@@ -88,3 +88,20 @@ def test_no_import_cycles_at_run_time() -> None:
             if back is not None:
                 cycles.add(" -> ".join((importer, *back)))
     assert sorted(cycles) == []
+
+
+def test_presidio_is_imported_only_through_the_pii_adapter() -> None:
+    """`curate.services.pii.presidio` imports Presidio without transformers' pipelines (three
+    quarters of its import time); a direct import elsewhere could run first and pay it all."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    direct = []
+    for path in sorted((root / "curate").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.startswith("presidio_") for n in names):
+                direct.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    assert [d for d in direct if not d.startswith("curate/services/pii/presidio.py:")] == []

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from curate.cli_config import load_or_exit
+from schemas.artifacts import SPLIT_EXAMPLES
 
 app = typer.Typer(help="Dedup index of earlier accepted datasets", no_args_is_help=True)
 console = Console(stderr=True)
@@ -18,7 +19,7 @@ ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML (its filter.dedup
 @app.command()
 def add(
     config: ConfigArg,
-    artifact: Annotated[str, typer.Option(help="The run's accepted examples")] = "split/examples",
+    artifact: Annotated[str, typer.Option(help="The run's accepted examples")] = SPLIT_EXAMPLES.path,
 ) -> None:
     """Add this run's accepted dataset to the index: later runs drop examples that repeat it."""
     from curate.filter.dedup_index import add_run_to_index

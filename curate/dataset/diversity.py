@@ -30,9 +30,10 @@ import polars as pl
 
 from curate.dataset import chat
 from curate.dataset.config import DiversityConfig
+from schemas.artifacts import CHUNKS, DOCUMENTS, REDACTED_CHUNKS, SAMPLES, Artifact
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-CHUNK_ARTIFACTS = (("redact", "chunks"), ("chunk", "chunks"))
+CHUNK_ARTIFACTS = (REDACTED_CHUNKS, CHUNKS)  # the redacted text when there is one
 
 
 def instructions(rows: pl.DataFrame, shared_instruction: str = "") -> list[str]:
@@ -117,9 +118,10 @@ def sample_for_embedding(rows: pl.DataFrame, limit: int) -> pl.DataFrame:
     return rows.with_columns(pl.col("example_id").hash(seed=20).alias("_h")).sort("_h").head(limit).drop("_h")
 
 
-def read_artifact(run_path: Path, candidates: Sequence[tuple[str, str]], columns: list[str]) -> pl.DataFrame | None:
-    for stage, name in candidates:
-        path = run_path / stage / f"{name}.parquet"
+def read_artifact(run_path: Path, candidates: Sequence[Artifact], columns: list[str]) -> pl.DataFrame | None:
+    """The first of `candidates` the run has written (its `columns`), or None."""
+    for artifact in candidates:
+        path = run_path / f"{artifact}.parquet"
         if path.exists():
             return pl.read_parquet(path, columns=columns)
     return None
@@ -128,7 +130,7 @@ def read_artifact(run_path: Path, candidates: Sequence[tuple[str, str]], columns
 def coverage(rows: pl.DataFrame, run_path: Path) -> dict[str, Any]:
     """Documents and chunks of the run that gave at least one exported example."""
     chunks = read_artifact(run_path, CHUNK_ARTIFACTS, ["chunk_id", "doc_id"])
-    documents = read_artifact(run_path, [("ingest", "documents")], ["doc_id"])
+    documents = read_artifact(run_path, [DOCUMENTS], ["doc_id"])
     out: dict[str, Any] = {}
     doc_ids = documents if documents is not None else chunks.select("doc_id") if chunks is not None else None
     if doc_ids is not None and doc_ids.height:
@@ -147,7 +149,7 @@ def coverage(rows: pl.DataFrame, run_path: Path) -> dict[str, Any]:
 
 def source_classes(run_path: Path, by: str) -> pl.Series | None:
     """The class of every valid teacher answer of the run (label or task type)."""
-    path = run_path / "generate" / "samples.parquet"
+    path = run_path / f"{SAMPLES}.parquet"
     if not path.exists():
         return None
     samples = pl.read_parquet(path, columns=["status", "task_type", "output_json"]).filter(pl.col("status") == "ok")

@@ -30,9 +30,6 @@ METADATA = (
     "review_status", "grounding_score", "agreement", "quality_score",
 )
 SHAREGPT_ROLE = {"system": "system", "user": "human", "assistant": "gpt"}
-FILES_SCHEMA = pl.Schema(
-    {"format": pl.String(), "split": pl.String(), "path": pl.String(), "rows": pl.Int64(), "sha256": pl.String()}
-)
 
 
 def export_columns(frame: pl.DataFrame) -> pl.DataFrame:

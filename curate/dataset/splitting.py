@@ -27,19 +27,8 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from schemas.artifacts import SPLITS
+from schemas.artifacts import LEAKS, SPLITS
 from schemas.ids import content_id
-
-LEAK_SCHEMA = pl.Schema(
-    {
-        "example_id": pl.String(),
-        "split": pl.String(),
-        "other_example_id": pl.String(),
-        "other_split": pl.String(),
-        "similarity": pl.Float64(),
-        "action": pl.String(),
-    }
-)
 
 
 def assign_groups(
@@ -181,13 +170,13 @@ def cross_split_pairs(
     """Near-duplicate (or exact) pairs whose members are in different splits.
 
     Uses the filters package's MinHash/LSH (`curate.services.similarity.dedup.cross_group_pairs`,
-    signatures identical to datasketch's). Returns LEAK_SCHEMA rows with the member in the
+    signatures identical to datasketch's). Returns `LEAKS` rows with the member in the
     later split (test > validation > train) as `example_id`, action still empty.
     """
     from curate.services.similarity.dedup import DedupParams, cross_group_pairs
 
     if frame.height < 2:
-        return pl.DataFrame(schema=LEAK_SCHEMA)
+        return pl.DataFrame(schema=LEAKS.schema)
     params = DedupParams(threshold=threshold, num_perm=num_perm, shingle_size=shingle_words)
     pairs = cross_group_pairs(frame, text=text, group="split", id_col="example_id", params=params)
     rank = {s: i for i, s in enumerate(SPLITS)}
@@ -196,11 +185,11 @@ def cross_split_pairs(
         if rank[split_a] < rank[split_b]:
             id_a, split_a, id_b, split_b = id_b, split_b, id_a, split_a
         rows.append((id_a, split_a, id_b, split_b, round(float(similarity), 4), ""))
-    return pl.DataFrame(rows, schema=LEAK_SCHEMA, orient="row").sort("example_id", "other_example_id")
+    return pl.DataFrame(rows, schema=LEAKS.schema, orient="row").sort("example_id", "other_example_id")
 
 
 def ngram_train_leaks(frame: pl.DataFrame, *, text: str, n: int, share: float) -> pl.DataFrame:
-    """Validation and test examples that contain train text: LEAK_SCHEMA rows for each example at
+    """Validation and test examples that contain train text: `LEAKS` rows for each example at
     least `share` of whose distinct word n-grams also occur in train, paired with the train
     example it shares most with (`similarity` = that share).
 
@@ -210,7 +199,7 @@ def ngram_train_leaks(frame: pl.DataFrame, *, text: str, n: int, share: float) -
     from curate.services.similarity.ngrams import text_ngrams
 
     if frame.height < 2 or "train" not in frame["split"].to_list():
-        return pl.DataFrame(schema=LEAK_SCHEMA)
+        return pl.DataFrame(schema=LEAKS.schema)
     grams, doc = text_ngrams(frame[text], n)
     grams_of = pl.DataFrame({"hash": grams, "row": doc}).unique()
     split = frame["split"].to_numpy()
@@ -229,7 +218,7 @@ def ngram_train_leaks(frame: pl.DataFrame, *, text: str, n: int, share: float) -
         "example_id": ids.gather(shared["row"]), "split": pl.Series(split).gather(shared["row"]),
         "other_example_id": ids.gather(shared["other"]), "other_split": "train",
         "similarity": shared["share"].round(4), "action": "",
-    }, schema=LEAK_SCHEMA).sort("example_id")
+    }, schema=LEAKS.schema).sort("example_id")
 
 
 def leak_pairs(frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int,

@@ -22,10 +22,9 @@ import yaml
 from curate.dataset import chat
 from curate.dataset.card import card_sources, mask_secrets, render_card
 from curate.dataset.config import DatasetSettings
-from curate.dataset.export import FILES_SCHEMA, export_columns, write_exports
+from curate.dataset.export import export_columns, write_exports
 from curate.dataset.plots import plot_distributions
 from curate.dataset.splitting import (
-    LEAK_SCHEMA,
     SPLITS,
     assert_disjoint,
     distribution,
@@ -78,7 +77,7 @@ def validate_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -
         validation_view(frame, task, originals), checks, docs_dir=docs_dir, site_name=config.site_name,
         suite_name=f"{task.name}-examples",
     )
-    results = results.with_columns(pl.lit(rejected).alias("rejected_dropped"))
+    results = results.with_columns(pl.lit(rejected, dtype=pl.Int64).alias("rejected_dropped"))
     ctx.write_json("validation_results.json", {"data_docs": index, "rejected_dropped": rejected,
                                                "results": results.to_dicts()})
     failures = critical_failures(results)
@@ -170,8 +169,8 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
     ctx.write_json("split_report.json", report)
     return {
         "examples": frame,
-        "leaks": leaks.select(list(LEAK_SCHEMA)),
-        "report": pl.DataFrame({"json": [json.dumps(report, sort_keys=True)]}),
+        "leaks": leaks.select(LEAKS.schema.names()),
+        "report": SPLIT_REPORT.frame([{"json": json.dumps(report, sort_keys=True)}]),
     }
 
 
@@ -215,9 +214,8 @@ def export_dataset(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
             if leaked:
                 raise RuntimeError(f"the dataset card would contain {len(leaked)} redacted original value(s); not written")
             (staging / "README.md").write_text(card, encoding="utf-8")
-    manifest = pl.DataFrame(files, schema=FILES_SCHEMA, orient="row") if files else pl.DataFrame(schema=FILES_SCHEMA)
-    return {"manifest": manifest.with_columns(pl.lit(str(final)).alias("export_dir")),
-            "diversity": pl.DataFrame({"json": [json.dumps(diversity or {}, sort_keys=True)]})}
+    return {"manifest": EXPORT_MANIFEST.frame([{**file, "export_dir": str(final)} for file in files]),
+            "diversity": EXPORT_DIVERSITY.frame([{"json": json.dumps(diversity or {}, sort_keys=True)}])}
 
 
 def measure_diversity(rows: pl.DataFrame, ctx: StageContext[DatasetSettings], plots: Path) -> dict[str, Any] | None:

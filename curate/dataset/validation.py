@@ -23,6 +23,7 @@ from assay.errors import AssayError
 from curate.dataset import chat
 from curate.dataset.config import ValidateConfig
 from curate.services.pii.mapping import load_mappings
+from schemas.artifacts import VALIDATION_CHECKS
 from schemas.tasks import TaskConfig, TaskType, output_model
 
 if TYPE_CHECKING:
@@ -30,18 +31,6 @@ if TYPE_CHECKING:
 
 ALLOWED_REVIEW_STATUS = ("auto", "pending", "accepted", "corrected")
 REQUIRED_FIELDS = ("example_id", "chunk_id", "doc_id", "task_type", "output_json")
-RESULT_SCHEMA = pl.Schema(
-    {
-        "check": pl.String(),
-        "expectation": pl.String(),
-        "column": pl.String(),
-        "severity": pl.String(),
-        "success": pl.Boolean(),
-        "element_count": pl.Int64(),
-        "unexpected_count": pl.Int64(),
-        "unexpected_examples": pl.String(),
-    }
-)
 
 
 class ValidationFailed(AssayError, RuntimeError):
@@ -240,7 +229,7 @@ def run_suite(
     if docs_dir is not None:
         found = sorted(docs_dir.rglob("index.html"), key=lambda p: len(p.parts))
         index = str(found[0]) if found else None
-    return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row"), index
+    return pl.DataFrame(rows, schema=VALIDATION_CHECKS, orient="row"), index
 
 
 def critical_failures(results: pl.DataFrame) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import polars as pl
 from pydantic import BaseModel
 
+from schemas.artifacts import STEP_FUNNEL
 from schemas.records import Evidence, Message, Rejection, frame_of
 
 
@@ -95,13 +96,6 @@ class GroupFilter(Filter):
         return kept, rejected
 
 
-FUNNEL_SCHEMA = pl.Schema({
-    "stage": pl.String(), "round": pl.Int64(), "order": pl.Int64(), "step": pl.String(),
-    "unit_in": pl.String(), "unit_out": pl.String(), "rows_in": pl.Int64(),
-    "rows_out": pl.Int64(), "rejected": pl.Int64(),
-})
-
-
 @dataclass
 class Funnel:
     """Counts rows in/out and rejections of every filter it runs."""
@@ -130,7 +124,8 @@ class Funnel:
         ))
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.rows, schema=FUNNEL_SCHEMA, orient="row") if self.rows else pl.DataFrame(schema=FUNNEL_SCHEMA)
+        """The rows as a frame of `schemas.artifacts.STEP_FUNNEL` (filter's and refine's funnels)."""
+        return pl.DataFrame(self.rows, schema=STEP_FUNNEL, orient="row") if self.rows else pl.DataFrame(schema=STEP_FUNNEL)
 
 
 def aggregate_funnel(frame: pl.DataFrame) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.filter.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts
+from curate.filter.base import aggregate_funnel, reason_counts
 from curate.filter.config import FilterSettings
 from curate.filter.dedup_index import index_location
 from curate.filter.refine import recovery_rate
@@ -25,6 +25,7 @@ from schemas.artifacts import (
     REFINE_REJECTED,
     REFINED_SAMPLES,
     SAMPLES,
+    STEP_FUNNEL,
     Artifact,
 )
 from schemas.records import Rejection, polars_schema
@@ -55,7 +56,7 @@ def package_report(ctx: StageContext[FilterSettings], dedup_in: pl.DataFrame, su
         funnel = _read(ctx, handle)
         if funnel is None:
             continue
-        steps = funnel.filter(pl.col("step") != "repair").select(FUNNEL_SCHEMA.names())
+        steps = funnel.filter(pl.col("step") != "repair").select(STEP_FUNNEL.names())
         for row in funnel_rows(aggregate_funnel(steps)):
             if row["step"] == "render":
                 continue

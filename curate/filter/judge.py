@@ -21,12 +21,6 @@ from curate.filter.refine import TeacherLike
 from curate.services.teacher.judge import JudgeConfig, judge_request
 from schemas.records import Rejection
 
-JUDGMENT_SCHEMA = pl.Schema({
-    "example_id": pl.String(), "chunk_id": pl.String(), "scores_json": pl.String(),
-    "mean_score": pl.Float64(), "passed": pl.Boolean(), "cost_usd": pl.Float64(),
-    "cached": pl.Boolean(), "error": pl.String(),
-})
-
 
 @dataclass
 class JudgeOutcome:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.filter.base import FUNNEL_SCHEMA, aggregate_funnel, reason_counts, records_frame
+from curate.filter.base import aggregate_funnel, reason_counts, records_frame
 from curate.filter.checks import FilterEnv, run_filters
 from curate.filter.config import FilterSettings
 from curate.filter.dedup_index import (
@@ -26,7 +26,7 @@ from curate.filter.dedup_index import (
     index_location,
 )
 from curate.filter.funnel import funnel_rows, label_counts, package_report
-from curate.filter.judge import JUDGMENT_SCHEMA, judge
+from curate.filter.judge import judge
 from curate.filter.refine import recovery_rate, refine, repair_targets
 from curate.filter.similarity_steps import decontaminate_step, eval_sets_digest, semantic_dedup_step
 from curate.run.limits import limiter_for
@@ -53,6 +53,7 @@ from schemas.artifacts import (
     REFINED_SAMPLES,
     REQUEST_LOG,
     SAMPLES,
+    STEP_FUNNEL,
 )
 from schemas.records import Example, Rejection, Sample, empty_frame, polars_schema
 
@@ -129,7 +130,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict
         "examples": pl.concat([examples.clear(), records_frame(Example, outcome.examples)]),
         "rejected": all_rejected,
         "samples": samples,
-        "funnel": pl.concat(funnel_frames, how="diagonal_relaxed"),
+        "funnel": pl.concat([REFINE_FUNNEL.frame(), *funnel_frames], how="diagonal_relaxed"),
     }
     if outcome.stopped:
         raise StageStopped(fatal.message if fatal else outcome.stopped, outputs, exit_code=4 if fatal else 3)
@@ -140,8 +141,8 @@ def _repair_row(attempted: int, recovered: int, skipped: int, cost: float) -> pl
     frame = pl.DataFrame([{
         "stage": "refine", "round": 0, "order": -1, "step": "repair", "unit_in": "chunk",
         "unit_out": "chunk", "rows_in": attempted, "rows_out": recovered, "rejected": attempted - recovered,
-    }], schema=FUNNEL_SCHEMA, orient="row")
-    return frame.with_columns(pl.lit(skipped).alias("skipped"), pl.lit(cost).alias("cost_usd"))
+    }], schema=STEP_FUNNEL, orient="row")
+    return frame.with_columns(pl.lit(skipped).alias("skipped"), pl.lit(cost).alias("cost_usd")).cast(REFINE_FUNNEL.schema)
 
 
 def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
@@ -157,14 +158,14 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
             "unanswered_requests": skipped, "repair_samples": outputs["samples"].height,
             "cost_usd": round(float(outputs["samples"]["cost_usd"].sum() or 0.0), 6),
         },
-        "funnel": funnel_rows(aggregate_funnel(funnel.filter(pl.col("step") != "repair").select(FUNNEL_SCHEMA.names()))),
+        "funnel": funnel_rows(aggregate_funnel(funnel.filter(pl.col("step") != "repair").select(STEP_FUNNEL.names()))),
     }
 
 
 # ------------------------------------------------------------------------------- judge
 def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[str, pl.DataFrame]:
     config = ctx.config.filter.judge
-    empty_judgments = pl.DataFrame(schema=JUDGMENT_SCHEMA)
+    empty_judgments = JUDGMENTS.frame()
     selected = batch.filter(pl.col("task_type").is_in(list(config.task_types))) if config.enabled else batch.clear()
     if selected.height == 0:
         return {"examples": batch, "rejected": empty_frame(Rejection), "judgments": empty_judgments}
@@ -173,7 +174,7 @@ def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     chunks, _ = _chunk_texts(ctx, selected["chunk_id"].unique().to_list())
     with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
         outcome = judge(selected, chunks, config, teacher)
-    judgments = pl.DataFrame(outcome.judgments, schema=JUDGMENT_SCHEMA, orient="row")
+    judgments = JUDGMENTS.frame(outcome.judgments)
     scores = pl.DataFrame({"example_id": list(outcome.scores), "__judge": list(outcome.scores.values())},
                           schema={"example_id": pl.String, "__judge": pl.Float64})
     rejected_ids = [r.item_id for r in outcome.rejections]
@@ -259,11 +260,10 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     return {
         "examples": survivors,
         "rejected": rejected,
-        "funnel": pl.DataFrame(report["funnel"]),
-        "reasons": pl.DataFrame(report["reasons"], schema={"filter": pl.String, "reason": pl.String,
-                                                           "repairable": pl.Boolean, "count": pl.Int64}),
-        "summary": pl.DataFrame([{k: v for k, v in report["summary"].items()}]),
-        "similarity": pl.DataFrame({"json": [json.dumps(similarity, sort_keys=True)]}),
+        "funnel": DEDUP_FUNNEL.frame(report["funnel"]),
+        "reasons": DEDUP_REASONS.frame(report["reasons"]),
+        "summary": DEDUP_SUMMARY.frame([report["summary"]]),
+        "similarity": DEDUP_SIMILARITY.frame([{"json": json.dumps(similarity, sort_keys=True)}]),
     }
 
 

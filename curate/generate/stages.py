@@ -30,13 +30,6 @@ class GenerateSettings(RunSettings, TeacherSettings, Protocol):
 
 EXIT_TEACHER_FATAL = 4  # the command's exit status when the teacher stopped on a fatal error
 
-# A request that is not done (failed after retries, refused by the budget, not sent after a
-# fatal stop): the stage is incomplete while any is left, and the next run sends exactly these.
-PENDING_SCHEMA = {
-    "request_hash": pl.String, "chunk_id": pl.String, "doc_id": pl.String, "sample_index": pl.Int64,
-    "round": pl.Int64, "reason": pl.String, "error": pl.String,
-}
-
 
 def sample_id(chunk_id: str, task_type: str, sample_index: int, round_: int = 0) -> str:
     return content_id(chunk_id, task_type, sample_index, round_)
@@ -133,7 +126,7 @@ def generate(batch: pl.DataFrame, ctx: StageContext[GenerateSettings]) -> dict[s
     )
     outputs = {
         "samples": frame_of(Sample, samples), "errors": frame_of(ErrorRecord, errors),
-        "pending": pl.DataFrame(pending, schema=PENDING_SCHEMA),
+        "pending": PENDING.frame(pending),
     }
     if pending:
         raise StageStopped(

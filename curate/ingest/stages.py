@@ -152,11 +152,11 @@ def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestC
 
 def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
     """Last run's documents of files that gave no error, by (path, file_hash), if read with these settings."""
-    previous = ctx.previous("documents")
+    previous = ctx.previous(DOCUMENTS)
     if previous is None or previous.height == 0 or CONFIG_COLUMN not in previous.columns:
         return {}
     previous = previous.filter(pl.col(CONFIG_COLUMN) == config_hash)
-    errors = ctx.previous("errors")
+    errors = ctx.previous(INGEST_ERRORS)
     failed: set[str] = set()
     if errors is not None:  # a file with any error (a bad record: "path:line") is read again
         sources = errors["source"].to_list()

@@ -41,9 +41,9 @@ from curate.services.pii.config import (
 )
 from curate.services.pii.mapping import load_mappings
 from curate.services.teacher.store import canonical_json
+from schemas.artifacts import REQUEST_LOG
 from schemas.ids import sha256_hex
 
-REQUEST_LOG = ("generate.state", "requests.jsonl")
 MIN_VALUE_CHARS = 4  # shorter originals (e.g. a 3-digit fragment) would match by chance
 
 
@@ -95,7 +95,7 @@ class AuditResult:
 
 
 def read_requests(run_dir: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    path = run_dir.joinpath(*REQUEST_LOG)
+    path = run_dir / REQUEST_LOG.path
     if not path.exists():
         return
     with path.open(encoding="utf-8") as handle:
@@ -128,8 +128,8 @@ def _redact_config(run_dir: Path) -> tuple[RedactConfig | None, str | None]:
 def run_audit(run_dir: str | Path, *, rescan_payloads: bool = True) -> AuditResult:
     run_dir = Path(run_dir)
     result = AuditResult()
-    if not run_dir.joinpath(*REQUEST_LOG).exists():
-        result.problems.append(f"no request log at {run_dir.joinpath(*REQUEST_LOG)}")
+    if not (run_dir / REQUEST_LOG.path).exists():
+        result.problems.append(f"no request log at {run_dir / REQUEST_LOG.path}")
     cfg, ner = _redact_config(run_dir)
     result.redact_enabled = None if cfg is None else cfg.enabled
     mappings = load_mappings(run_dir)

@@ -27,36 +27,7 @@ import polars as pl
 from curate.run.config import RunSettings
 from curate.run.stage import Stage, StageContext, StepKind
 from curate.services.pii.config import PiiSettings
-from schemas.artifacts import CHUNKS, FINDINGS, RECOGNIZERS, REDACTED_CHUNKS, REDACTION_MAPPING
-
-REDACTION_DTYPE = pl.Struct(
-    {
-        "entity": pl.String,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "placeholder": pl.String,
-        "orig_start": pl.Int64,
-        "orig_end": pl.Int64,
-        "action": pl.String,
-    }
-)
-
-FINDINGS_SCHEMA = pl.Schema(
-    {
-        "chunk_id": pl.String,
-        "doc_id": pl.String,
-        "entity_type": pl.String,
-        "recognizer": pl.String,
-        "detail": pl.String,
-        "score": pl.Float64,
-        "action": pl.String,
-        "start": pl.Int64,
-        "end": pl.Int64,
-        "placeholder": pl.String,
-    }
-)
-
-RECOGNIZERS_SCHEMA = pl.Schema({"name": pl.String(), "entities": pl.List(pl.String()), "source": pl.String()})
+from schemas.artifacts import CHUNKS, FINDINGS, RECOGNIZERS, REDACTED_CHUNKS, REDACTION, REDACTION_MAPPING
 
 
 class RedactSettings(RunSettings, PiiSettings, Protocol):
@@ -68,9 +39,9 @@ def redact_chunks(batch: pl.DataFrame, ctx: StageContext[RedactSettings]) -> dic
     cfg = ctx.config.redact
     if not cfg.enabled or batch.height == 0:
         return {
-            "chunks": batch.with_columns(pl.lit([], dtype=pl.List(REDACTION_DTYPE)).alias("redactions")),
-            "findings": pl.DataFrame(schema=FINDINGS_SCHEMA),
-            "recognizers": pl.DataFrame(schema=RECOGNIZERS_SCHEMA),
+            "chunks": batch.with_columns(pl.lit([], dtype=pl.List(REDACTION)).alias("redactions")),
+            "findings": FINDINGS.frame(),
+            "recognizers": RECOGNIZERS.frame(),
         }
     # Presidio (and the transformers it imports) loads only when redaction runs.
     from curate.services.pii.engine import get_engine
@@ -109,16 +80,14 @@ def redact_chunks(batch: pl.DataFrame, ctx: StageContext[RedactSettings]) -> dic
         write_mapping(ctx.run_dir, doc_id, book.entries())
     chunks = ordered.with_columns(
         pl.Series("text", texts, dtype=pl.String),
-        pl.Series("redactions", redactions, dtype=pl.List(REDACTION_DTYPE)),
+        pl.Series("redactions", redactions, dtype=pl.List(REDACTION)),
     )
-    recognizers = pl.DataFrame(
-        [{"name": a.name, "entities": list(a.entities), "source": a.source} for a in engine.active],
-        schema=RECOGNIZERS_SCHEMA,
-        orient="row",
+    recognizers = RECOGNIZERS.frame(
+        [{"name": a.name, "entities": list(a.entities), "source": a.source} for a in engine.active]
     )
     return {
         "chunks": chunks,
-        "findings": pl.DataFrame(findings, schema=FINDINGS_SCHEMA, orient="row"),
+        "findings": FINDINGS.frame(findings),
         "recognizers": recognizers,
     }
 

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from curate.review.config import DoubtConfig
+from schemas.artifacts import DEDUP_REJECTED, JUDGMENTS
 
 SIGNALS = ("votes", "grounding", "judge", "neighbour")
 DOUBT = "doubt"
@@ -46,7 +47,7 @@ def margin_doubt(value: pl.Expr, floor: float, top: float = 1.0) -> pl.Expr:
 
 def judge_scores(run_path: Path) -> pl.DataFrame | None:
     """example_id -> the judge's mean rubric score (1-5), if the judge ran in this run."""
-    path = run_path / "judge" / "judgments.parquet"
+    path = run_path / f"{JUDGMENTS}.parquet"
     if not path.exists():
         return None
     frame = pl.read_parquet(path, columns=["example_id", "mean_score", "passed"])
@@ -149,7 +150,7 @@ DUPLICATE_REASONS = ("near_duplicate", "exact_duplicate", "semantic_duplicate", 
 def removed_duplicates(run_path: Path) -> pl.DataFrame:
     """example_id, chunk_id, label of the duplicates dedup removed: their labels are the
     teacher's independent answers on (nearly) the same passage, the best neighbours there are."""
-    path = run_path / "dedup" / "rejected.parquet"
+    path = run_path / f"{DEDUP_REJECTED}.parquet"
     empty = pl.DataFrame(schema={"example_id": pl.String(), "chunk_id": pl.String(), "label": pl.String()})
     if not path.exists():
         return empty

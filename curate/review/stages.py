@@ -24,7 +24,14 @@ from curate.review.config import ReviewSettings
 from curate.review.merge import apply_review
 from curate.review.sync import STATE_DIR, read_decisions, read_pushed
 from curate.run.stage import Stage, StageContext, StepKind
-from schemas.artifacts import DEDUPED, REVIEW_DECISIONS, REVIEW_REJECTED, REVIEW_SUMMARY, REVIEWED
+from schemas.artifacts import (
+    DEDUPED,
+    REVIEW_DECISIONS,
+    REVIEW_PUSHED,
+    REVIEW_REJECTED,
+    REVIEW_SUMMARY,
+    REVIEWED,
+)
 from schemas.ids import file_sha256, sha256_hex
 
 
@@ -34,15 +41,15 @@ def review_stage(batch: pl.DataFrame, ctx: StageContext[ReviewSettings]) -> dict
         batch, read_decisions(run_path), read_pushed(run_path), ctx.config.review
     )
     ctx.write_json("merge.json", report)
-    summary = pl.DataFrame([{"report_json": json.dumps(report)}])
+    summary = REVIEW_SUMMARY.frame([{"report_json": json.dumps(report)}])
     return {"examples": examples, "rejected": rejected, "summary": summary}
 
 
 def decisions_digest(config: ReviewSettings) -> str:
     """The review state the stage reads besides its input (pulled decisions, pushed ids)."""
     state = config.run_path / STATE_DIR
-    return sha256_hex(" ".join(file_sha256(str(state / name)) if (state / name).exists() else "-"
-                               for name in ("decisions.parquet", "pushed.parquet")))
+    return sha256_hex(" ".join(file_sha256(str(state / side.name)) if (state / side.name).exists() else "-"
+                               for side in (REVIEW_DECISIONS, REVIEW_PUSHED)))
 
 
 def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
@@ -63,7 +70,7 @@ STAGES: list[Stage] = [
         fn=review_stage,
         inputs=(DEDUPED,),
         outputs=(REVIEWED, REVIEW_REJECTED, REVIEW_SUMMARY),
-        side_files=(REVIEW_DECISIONS,),
+        side_files=(REVIEW_DECISIONS, REVIEW_PUSHED),
         config_sections=("review", "task"),
         summarize=summarize,
         description="apply expert review decisions from Label Studio",

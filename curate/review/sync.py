@@ -39,11 +39,19 @@ from curate.review.labeling import (
 from curate.review.merge import apply_review
 from curate.review.selection import audit_draw, is_audit, select_for_review
 from curate.run.rundir import atomic_write_parquet, atomic_write_text
-from schemas.records import ReviewDecision, polars_schema
+from schemas.artifacts import (
+    CHUNKS,
+    DEDUPED,
+    REDACTED_CHUNKS,
+    REFINED_SAMPLES,
+    REVIEW_ANNOTATIONS,
+    REVIEW_DECISIONS,
+    REVIEW_PUSHED,
+    SAMPLES,
+)
 from schemas.tasks import TaskType
 
-EXAMPLES_ARTIFACT = ("dedup", "examples")
-CHUNK_ARTIFACTS = (("redact", "chunks"), ("chunk", "chunks"))
+CHUNK_ARTIFACTS = (REDACTED_CHUNKS, CHUNKS)  # the redacted text when there is one
 STATE_DIR = "review.state"
 VIEW_TITLE = "Most doubtful first"
 # Label Studio's own task-list columns that a reviewer does not need (it lists them before the
@@ -55,24 +63,8 @@ LS_COLUMNS_HIDDEN = (
     "avg_lead_time", "draft_exists",
 )
 
-SAMPLE_ARTIFACTS = (("generate", "samples"), ("refine", "samples"))
+SAMPLE_ARTIFACTS = (SAMPLES, REFINED_SAMPLES)
 SEVERITY = {"reject": 2, "correct": 1, "accept": 0}
-
-PUSHED_SCHEMA = pl.Schema({"example_id": pl.String(), "task_id": pl.Int64(), "reason": pl.String()})
-ANNOTATION_EXTRA = {
-    "task_id": pl.Int64(),
-    "valid": pl.Boolean(),
-    "error": pl.String(),
-    "evidence_json": pl.String(),
-    "grounding_score": pl.Float64(),
-}
-DECISION_EXTRA = {
-    "n_annotations": pl.Int64(),
-    "agreement": pl.Float64(),
-    "evidence_json": pl.String(),
-    "grounding_score": pl.Float64(),
-}
-
 
 def state_dir(cfg: ReviewSettings) -> Path:
     return cfg.run_path / STATE_DIR
@@ -102,15 +94,15 @@ def examples_with_doubt(
 
 
 def read_examples(cfg: ReviewSettings) -> pl.DataFrame:
-    path = cfg.run_path / EXAMPLES_ARTIFACT[0] / f"{EXAMPLES_ARTIFACT[1]}.parquet"
+    path = cfg.run_path / f"{DEDUPED}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `curate filter` (or `curate run`) before reviewing")
     return pl.read_parquet(path)
 
 
 def read_chunks(cfg: ReviewSettings) -> pl.DataFrame:
-    for stage, name in CHUNK_ARTIFACTS:
-        path = cfg.run_path / stage / f"{name}.parquet"
+    for artifact in CHUNK_ARTIFACTS:
+        path = cfg.run_path / f"{artifact}.parquet"
         if path.exists():
             return pl.read_parquet(path, columns=["chunk_id", "text", "source_path", "heading_path"])
     raise FileNotFoundError(f"no chunks in {cfg.run_path}: run the pipeline up to the filters first")
@@ -120,7 +112,7 @@ def read_samples(cfg: ReviewSettings, chunk_ids: list[str]) -> dict[str, list[di
     """chunk_id -> its teacher samples (generation and refinement rounds), for the reasons."""
     frames = [
         pl.read_parquet(path, columns=["sample_id", "chunk_id", "round", "status", "output_json"])
-        for stage, name in SAMPLE_ARTIFACTS if (path := cfg.run_path / stage / f"{name}.parquet").exists()
+        for artifact in SAMPLE_ARTIFACTS if (path := cfg.run_path / f"{artifact}.parquet").exists()
     ]
     found: dict[str, list[dict[str, Any]]] = {}
     if not frames:
@@ -132,12 +124,12 @@ def read_samples(cfg: ReviewSettings, chunk_ids: list[str]) -> dict[str, list[di
 
 
 def read_pushed(run_path: Path) -> pl.DataFrame | None:
-    path = run_path / STATE_DIR / "pushed.parquet"
+    path = run_path / REVIEW_PUSHED.path
     return pl.read_parquet(path) if path.exists() else None
 
 
 def read_decisions(run_path: Path) -> pl.DataFrame | None:
-    path = run_path / STATE_DIR / "decisions.parquet"
+    path = run_path / REVIEW_DECISIONS.path
     return pl.read_parquet(path) if path.exists() else None
 
 
@@ -276,10 +268,10 @@ def _kind_reason(kind: str | None) -> str:
 
 def _save_push_state(state: Path, report: PushReport, pushed: dict[str, tuple[int | None, str]]) -> None:
     report.updated_at = _now()
-    frame = pl.DataFrame(
-        [(eid, tid, reason) for eid, (tid, reason) in sorted(pushed.items())], schema=PUSHED_SCHEMA, orient="row"
+    frame = REVIEW_PUSHED.frame(
+        [{"example_id": eid, "task_id": tid, "reason": reason} for eid, (tid, reason) in sorted(pushed.items())]
     )
-    atomic_write_parquet(frame, state / "pushed.parquet")
+    atomic_write_parquet(frame, state / REVIEW_PUSHED.name)
     atomic_write_text(state / "push.json", json.dumps(asdict(report), indent=2))
 
 
@@ -334,10 +326,10 @@ def pull(cfg: ReviewSettings, client: ReviewClient | None = None) -> PullReport:
                 continue
             row = _annotation_row(cfg, example_id, int(task["id"]), data, annotation, read, emails)
             rows.append(row)
-    annotations = pl.DataFrame(rows, schema=_schema(ANNOTATION_EXTRA), orient="row") if rows else pl.DataFrame(schema=_schema(ANNOTATION_EXTRA))
+    annotations = REVIEW_ANNOTATIONS.frame(rows)
     decisions = resolve(annotations.filter(pl.col("valid")), cfg.review.resolution)
-    atomic_write_parquet(annotations, state / "annotations.parquet")
-    atomic_write_parquet(decisions, state / "decisions.parquet")
+    atomic_write_parquet(annotations, state / REVIEW_ANNOTATIONS.name)
+    atomic_write_parquet(decisions, state / REVIEW_DECISIONS.name)
     multi = decisions.filter(pl.col("n_annotations") > 1)
     decided = set(decisions["example_id"].to_list())
     merged = _merge_report(cfg, decisions)
@@ -417,10 +409,6 @@ def _annotation_row(
     return row
 
 
-def _schema(extra: dict[str, pl.DataType]) -> pl.Schema:
-    return pl.Schema({**polars_schema(ReviewDecision), **extra})
-
-
 def resolve(annotations: pl.DataFrame, rule: str) -> pl.DataFrame:
     """One decision per example from its reviewers' annotations, under `rule`."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -441,8 +429,7 @@ def resolve(annotations: pl.DataFrame, rule: str) -> pl.DataFrame:
             "n_annotations": len(rows), "agreement": agreement(rows),
             "evidence_json": chosen["evidence_json"], "grounding_score": chosen["grounding_score"],
         })
-    schema = _schema(DECISION_EXTRA)
-    return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
+    return REVIEW_DECISIONS.frame(out)
 
 
 def _choose(rows: list[dict[str, Any]], rule: str) -> dict[str, Any]:

@@ -158,8 +158,10 @@ class StageContext(Generic[C]):
             self._side_cache[artifact] = read_parquet(self.path(artifact))
         return self._side_cache[artifact]
 
-    def previous(self, name: str) -> pl.DataFrame | None:
-        """This stage's own output from the last completed run, for incremental work."""
+    def previous(self, output: Artifact | str) -> pl.DataFrame | None:
+        """This stage's own output (its handle, or its name) from the last completed run, for
+        incremental work."""
+        name = output.name if isinstance(output, Artifact) else output
         location = self.path(f"{self.stage}/{name}")
         return read_parquet(location) if path_exists(location) else None
 

@@ -17,6 +17,10 @@ from curate.run.runner import Runner
 from tests.dataset.conftest import INSTRUCTION, make_config
 
 SECRET_ORIGINAL = "jane.doe.planted@example.org"
+# The card's embedding measures (a sentence encoder over every instruction: about a minute for
+# these 1,100 rows on 2 cores, per export) prove nothing here; tests/dataset/test_diversity.py
+# and the demo run (tests/demo) cover them.
+NO_EMBEDDINGS = {"diversity": {"embeddings": False}}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def exported(examples: pl.DataFrame, families: list[str], tmp_path_factory: pyte
                    "finished_at": "2026-11-23T09:00:00+00:00",
                    "report": {"mapping": {"<EMAIL_1>": SECRET_ORIGINAL}}},
     }})
-    config = make_config(run_dir, families)
+    config = make_config(run_dir, families, export=NO_EMBEDDINGS)
     result = Runner(config, STAGES, show_progress=False).run()
     assert result.exit_code == 0
     return {"run_dir": run_dir, "config": config, "split": rundir.read("split/examples"),
@@ -198,8 +202,8 @@ def test_qa_task_without_labels_round_trips(controls: list[dict[str, Any]], tmp_
         ).model_dump(mode="json"))
     run_dir = tmp_path / "run"
     RunDir(run_dir).commit_stage("review", {"examples": frame_of(Example, rows)})
-    config = parse_config({"run_dir": str(run_dir), "task": {"type": "qa", "instruction": instruction}},
-                          source="test", base_dir=tmp_path)
+    config = parse_config({"run_dir": str(run_dir), "task": {"type": "qa", "instruction": instruction},
+                           "export": NO_EMBEDDINGS}, source="test", base_dir=tmp_path)
     assert Runner(config, STAGES, show_progress=False).run().exit_code == 0
     split = RunDir(run_dir).read("split/examples")
     assert split.group_by("doc_id").agg(pl.col("split").n_unique())["split"].max() == 1

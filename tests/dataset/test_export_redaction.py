@@ -28,6 +28,7 @@ def _run(tmp_path: Path, rows: list[dict[str, Any]], families: list[str], **reda
             "run_dir": str(run_dir),
             "task": {"type": "classification", "instruction": "Which family?", "labels": families},
             "redact": {"enabled": True, **redact},
+            "export": {"diversity": {"embeddings": False}},  # the card's embedding measures: not what this proves
         },
         source="test",
         base_dir=tmp_path,

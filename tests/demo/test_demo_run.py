@@ -25,6 +25,7 @@ from curate.cli import app
 from curate.config import load_config
 from curate.pipeline import all_stages
 from curate.run.runner import Runner
+from schemas.artifacts import ARTIFACTS, REVIEW_PUSHED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = REPO_ROOT / "data" / "demo"
@@ -87,6 +88,20 @@ def test_the_demo_runs_clean(demo_run: DemoRun) -> None:
     manifest = json.loads((demo_run.run_dir / "manifest.json").read_text(encoding="utf-8"))
     assert {stage.name for stage in all_stages()} == set(manifest["stages"])
     assert all(entry["status"] == "complete" for entry in manifest["stages"].values())
+
+
+def test_every_artifact_written_has_its_declared_schema(demo_run: DemoRun) -> None:
+    """What a stage writes is what `schemas.artifacts` declares, column for column."""
+    declared = ARTIFACTS
+    assert {f"{s.name}/{o.name}" for s in all_stages() for o in s.declared_outputs} == {a.path for a in declared}
+    mismatched = {}
+    for artifact in declared:
+        written = dict(pl.read_parquet_schema(demo_run.run_dir / f"{artifact.path}.parquet"))
+        if written != dict(artifact.schema):
+            mismatched[artifact.path] = {name: (written.get(name), artifact.schema.get(name))
+                                         for name in {*written, *artifact.schema}
+                                         if written.get(name) != artifact.schema.get(name)}
+    assert mismatched == {}, "(written, declared) per column"
 
 
 def test_schema_violations_are_rejected_by_the_schema_filter(demo_run: DemoRun) -> None:
@@ -287,11 +302,9 @@ def test_an_unchanged_rerun_skips_review_and_export(demo_run: DemoRun) -> None:
     assert "▶ export" in output and card.exists()
     assert "export: unchanged, skipped" in rerun()
 
-    from curate.review.sync import PUSHED_SCHEMA, STATE_DIR
-
-    state = demo_run.run_dir / STATE_DIR
-    state.mkdir(exist_ok=True)
-    pl.DataFrame(schema=PUSHED_SCHEMA).write_parquet(state / "pushed.parquet")
+    pushed = demo_run.run_dir / REVIEW_PUSHED.path
+    pushed.parent.mkdir(exist_ok=True)
+    REVIEW_PUSHED.frame().write_parquet(pushed)
     output = rerun()
     assert "▶ review" in output
     assert "review: unchanged, skipped" in rerun()

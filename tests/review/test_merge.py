@@ -15,14 +15,13 @@ from curate.review.labeling import check_correction, read_annotation, task_paylo
 from curate.review.merge import apply_review, rewrite_messages
 from curate.review.stages import STAGES, review_stage, summarize
 from curate.review.sync import (
-    ANNOTATION_EXTRA,
-    _schema,
     agreement,
     audit_draw,
     resolve,
     select_for_review,
 )
 from curate.run.stage import StageContext
+from schemas.artifacts import REVIEW_ANNOTATIONS
 
 
 def _ann(example_id: str, decision: str, reviewer: str, at: str, corrected: str | None = None, aid: int = 0) -> dict:
@@ -34,7 +33,7 @@ def _ann(example_id: str, decision: str, reviewer: str, at: str, corrected: str 
 
 
 def _annotations(rows: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=_schema(ANNOTATION_EXTRA), orient="row")
+    return REVIEW_ANNOTATIONS.frame(rows)
 
 
 def test_selection_takes_every_borderline_and_a_seeded_audit_share(examples_frame: pl.DataFrame) -> None:

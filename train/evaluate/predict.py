@@ -1,18 +1,38 @@
 """Batched answers from a causal LM (base, adapter or merged), timed.
 
-On CUDA with Unsloth installed, models are switched to Unsloth's fast inference mode.
+On CUDA with Unsloth installed, models are switched to Unsloth's fast inference mode. torch
+loads when a model does, not with this module: `train.evaluate.evaluate` imports it, and the
+model-free baselines and metrics beside it need no torch (5-7 s to import on 2 cores).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _inference_mode(fn: Callable[P, R]) -> Callable[P, R]:
+    """`torch.inference_mode()` around each call, with torch imported at the call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import torch
+
+        with torch.inference_mode():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -28,6 +48,7 @@ class LoadedModel:
 
 def load_model(name: str, path: str | Path, adapter: str | Path | None = None) -> LoadedModel:
     """A checkpoint folder (or hub id), optionally with a PEFT adapter on top."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,7 +84,7 @@ def render_prompts(tokenizer: Any, conversations: Sequence[list[dict[str, str]]]
     ]
 
 
-@torch.inference_mode()
+@_inference_mode
 def generate(
     loaded: LoadedModel,
     conversations: Sequence[list[dict[str, str]]],
@@ -103,11 +124,13 @@ def latencies(
     return timings
 
 
-@torch.inference_mode()
+@_inference_mode
 def continuation_logprobs(
     loaded: LoadedModel, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 16
 ) -> list[float]:
     """Summed log-probability of each continuation after its prompt (right-padded batches)."""
+    import torch
+
     tokenizer, model = loaded.tokenizer, loaded.model
     scores: list[float] = []
     for offset in range(0, len(prompts), batch_size):

@@ -18,13 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import EmailRecognizer
-
 from curate.services.pii.config import NER_ENTITIES, SECRET_ENTITIES, RedactConfig
 from curate.services.pii.names import person_name_recognizer
 from curate.services.pii.phones import plausible_phone_recognizer
+from curate.services.pii.presidio import (
+    AnalyzerEngine,
+    AnonymizerEngine,
+    EmailRecognizer,
+    EntityRecognizer,
+    NerModelConfiguration,
+    RecognizerRegistry,
+    RecognizerResult,
+    SpacyNlpEngine,
+)
+from curate.services.pii.presidio import predefined_recognizers as predefined
 from curate.services.pii.secrets import DetectSecretsRecognizer, connection_string_recognizer
 
 log = logging.getLogger(__name__)
@@ -110,9 +117,6 @@ class RedactEngine:
     """Analyzer (Presidio + detect-secrets) and anonymizer, configured from a RedactConfig."""
 
     def __init__(self, cfg: RedactConfig, ner_model: str | None = None):
-        from presidio_analyzer import predefined_recognizers as predefined
-        from presidio_anonymizer import AnonymizerEngine
-
         configure_tldextract_offline()
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         self.cfg = cfg

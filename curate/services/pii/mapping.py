@@ -18,14 +18,12 @@ import polars as pl
 
 from curate.run.rundir import atomic_write_text, filesystem, is_url, path_exists, read_text
 from curate.services.pii.placeholders import PLACEHOLDER_RE
-
-STATE_DIR = "redact.state"
-MAPPING_DIR = "mapping"
+from schemas.artifacts import REDACTION_MAPPING
 
 
 def mapping_dir(run_dir: str | Path) -> str:
     """The mapping folder (a local path, or a URL for a remote run directory)."""
-    return "/".join([str(run_dir).rstrip("/"), STATE_DIR, MAPPING_DIR])
+    return "/".join([str(run_dir).rstrip("/"), REDACTION_MAPPING.path])
 
 
 def write_mapping(run_dir: str | Path, doc_id: str, entries: list[dict[str, Any]]) -> None:

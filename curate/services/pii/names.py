@@ -263,7 +263,7 @@ def find_names(text: str) -> list[NameSpan]:
 
 def person_name_recognizer(supported_language: str = "en") -> Any:
     """`find_names` as a Presidio recognizer of PERSON (name `NameListRecognizer`)."""
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from curate.services.pii.presidio import EntityRecognizer, RecognizerResult
 
     class NameListRecognizer(EntityRecognizer):
         def load(self) -> None:

@@ -38,7 +38,8 @@ def plausible_form(raw: str) -> bool:
 def plausible_phone_recognizer(regions: list[str], supported_language: str = "en") -> Any:
     """A Presidio recognizer of PHONE_NUMBER (`PlausiblePhoneRecognizer`) for the numbers above."""
     import phonenumbers
-    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    from curate.services.pii.presidio import EntityRecognizer, RecognizerResult
 
     class PlausiblePhoneRecognizer(EntityRecognizer):
         def load(self) -> None:

@@ -13,13 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from presidio_analyzer import RecognizerResult
-from presidio_anonymizer.entities import OperatorConfig
-from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
-
 from assay.errors import AssayError
 from curate.services.pii.config import RedactConfig
 from curate.services.pii.engine import RedactEngine, recognizer_name, secret_type
+from curate.services.pii.presidio import AnonymizerResult, OperatorConfig, RecognizerResult
 
 
 class RedactionPolicyError(AssayError, RuntimeError):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from assay.errors import AssayError
 from curate.services.pii.config import PiiSettings, RedactConfig, resolve_ner_model
-from curate.services.pii.engine import RedactEngine, get_engine
+
+if TYPE_CHECKING:
+    from curate.services.pii.engine import RedactEngine
 
 SKIPPED_COLUMNS = frozenset({"example_id", "chunk_id", "doc_id", "sample_ids", "task_type", "review_status", "split"})
 
@@ -73,6 +75,8 @@ def _strings(value: Any) -> Iterator[str]:
 
 def rescan(frame: pl.DataFrame, config: RedactConfig | PiiSettings) -> dict[str, int]:
     """Counts per entity type (policy not `keep`) found in the frame's texts, sorted by type."""
+    from curate.services.pii.engine import get_engine  # Presidio (seconds to import) only when a scan runs
+
     cfg, ner = _redact_config(config)
     counts = residual_counts(get_engine(cfg, ner), cfg, texts_of(frame))
     return dict(sorted(counts.items()))

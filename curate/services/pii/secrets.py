@@ -23,8 +23,7 @@ import string
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
+from curate.services.pii.presidio import EntityRecognizer, NlpArtifacts, RecognizerResult
 
 # Plugins that are heuristics (entropy, keyword assignment: many false positives on prose)
 # or duplicate a Presidio recognizer (public IPs).
@@ -71,7 +70,7 @@ def connection_string_recognizer(supported_language: str = "en") -> Any:
     a credential query parameter. detect-secrets' BasicAuthDetector is the first line for
     passwords, but its pattern stops at reserved characters (a password with `!` or `#`
     escapes it) and it knows neither of the other two forms."""
-    from presidio_analyzer import Pattern, PatternRecognizer
+    from curate.services.pii.presidio import Pattern, PatternRecognizer
 
     return PatternRecognizer(
         supported_entity="CONNECTION_STRING",

@@ -62,6 +62,7 @@ from curate.services.teacher.request import (
     request_hash,
 )
 from curate.services.teacher.store import Cassette, RequestLog, ResponseCache
+from schemas.artifacts import REQUEST_LOG
 from schemas.records import Usage
 
 
@@ -97,7 +98,7 @@ class TeacherClient(LiveCalls, LocalAnswers):
         self.purpose = purpose
         self.state_dir = Path(run_dir) / STATE_DIR
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log = RequestLog(self.state_dir / "requests.jsonl")
+        self.log = RequestLog(Path(run_dir) / REQUEST_LOG.path)
         self.backend_name = teacher.backend
         self.price: Price | None = teacher.price_for()
         self.counts: dict[str, int] = {"sent": 0, "cached": 0, "replayed": 0, "retries": 0, "reused_attempts": 0}
