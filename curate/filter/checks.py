@@ -43,8 +43,7 @@ class FilterEnv:
     chunks: Mapping[str, str]
     expected_samples: int = 1  # samples requested per chunk (caps the votes required)
     round_penalty: float = 0.95
-    # refine: chunk -> the label its first vote agreed on; a repair must keep it (classification)
-    agreed_labels: Mapping[str, str] = field(default_factory=dict)
+    agreed_labels: Mapping[str, str] = field(default_factory=dict)  # refine: a repair keeps the voted label
     _normalised: dict[str, NormalisedText] = field(default_factory=dict)
 
     @property
@@ -112,14 +111,9 @@ class ConsistencyFilter(GroupFilter):
 
     def apply_group(self, items: Sequence[Item], env: FilterEnv) -> tuple[list[Item], list[tuple[Item, Reject]]]:
         ordered = sorted(items, key=lambda i: (i.refine_round, i.sample_index, i.item_id))
-        kind = env.task.type
-        if kind is TaskType.CLASSIFICATION:
-            return self._classification(ordered, env)
-        if kind is TaskType.EXTRACTION:
-            return self._extraction(ordered, env)
-        if kind is TaskType.QA:
-            return self._qa(ordered, env)
-        return self._freeform(ordered, env)
+        by_kind = {TaskType.CLASSIFICATION: self._classification, TaskType.EXTRACTION: self._extraction,
+                   TaskType.QA: self._qa}
+        return by_kind.get(env.task.type, self._freeform)(ordered, env)
 
     def _classification(self, items: list[Item], env: FilterEnv) -> tuple[list[Item], list[tuple[Item, Reject]]]:
         votes = Counter(str(i.label) for i in items)
@@ -130,8 +124,7 @@ class ConsistencyFilter(GroupFilter):
         if top < env.min_votes or tied:
             detail = f"votes {tally}; need {env.min_votes} for one label"
             return [], [(i, Reject("no_majority", detail, repairable=True)) for i in items]
-        agreed = env.agreed_labels.get(items[0].chunk_id)
-        if agreed is not None and top_label != agreed:
+        if (agreed := env.agreed_labels.get(items[0].chunk_id)) not in (None, top_label):
             detail = f"the repair answered {top_label}; the teacher's vote had agreed on {agreed}"
             return [], [(i, Reject("label_changed", detail)) for i in items]
         majority = [i for i in items if i.label == top_label]
