@@ -8,7 +8,9 @@ run the per-row steps per batch and shuffle by key between them:
                                    `MinHash(num_perm, seed)` (scheme "affine32") fed the same
                                    shingles with `hashfunc=shingle_hash32`.
 3. `band_keys` / `band_frame`     per batch: one 64-bit key per LSH band.
-4. `candidate_pairs`              shuffle by (band, key): pairs of rows sharing a bucket.
+4. `candidate_pairs`              shuffle by (band, key): pairs of rows sharing a bucket
+                                   (`streamed_candidate_pairs`: one band at a time, on one
+                                   machine, from `band_major_keys`).
 5. `verify_candidates`            per pair batch: estimated Jaccard >= threshold
                                    (`verify_pairs`), or with verify="exact" the estimate as
                                    a pre-filter and then the exact shingle-set Jaccard.
@@ -33,9 +35,11 @@ import polars as pl
 from curate.services.similarity.banding import (
     band_frame,
     band_keys,
+    band_major_keys,
     candidate_pairs,
     candidate_probability,
     choose_banding,
+    streamed_candidate_pairs,
 )
 from curate.services.similarity.components import (
     choose_survivors,
@@ -123,8 +127,9 @@ def near_edges_of(
     """Verified near-duplicate edges among `rows` (indices into `sig` and `texts`), their
     Jaccard, and the number of candidate pairs."""
     bands, per_band = params.banding
-    keys = band_keys(sig[rows], bands, per_band)
-    pairs = candidate_pairs(band_frame(keys, rows), params.max_bucket)
+    keys = band_major_keys(sig, bands, per_band, select=rows)
+    pairs = streamed_candidate_pairs(keys, rows, params.max_bucket)
+    del keys
     edges, jac = verify_candidates(sig, pairs, params, words=texts)
     return edges, jac, len(pairs)
 
@@ -249,6 +254,7 @@ __all__ = [
     "DedupResult",
     "band_frame",
     "band_keys",
+    "band_major_keys",
     "candidate_pairs",
     "candidate_probability",
     "choose_banding",
@@ -272,6 +278,7 @@ __all__ = [
     "shingles_of",
     "sign_batches",
     "signatures_from_shingles",
+    "streamed_candidate_pairs",
     "tokenize",
     "verify_candidates",
     "verify_pairs",
