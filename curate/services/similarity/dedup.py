@@ -62,10 +62,12 @@ from curate.services.similarity.minhash import (
     shingle_hashes,
     shingles_of,
     signatures_from_shingles,
+    text_shingle_hashes,
     tokenize,
     word_hash32,
     word_hash_arrays,
 )
+from curate.services.similarity.wordbytes import span_exact_keys
 
 
 @dataclass(frozen=True)
@@ -101,24 +103,23 @@ class DedupResult:
 
 
 def sign_batches(
-    texts: pl.Series, params: DedupParams, batch_rows: int = 100_000
+    texts: pl.Series, params: DedupParams, batch_rows: int = 50_000
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per batch of rows, tokenise once: exact keys (uint64), MinHash signatures
-    (n x num_perm, uint32) and word counts of all `texts`."""
-    keys: list[np.ndarray] = []
-    sigs: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    for lo in range(0, len(texts), batch_rows):
-        batch = texts.slice(lo, batch_rows)
-        words = tokenize(batch)
-        keys.append(exact_keys(words))
-        lengths.append(words.list.len().fill_null(0).to_numpy())
-        sigs.append(minhash_signatures(batch, words=words, num_perm=params.num_perm,
-                                       shingle_size=params.shingle_size, seed=params.seed))
-    if not keys:
-        return (np.zeros(0, dtype=np.uint64), np.zeros((0, params.num_perm), dtype=np.uint32),
-                np.zeros(0, dtype=np.int64))
-    return np.concatenate(keys), np.concatenate(sigs), np.concatenate(lengths)
+    """Per batch of rows, straight from the text bytes (`wordbytes`): exact keys (uint64),
+    MinHash signatures (n x num_perm, uint32) and word counts of all `texts`. The outputs
+    are allocated once and filled batch by batch."""
+    n = len(texts)
+    keys = np.empty(n, dtype=np.uint64)
+    sig = np.empty((n, params.num_perm), dtype=np.uint32)
+    lengths = np.empty(n, dtype=np.int64)
+    for lo in range(0, n, batch_rows):
+        hashes, counts, spans = text_shingle_hashes(texts.slice(lo, batch_rows), params.shingle_size)
+        hi = lo + len(counts)
+        keys[lo:hi] = span_exact_keys(spans)
+        lengths[lo:hi] = spans.counts
+        del spans
+        sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+    return keys, sig, lengths
 
 
 def near_edges_of(

@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 import xxhash
 
+from curate.services.similarity.wordbytes import WordSpans, word_spans, xxh32_spans
+
 if TYPE_CHECKING:
     from datasketch import MinHash
 
@@ -102,33 +104,51 @@ def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> t
     """Hashes of every `size`-word shingle (uint32) and the shingle count per text.
 
     A text shorter than `size` words has one shingle (all its words); an empty text none.
-    Vectorised over all shingles: the only Python loop runs over the `size` positions.
+    Every window of `size` consecutive words of the batch is hashed at once (contiguous
+    slices of the word hashes, no gather), and the windows that lie inside one text are
+    kept; the few texts shorter than `size` are hashed apart.
     """
-    lengths = lengths.astype(np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
     counts = np.where(lengths == 0, 0, np.maximum(lengths - size + 1, 1))
-    total = int(counts.sum())
-    word_start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    shingle_start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    doc = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
-    first = np.arange(total, dtype=np.int64) - shingle_start[doc] + word_start[doc]
-    width = np.minimum(lengths, size)[doc]
-    h: np.ndarray = np.full(total, _SHINGLE_SEED, dtype=np.uint64)
-    prime = np.uint64(_SHINGLE_PRIME)
+    word_start = np.cumsum(lengths) - lengths
+    out = np.empty(int(counts.sum()), dtype=np.uint32)
     wide = word_hashes.astype(np.uint64)
-    full = width == size
-    if full.all():  # the common case: every shingle has `size` words, no masks
+    prime = np.uint64(_SHINGLE_PRIME)
+    full = lengths >= size
+    windows = len(wide) - size + 1
+    if windows > 0 and full.any():
+        h = np.full(windows, _SHINGLE_SEED, dtype=np.uint64)
         for j in range(size):
-            h ^= wide[first + j]
+            h ^= wide[j : j + windows]
             h *= prime
-    else:
-        for j in range(size):
+        inside = np.zeros(windows + 1, dtype=np.int32)  # +1 where a text's windows begin, -1 after
+        inside[word_start[full]] += 1
+        inside[word_start[full] + counts[full]] -= 1
+        kept = _fold32(h[np.cumsum(inside[:-1]) > 0])
+        if full.all():
+            return kept, counts
+        out[np.repeat(full, counts)] = kept
+    short = np.flatnonzero(~full & (lengths > 0))
+    if short.size:
+        h = np.full(short.size, _SHINGLE_SEED, dtype=np.uint64)
+        first, width = word_start[short], lengths[short]
+        for j in range(size - 1):
             valid = j < width
-            if not valid.any():
-                break
-            idx = np.where(valid, first + j, 0)
-            h = np.where(valid, (h ^ wide[idx]) * prime, h)
-    folded = (h ^ (h >> np.uint64(32))) & np.uint64(_MASK32)
-    return np.asarray(folded, dtype=np.uint32), counts
+            h = np.where(valid, (h ^ wide[np.where(valid, first + j, 0)]) * prime, h)
+        out[(np.cumsum(counts) - counts)[short]] = _fold32(h)
+    return out, counts
+
+
+def _fold32(h: np.ndarray) -> np.ndarray:
+    return np.asarray((h ^ (h >> np.uint64(32))) & np.uint64(_MASK32), dtype=np.uint32)
+
+
+def text_shingle_hashes(texts: pl.Series, size: int) -> tuple[np.ndarray, np.ndarray, WordSpans]:
+    """Shingle hashes and counts of a batch of texts, straight from their bytes
+    (`wordbytes`: the words of `tokenize`, hashed with xxh32 in numpy), and the word spans."""
+    spans = word_spans(texts)
+    hashes, counts = shingle_hashes(xxh32_spans(spans.data, spans.starts, spans.ends), spans.counts, size)
+    return hashes, counts, spans
 
 
 @lru_cache(maxsize=8)
@@ -236,9 +256,11 @@ def minhash_signatures(
     words: pl.Series | None = None,
 ) -> np.ndarray:
     """MinHash signatures of a batch of texts (n x num_perm, uint32)."""
-    words = tokenize(texts) if words is None else words
-    word_hashes, lengths = word_hash_arrays(words)
-    hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
+    if words is None:
+        hashes, counts, _ = text_shingle_hashes(texts, shingle_size)
+    else:
+        word_hashes, lengths = word_hash_arrays(words)
+        hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
     return signatures_from_shingles(hashes, counts, num_perm, seed)
 
 
