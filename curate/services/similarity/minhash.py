@@ -117,7 +117,7 @@ def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> t
     full = lengths >= size
     windows = len(wide) - size + 1
     if windows > 0 and full.any():
-        h = np.full(windows, _SHINGLE_SEED, dtype=np.uint64)
+        h: np.ndarray = np.full(windows, _SHINGLE_SEED, dtype=np.uint64)
         for j in range(size):
             h ^= wide[j : j + windows]
             h *= prime
@@ -130,12 +130,12 @@ def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> t
         out[np.repeat(full, counts)] = kept
     short = np.flatnonzero(~full & (lengths > 0))
     if short.size:
-        h = np.full(short.size, _SHINGLE_SEED, dtype=np.uint64)
+        g: np.ndarray = np.full(short.size, _SHINGLE_SEED, dtype=np.uint64)
         first, width = word_start[short], lengths[short]
         for j in range(size - 1):
             valid = j < width
-            h = np.where(valid, (h ^ wide[np.where(valid, first + j, 0)]) * prime, h)
-        out[(np.cumsum(counts) - counts)[short]] = _fold32(h)
+            g = np.where(valid, (g ^ wide[np.where(valid, first + j, 0)]) * prime, g)
+        out[(np.cumsum(counts) - counts)[short]] = _fold32(g)
     return out, counts
 
 

@@ -111,7 +111,7 @@ def _xxh32_one_length(data: np.ndarray, starts: np.ndarray, length: int) -> np.n
     with np.errstate(over="ignore"):
         pos = 0
         if length >= 16:
-            v = [np.full(len(starts), seed, dtype=np.uint32) for seed in _LANE_SEEDS]
+            v: list[np.ndarray] = [np.full(len(starts), seed, dtype=np.uint32) for seed in _LANE_SEEDS]
             while pos + 16 <= length:
                 for lane in range(4):
                     v[lane] = _rotl(v[lane] + _read32(data, starts + pos + 4 * lane) * _P2, 13) * _P1
