@@ -21,7 +21,7 @@ TEXTS = [
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=90), max_size=12))
 def test_xxh32_of_spans_equals_xxhash(words: list[bytes]) -> None:
-    data = np.frombuffer(b"".join(words) + bytes(16), dtype=np.uint8)
+    data = np.frombuffer(b"".join(words), dtype=np.uint8)  # no padding: reads stay inside each word
     lengths = np.array([len(w) for w in words], dtype=np.int64)
     ends = np.cumsum(lengths)
     got = wb.xxh32_spans(data, ends - lengths, ends)

@@ -27,6 +27,8 @@ them.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +82,12 @@ class DedupParams:
     max_bucket: int = 64
     verify: str = "estimate"  # "estimate": MinHash only; "exact": shingle-set Jaccard of candidates
     prefilter_margin: float = 0.15  # exact check only for candidates estimated >= threshold - margin
+    threads: int | None = None  # batches signed at once (numpy and Polars release the GIL);
+    # None: the machine's CPUs, at most 4. Results never depend on it.
+
+    @property
+    def sign_threads(self) -> int:
+        return self.threads if self.threads is not None else max(1, min(4, os.cpu_count() or 1))
 
     @property
     def banding(self) -> tuple[int, int]:
@@ -107,18 +115,28 @@ def sign_batches(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per batch of rows, straight from the text bytes (`wordbytes`): exact keys (uint64),
     MinHash signatures (n x num_perm, uint32) and word counts of all `texts`. The outputs
-    are allocated once and filled batch by batch."""
+    are allocated once and filled batch by batch, `params.sign_threads` batches at a time."""
     n = len(texts)
     keys = np.empty(n, dtype=np.uint64)
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     lengths = np.empty(n, dtype=np.int64)
-    for lo in range(0, n, batch_rows):
+    permutations(params.num_perm, params.seed)  # imports datasketch once, before any thread
+
+    def sign(lo: int) -> None:
         hashes, counts, spans = text_shingle_hashes(texts.slice(lo, batch_rows), params.shingle_size)
         hi = lo + len(counts)
         keys[lo:hi] = span_exact_keys(spans)
         lengths[lo:hi] = spans.counts
         del spans
         sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+
+    starts = range(0, n, batch_rows)
+    if params.sign_threads <= 1 or len(starts) <= 1:
+        for lo in starts:
+            sign(lo)
+    else:
+        with ThreadPoolExecutor(params.sign_threads) as pool:
+            list(pool.map(sign, starts))
     return keys, sig, lengths
 
 

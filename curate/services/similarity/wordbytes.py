@@ -28,14 +28,13 @@ _WORD_BYTE = np.zeros(256, dtype=bool)
 for _lo, _hi in ((48, 57), (65, 90), (97, 122), (95, 95), (128, 255)):
     _WORD_BYTE[_lo : _hi + 1] = True
 _LANE_SEEDS = tuple(np.uint32(v & 0xFFFFFFFF) for v in (0x9E3779B1 + 0x85EBCA77, 0x85EBCA77, 0, -0x9E3779B1))
-_PAD = 16  # zero bytes after the data, so a 4-byte read at any word byte stays in bounds
 
 
 @dataclass(frozen=True)
 class WordSpans:
     """The words of a batch of texts: byte spans into `data`, in text order."""
 
-    data: np.ndarray  # uint8: the normalised, lower-cased texts, then _PAD zero bytes
+    data: np.ndarray  # uint8: the normalised, lower-cased texts, each framed by two spaces
     offsets: np.ndarray  # int64, n + 1: text i is data[offsets[i]:offsets[i + 1]]
     starts: np.ndarray  # int64: first byte of each word
     ends: np.ndarray  # int64: one past its last byte
@@ -55,28 +54,23 @@ def normalised_texts(texts: pl.Series) -> pl.Series:
 
 
 def word_spans(texts: pl.Series) -> WordSpans:
-    """The words of every text, as byte spans (no Python object per word)."""
-    arrow = normalised_texts(texts).rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    """The words of every text, as byte spans (no Python object per word).
+
+    Each normalised text is framed by one space on either side, so no word touches another
+    text's and the word bytes begin and end between a space and a space: the positions
+    where "is a word byte" changes are, in turn, a word's start and its end.
+    """
+    framed = (" " + normalised_texts(texts) + " ").rechunk()
+    arrow = framed.to_arrow(compat_level=pl.CompatLevel.oldest())
     n = len(arrow)
     _, offset_buffer, data_buffer = arrow.buffers()
     offsets = np.frombuffer(offset_buffer, dtype=np.int64)[arrow.offset : arrow.offset + n + 1]
     base, total = int(offsets[0]), int(offsets[-1] - offsets[0])
     offsets = offsets - base
-    data = np.zeros(total + _PAD, dtype=np.uint8)
-    if total:
-        data[:total] = np.frombuffer(data_buffer, dtype=np.uint8)[base : base + total]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[base : base + total] if total else np.zeros(0, np.uint8)
     word = _WORD_BYTE[data]
-    word[offsets[-1] :] = False
-    before = np.empty_like(word)  # is the byte before part of the same text's word?
-    before[0] = False
-    before[1:] = word[:-1]
-    before[offsets[:-1]] = False
-    after = np.empty_like(word)
-    after[-1] = False
-    after[:-1] = word[1:]
-    after[offsets[1:] - 1] = False  # (an empty text's entry is overwritten by the next one's)
-    starts = np.flatnonzero(word & ~before)
-    ends = np.flatnonzero(word & ~after) + 1
+    changes = np.flatnonzero(word[1:] != word[:-1]) + 1
+    starts, ends = changes[0::2], changes[1::2]
     counts = np.diff(np.searchsorted(starts, offsets, side="left")).astype(np.int64)
     return WordSpans(data, offsets, starts, ends, counts)
 
@@ -84,7 +78,7 @@ def word_spans(texts: pl.Series) -> WordSpans:
 def _read32(data: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Little-endian 32-bit values at byte positions `at`."""
     windows = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 3, 4), strides=(1, 1))
-    return np.ascontiguousarray(windows[at]).view("<u4").ravel().astype(np.uint32)
+    return np.ascontiguousarray(windows[at]).view("<u4").ravel().astype(np.uint32, copy=False)
 
 
 def _rotl(x: np.ndarray, r: int) -> np.ndarray:
@@ -92,7 +86,7 @@ def _rotl(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def xxh32_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """xxHash32 (seed 0) of data[starts[k]:ends[k]] for every k (data padded: `_PAD`)."""
+    """xxHash32 (seed 0) of data[starts[k]:ends[k]] for every k (reads stay inside each span)."""
     lengths = (ends - starts).astype(np.int64)
     out = np.empty(len(starts), dtype=np.uint32)
     if len(starts) == 0:
@@ -142,7 +136,6 @@ def span_exact_keys(spans: WordSpans) -> np.ndarray:
     """
     n = len(spans.counts)
     keep = _WORD_BYTE[spans.data]
-    keep[len(spans.data) - _PAD :] = False
     joined = spans.data.copy()
     first_word = np.cumsum(spans.counts) - spans.counts
     not_last = np.ones(len(spans.ends), dtype=bool)
