@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 
@@ -90,21 +92,31 @@ def candidate_pairs(bands: pl.DataFrame, max_bucket: int = 64) -> np.ndarray:
     ])
 
 
-def streamed_candidate_pairs(keys: np.ndarray, rows: np.ndarray, max_bucket: int = 64) -> np.ndarray:
+def streamed_candidate_pairs(
+    keys: np.ndarray, rows: np.ndarray, max_bucket: int = 64, *, select: np.ndarray | None = None,
+    threads: int = 1,
+) -> np.ndarray:
     """`candidate_pairs` from band-major keys (bands x m, `band_major_keys`) of `rows`, one
     band at a time: a band's shared buckets are found (hash), sorted by (key, row) and
-    paired, so only one band's keys and sorted run are ever held besides the pairs."""
+    paired, so only one band's keys and sorted run are held at once per thread besides
+    the pairs. `select`: take the columns `select` of `keys` (one band at a time)."""
     rows = np.asarray(rows, dtype=np.int64)
-    found = []
-    for band_keys_ in keys:
+
+    def one_band(band: int) -> np.ndarray:
+        band_keys_ = keys[band] if select is None else keys[band][select]
         shared = (
             pl.DataFrame({"key": band_keys_, "row": rows})
             .filter(pl.col("key").is_duplicated())
             .sort("key", "row")
         )
-        if shared.height:
-            found.append(bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy()))
-    return unique_pairs(found)
+        if shared.height == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        return bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy())
+
+    if threads <= 1:
+        return unique_pairs([one_band(band) for band in range(len(keys))])
+    with ThreadPoolExecutor(threads) as pool:
+        return unique_pairs(list(pool.map(one_band, range(len(keys)))))
 
 
 def bucket_window_pairs(row: np.ndarray, max_bucket: int, *bucket: np.ndarray) -> np.ndarray:

@@ -116,10 +116,21 @@ def sign_batches(
     """Per batch of rows, straight from the text bytes (`wordbytes`): exact keys (uint64),
     MinHash signatures (n x num_perm, uint32) and word counts of all `texts`. The outputs
     are allocated once and filled batch by batch, `params.sign_threads` batches at a time."""
+    keys, sig, lengths, _ = sign_and_band(texts, params, batch_rows, with_bands=False)
+    return keys, sig, lengths
+
+
+def sign_and_band(
+    texts: pl.Series, params: DedupParams, batch_rows: int = 50_000, *, with_bands: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`sign_batches`, plus each row's LSH band keys (band-major: bands x n, uint64),
+    computed in the same threads while a batch's signatures are still in cache."""
     n = len(texts)
     keys = np.empty(n, dtype=np.uint64)
     sig = np.empty((n, params.num_perm), dtype=np.uint32)
     lengths = np.empty(n, dtype=np.int64)
+    bands, per_band = params.banding
+    band_keys_ = np.empty((bands if with_bands else 0, n), dtype=np.uint64)
     permutations(params.num_perm, params.seed)  # imports datasketch once, before any thread
 
     def sign(lo: int) -> None:
@@ -129,6 +140,8 @@ def sign_batches(
         lengths[lo:hi] = spans.counts
         del spans
         sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        if with_bands:
+            band_keys_[:, lo:hi] = band_major_keys(sig[lo:hi], bands, per_band)
 
     starts = range(0, n, batch_rows)
     if params.sign_threads <= 1 or len(starts) <= 1:
@@ -137,18 +150,23 @@ def sign_batches(
     else:
         with ThreadPoolExecutor(params.sign_threads) as pool:
             list(pool.map(sign, starts))
-    return keys, sig, lengths
+    return keys, sig, lengths, band_keys_
 
 
 def near_edges_of(
-    sig: np.ndarray, rows: np.ndarray, params: DedupParams, texts: pl.Series | None = None
+    sig: np.ndarray, rows: np.ndarray, params: DedupParams, texts: pl.Series | None = None,
+    band_keys_: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Verified near-duplicate edges among `rows` (indices into `sig` and `texts`), their
-    Jaccard, and the number of candidate pairs."""
-    bands, per_band = params.banding
-    keys = band_major_keys(sig, bands, per_band, select=rows)
-    pairs = streamed_candidate_pairs(keys, rows, params.max_bucket)
-    del keys
+    Jaccard, and the number of candidate pairs. `band_keys_`: every row's band keys
+    (`sign_and_band`), else they are computed from `sig` here."""
+    if band_keys_ is None:
+        bands, per_band = params.banding
+        pairs = streamed_candidate_pairs(band_major_keys(sig, bands, per_band, select=rows), rows,
+                                         params.max_bucket, threads=params.sign_threads)
+    else:
+        pairs = streamed_candidate_pairs(band_keys_, rows, params.max_bucket, select=rows,
+                                         threads=params.sign_threads)
     edges, jac = verify_candidates(sig, pairs, params, words=texts)
     return edges, jac, len(pairs)
 
@@ -196,13 +214,14 @@ def dedup_frame(
     params = params or DedupParams()
     ordered = frame.sort(id_col)
     texts = ordered[text]
-    keys, sig, lengths = sign_batches(texts, params)
+    keys, sig, lengths, bands = sign_and_band(texts, params)
     ex_edges = exact_edges(keys)
     # near duplicates among one representative per exact group (its first row in id order)
     _, first_index = np.unique(keys, return_index=True)
     reps = np.sort(first_index)
     reps = reps[lengths[reps] > 0]
-    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts)
+    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts, bands)
+    del bands
     return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
 
 
@@ -295,6 +314,7 @@ __all__ = [
     "shingle_hash32",
     "shingle_hashes",
     "shingles_of",
+    "sign_and_band",
     "sign_batches",
     "signatures_from_shingles",
     "streamed_candidate_pairs",
