@@ -221,6 +221,16 @@ def _words(text: str) -> list[str]:
 
 
 def peak_rss_mib() -> float:
+    """This process image's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    across fork and exec, so every worker would report at least the parent's RSS (the parent
+    holds the whole corpus: 1.4 GB at 1M rows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
