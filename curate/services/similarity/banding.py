@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 
-from curate.services.similarity.minhash import _MASK64, _SHINGLE_PRIME, _SHINGLE_SEED
+from curate.services.similarity.minhash import _MASK32, _MASK64, _SHINGLE_PRIME, _SHINGLE_SEED
+
+# Rows of signatures turned into band keys at once (64k x 128 x 4 B = 32 MiB, transposed once).
+_KEY_CHUNK = 1 << 16
 
 
 def candidate_probability(similarity: float, bands: int, rows: int) -> float:
@@ -32,17 +37,31 @@ def choose_banding(num_perm: int, threshold: float, target: float = 0.99) -> tup
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (text, band): n x bands, uint64 (a hash of the band's values)."""
-    n = sig.shape[0]
-    keys = np.empty((n, bands), dtype=np.uint64)
+    return np.ascontiguousarray(band_major_keys(sig, bands, rows).T)
+
+
+def band_major_keys(sig: np.ndarray, bands: int, rows: int, select: np.ndarray | None = None) -> np.ndarray:
+    """`band_keys` of the rows `select` of `sig` (all rows if None), band-major: bands x m.
+
+    One band's keys are then one contiguous array, which `streamed_candidate_pairs` sorts
+    band by band. Signatures are read in chunks of `_KEY_CHUNK` rows, each transposed once
+    so that every permutation's values are contiguous.
+    """
+    m = sig.shape[0] if select is None else len(select)
+    keys = np.empty((bands, m), dtype=np.uint64)
     prime = np.uint64(_SHINGLE_PRIME)
-    for band in range(bands):
-        h = np.full(n, np.uint64((_SHINGLE_SEED + band) & _MASK64), dtype=np.uint64)
-        for col in range(band * rows, (band + 1) * rows):
-            h = (h ^ sig[:, col].astype(np.uint64)) * prime
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        keys[:, band] = h
+    for lo in range(0, m, _KEY_CHUNK):
+        part = sig[lo : lo + _KEY_CHUNK] if select is None else sig[select[lo : lo + _KEY_CHUNK]]
+        columns = np.ascontiguousarray(part[:, : bands * rows].T).astype(np.uint64)
+        for band in range(bands):
+            h = np.full(columns.shape[1], np.uint64((_SHINGLE_SEED + band) & _MASK64), dtype=np.uint64)
+            for col in range(band * rows, (band + 1) * rows):
+                h ^= columns[col]
+                h *= prime
+            h ^= h >> np.uint64(33)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33)
+            keys[band, lo : lo + columns.shape[1]] = h
     return keys
 
 
@@ -65,24 +84,69 @@ def candidate_pairs(bands: pl.DataFrame, max_bucket: int = 64) -> np.ndarray:
     near-identical texts) pairs each row with its next `max_bucket - 1` rows in row order,
     which keeps the bucket connected in the graph at linear cost.
     """
-    shared = (
-        bands.filter(pl.len().over("band", "key") > 1)
-        .sort("band", "key", "row")
-        .select(pl.struct("band", "key").rank("dense").alias("bucket"), "row")
-    )
+    shared = bands.filter(pl.len().over("band", "key") > 1).sort("band", "key", "row")
     if shared.height == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    bucket = shared["bucket"].to_numpy()
-    row = shared["row"].to_numpy().astype(np.int64)
+    return unique_pairs([
+        bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy(), shared["band"].to_numpy())
+    ])
+
+
+def streamed_candidate_pairs(
+    keys: np.ndarray, rows: np.ndarray, max_bucket: int = 64, *, select: np.ndarray | None = None,
+    threads: int = 1,
+) -> np.ndarray:
+    """`candidate_pairs` from band-major keys (bands x m, `band_major_keys`) of `rows`, one
+    band at a time: a band's shared buckets are found (hash), sorted by (key, row) and
+    paired, so only one band's keys and sorted run are held at once per thread besides
+    the pairs. `select`: take the columns `select` of `keys` (one band at a time)."""
+    rows = np.asarray(rows, dtype=np.int64)
+
+    def one_band(band: int) -> np.ndarray:
+        band_keys_ = keys[band] if select is None else keys[band][select]
+        shared = (
+            pl.DataFrame({"key": band_keys_, "row": rows})
+            .filter(pl.col("key").is_duplicated())
+            .sort("key", "row")
+        )
+        if shared.height == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        return bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy())
+
+    if threads <= 1:
+        return unique_pairs([one_band(band) for band in range(len(keys))])
+    with ThreadPoolExecutor(threads) as pool:
+        return unique_pairs(list(pool.map(one_band, range(len(keys)))))
+
+
+def bucket_window_pairs(row: np.ndarray, max_bucket: int, *bucket: np.ndarray) -> np.ndarray:
+    """Pairs of rows sorted by bucket (the arrays of `bucket` equal) and then row, each with
+    its next `max_bucket - 1` rows of the same bucket."""
+    row = np.asarray(row, dtype=np.int64)
     found: list[np.ndarray] = []
     for offset in range(1, max_bucket):
-        same = bucket[offset:] == bucket[:-offset]
+        if offset >= len(row):
+            break
+        same = np.ones(len(row) - offset, dtype=bool)
+        for values in bucket:
+            same &= values[offset:] == values[:-offset]
         if not same.any():
             break
         found.append(np.stack([row[:-offset][same], row[offset:][same]], axis=1))
-    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
-    pairs = np.sort(pairs, axis=1)
-    return np.unique(pairs, axis=0)
+    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def unique_pairs(parts: list[np.ndarray]) -> np.ndarray:
+    """The distinct pairs of `parts` as (i < j) rows, sorted (one 64-bit code per pair)."""
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(parts)
+    low, high = pairs.min(axis=1).astype(np.uint64), pairs.max(axis=1).astype(np.uint64)
+    if len(pairs) and int(high.max()) >= 1 << 32:
+        raise ValueError("row indices past 2^32 do not fit a pair code")
+    codes = np.unique((low << np.uint64(32)) | high)
+    return np.stack([(codes >> np.uint64(32)).astype(np.int64), (codes & np.uint64(_MASK32)).astype(np.int64)], axis=1)
 
 
 # ---------------------------------------------------------------- 5. verification

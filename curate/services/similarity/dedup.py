@@ -8,7 +8,9 @@ run the per-row steps per batch and shuffle by key between them:
                                    `MinHash(num_perm, seed)` (scheme "affine32") fed the same
                                    shingles with `hashfunc=shingle_hash32`.
 3. `band_keys` / `band_frame`     per batch: one 64-bit key per LSH band.
-4. `candidate_pairs`              shuffle by (band, key): pairs of rows sharing a bucket.
+4. `candidate_pairs`              shuffle by (band, key): pairs of rows sharing a bucket
+                                   (`streamed_candidate_pairs`: one band at a time, on one
+                                   machine, from `band_major_keys`).
 5. `verify_candidates`            per pair batch: estimated Jaccard >= threshold
                                    (`verify_pairs`), or with verify="exact" the estimate as
                                    a pre-filter and then the exact shingle-set Jaccard.
@@ -25,6 +27,8 @@ them.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +37,11 @@ import polars as pl
 from curate.services.similarity.banding import (
     band_frame,
     band_keys,
+    band_major_keys,
     candidate_pairs,
     candidate_probability,
     choose_banding,
+    streamed_candidate_pairs,
 )
 from curate.services.similarity.components import (
     choose_survivors,
@@ -58,10 +64,12 @@ from curate.services.similarity.minhash import (
     shingle_hashes,
     shingles_of,
     signatures_from_shingles,
+    text_shingle_hashes,
     tokenize,
     word_hash32,
     word_hash_arrays,
 )
+from curate.services.similarity.wordbytes import span_exact_keys
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,12 @@ class DedupParams:
     max_bucket: int = 64
     verify: str = "estimate"  # "estimate": MinHash only; "exact": shingle-set Jaccard of candidates
     prefilter_margin: float = 0.15  # exact check only for candidates estimated >= threshold - margin
+    threads: int | None = None  # batches signed at once (numpy and Polars release the GIL);
+    # None: the machine's CPUs, at most 4. Results never depend on it.
+
+    @property
+    def sign_threads(self) -> int:
+        return self.threads if self.threads is not None else max(1, min(4, os.cpu_count() or 1))
 
     @property
     def banding(self) -> tuple[int, int]:
@@ -97,34 +111,62 @@ class DedupResult:
 
 
 def sign_batches(
-    texts: pl.Series, params: DedupParams, batch_rows: int = 100_000
+    texts: pl.Series, params: DedupParams, batch_rows: int = 50_000
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per batch of rows, tokenise once: exact keys (uint64), MinHash signatures
-    (n x num_perm, uint32) and word counts of all `texts`."""
-    keys: list[np.ndarray] = []
-    sigs: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
-    for lo in range(0, len(texts), batch_rows):
-        batch = texts.slice(lo, batch_rows)
-        words = tokenize(batch)
-        keys.append(exact_keys(words))
-        lengths.append(words.list.len().fill_null(0).to_numpy())
-        sigs.append(minhash_signatures(batch, words=words, num_perm=params.num_perm,
-                                       shingle_size=params.shingle_size, seed=params.seed))
-    if not keys:
-        return (np.zeros(0, dtype=np.uint64), np.zeros((0, params.num_perm), dtype=np.uint32),
-                np.zeros(0, dtype=np.int64))
-    return np.concatenate(keys), np.concatenate(sigs), np.concatenate(lengths)
+    """Per batch of rows, straight from the text bytes (`wordbytes`): exact keys (uint64),
+    MinHash signatures (n x num_perm, uint32) and word counts of all `texts`. The outputs
+    are allocated once and filled batch by batch, `params.sign_threads` batches at a time."""
+    keys, sig, lengths, _ = sign_and_band(texts, params, batch_rows, with_bands=False)
+    return keys, sig, lengths
+
+
+def sign_and_band(
+    texts: pl.Series, params: DedupParams, batch_rows: int = 50_000, *, with_bands: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`sign_batches`, plus each row's LSH band keys (band-major: bands x n, uint64),
+    computed in the same threads while a batch's signatures are still in cache."""
+    n = len(texts)
+    keys = np.empty(n, dtype=np.uint64)
+    sig = np.empty((n, params.num_perm), dtype=np.uint32)
+    lengths = np.empty(n, dtype=np.int64)
+    bands, per_band = params.banding
+    band_keys_ = np.empty((bands if with_bands else 0, n), dtype=np.uint64)
+    permutations(params.num_perm, params.seed)  # imports datasketch once, before any thread
+
+    def sign(lo: int) -> None:
+        hashes, counts, spans = text_shingle_hashes(texts.slice(lo, batch_rows), params.shingle_size)
+        hi = lo + len(counts)
+        keys[lo:hi] = span_exact_keys(spans)
+        lengths[lo:hi] = spans.counts
+        del spans
+        sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        if with_bands:
+            band_keys_[:, lo:hi] = band_major_keys(sig[lo:hi], bands, per_band)
+
+    starts = range(0, n, batch_rows)
+    if params.sign_threads <= 1 or len(starts) <= 1:
+        for lo in starts:
+            sign(lo)
+    else:
+        with ThreadPoolExecutor(params.sign_threads) as pool:
+            list(pool.map(sign, starts))
+    return keys, sig, lengths, band_keys_
 
 
 def near_edges_of(
-    sig: np.ndarray, rows: np.ndarray, params: DedupParams, texts: pl.Series | None = None
+    sig: np.ndarray, rows: np.ndarray, params: DedupParams, texts: pl.Series | None = None,
+    band_keys_: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Verified near-duplicate edges among `rows` (indices into `sig` and `texts`), their
-    Jaccard, and the number of candidate pairs."""
-    bands, per_band = params.banding
-    keys = band_keys(sig[rows], bands, per_band)
-    pairs = candidate_pairs(band_frame(keys, rows), params.max_bucket)
+    Jaccard, and the number of candidate pairs. `band_keys_`: every row's band keys
+    (`sign_and_band`), else they are computed from `sig` here."""
+    if band_keys_ is None:
+        bands, per_band = params.banding
+        pairs = streamed_candidate_pairs(band_major_keys(sig, bands, per_band, select=rows), rows,
+                                         params.max_bucket, threads=params.sign_threads)
+    else:
+        pairs = streamed_candidate_pairs(band_keys_, rows, params.max_bucket, select=rows,
+                                         threads=params.sign_threads)
     edges, jac = verify_candidates(sig, pairs, params, words=texts)
     return edges, jac, len(pairs)
 
@@ -172,13 +214,14 @@ def dedup_frame(
     params = params or DedupParams()
     ordered = frame.sort(id_col)
     texts = ordered[text]
-    keys, sig, lengths = sign_batches(texts, params)
+    keys, sig, lengths, bands = sign_and_band(texts, params)
     ex_edges = exact_edges(keys)
     # near duplicates among one representative per exact group (its first row in id order)
     _, first_index = np.unique(keys, return_index=True)
     reps = np.sort(first_index)
     reps = reps[lengths[reps] > 0]
-    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts)
+    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts, bands)
+    del bands
     return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
 
 
@@ -249,6 +292,7 @@ __all__ = [
     "DedupResult",
     "band_frame",
     "band_keys",
+    "band_major_keys",
     "candidate_pairs",
     "candidate_probability",
     "choose_banding",
@@ -270,8 +314,10 @@ __all__ = [
     "shingle_hash32",
     "shingle_hashes",
     "shingles_of",
+    "sign_and_band",
     "sign_batches",
     "signatures_from_shingles",
+    "streamed_candidate_pairs",
     "tokenize",
     "verify_candidates",
     "verify_pairs",

@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 import xxhash
 
+from curate.services.similarity.wordbytes import WordSpans, word_spans, xxh32_spans
+
 if TYPE_CHECKING:
     from datasketch import MinHash
 
@@ -25,8 +27,14 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 _SHINGLE_SEED = 0x9E3779B97F4A7C15
 _SHINGLE_PRIME = 0x100000001B3  # FNV-1a 64-bit prime
 _EMPTY = np.uint32(_MASK32)
-# Cells (shingles x permutations) computed at once: bounds the working memory (~32 MiB).
+# Cells (shingles x permutations) computed at once for long texts: bounds the working memory (~32 MiB).
 _MAX_CELLS = 1 << 23
+# Texts per tile of the slot-wise signature loop: a tile's signatures and one slot's values
+# (2 x 1024 x 128 x 4 B = 1 MiB) stay in cache.
+_TILE = 1024
+# Texts with more shingles than this are signed segment-wise (a slot loop would run
+# once per shingle for only a few texts).
+_LONG_TEXT = 512
 
 
 # ---------------------------------------------------------------- 1. tokens and exact keys
@@ -96,33 +104,51 @@ def shingle_hashes(word_hashes: np.ndarray, lengths: np.ndarray, size: int) -> t
     """Hashes of every `size`-word shingle (uint32) and the shingle count per text.
 
     A text shorter than `size` words has one shingle (all its words); an empty text none.
-    Vectorised over all shingles: the only Python loop runs over the `size` positions.
+    Every window of `size` consecutive words of the batch is hashed at once (contiguous
+    slices of the word hashes, no gather), and the windows that lie inside one text are
+    kept; the few texts shorter than `size` are hashed apart.
     """
-    lengths = lengths.astype(np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
     counts = np.where(lengths == 0, 0, np.maximum(lengths - size + 1, 1))
-    total = int(counts.sum())
-    word_start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    shingle_start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    doc = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
-    first = np.arange(total, dtype=np.int64) - shingle_start[doc] + word_start[doc]
-    width = np.minimum(lengths, size)[doc]
-    h: np.ndarray = np.full(total, _SHINGLE_SEED, dtype=np.uint64)
-    prime = np.uint64(_SHINGLE_PRIME)
+    word_start = np.cumsum(lengths) - lengths
+    out = np.empty(int(counts.sum()), dtype=np.uint32)
     wide = word_hashes.astype(np.uint64)
-    full = width == size
-    if full.all():  # the common case: every shingle has `size` words, no masks
+    prime = np.uint64(_SHINGLE_PRIME)
+    full = lengths >= size
+    windows = len(wide) - size + 1
+    if windows > 0 and full.any():
+        h: np.ndarray = np.full(windows, _SHINGLE_SEED, dtype=np.uint64)
         for j in range(size):
-            h ^= wide[first + j]
+            h ^= wide[j : j + windows]
             h *= prime
-    else:
-        for j in range(size):
+        inside = np.zeros(windows + 1, dtype=np.int32)  # +1 where a text's windows begin, -1 after
+        inside[word_start[full]] += 1
+        inside[word_start[full] + counts[full]] -= 1
+        kept = _fold32(h[np.cumsum(inside[:-1]) > 0])
+        if full.all():
+            return kept, counts
+        out[np.repeat(full, counts)] = kept
+    short = np.flatnonzero(~full & (lengths > 0))
+    if short.size:
+        g: np.ndarray = np.full(short.size, _SHINGLE_SEED, dtype=np.uint64)
+        first, width = word_start[short], lengths[short]
+        for j in range(size - 1):
             valid = j < width
-            if not valid.any():
-                break
-            idx = np.where(valid, first + j, 0)
-            h = np.where(valid, (h ^ wide[idx]) * prime, h)
-    folded = (h ^ (h >> np.uint64(32))) & np.uint64(_MASK32)
-    return np.asarray(folded, dtype=np.uint32), counts
+            g = np.where(valid, (g ^ wide[np.where(valid, first + j, 0)]) * prime, g)
+        out[(np.cumsum(counts) - counts)[short]] = _fold32(g)
+    return out, counts
+
+
+def _fold32(h: np.ndarray) -> np.ndarray:
+    return np.asarray((h ^ (h >> np.uint64(32))) & np.uint64(_MASK32), dtype=np.uint32)
+
+
+def text_shingle_hashes(texts: pl.Series, size: int) -> tuple[np.ndarray, np.ndarray, WordSpans]:
+    """Shingle hashes and counts of a batch of texts, straight from their bytes
+    (`wordbytes`: the words of `tokenize`, hashed with xxh32 in numpy), and the word spans."""
+    spans = word_spans(texts)
+    hashes, counts = shingle_hashes(xxh32_spans(spans.data, spans.starts, spans.ends), spans.counts, size)
+    return hashes, counts, spans
 
 
 @lru_cache(maxsize=8)
@@ -152,38 +178,77 @@ def signatures_from_shingles(
 
     Same arithmetic as datasketch's affine32 `update_batch`: fmix32, then a*h+b mod 2^32,
     then the minimum per permutation. A text without shingles keeps the empty value.
-    Works in permutation-major blocks in one reused buffer: a fresh allocation per block
-    (page faults) and row-major `reduceat` are each ~10x slower.
+    Texts of up to `_LONG_TEXT` shingles go slot by slot (`_signatures_by_slot`), longer
+    ones through `_signatures_by_segment`; both give the same values.
     """
     a, b = permutations(num_perm, seed)
     n = len(counts)
     sig = np.full((n, num_perm), _EMPTY, dtype=np.uint32)
     mixed = fmix32(hashes)
-    nonempty = np.flatnonzero(counts > 0)
-    if nonempty.size == 0:
-        return sig
-    ends = np.cumsum(counts)
-    starts = ends - counts
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    short = np.flatnonzero((counts > 0) & (counts <= _LONG_TEXT))
+    long = np.flatnonzero(counts > _LONG_TEXT)
+    if short.size:
+        _signatures_by_slot(sig, mixed, starts, counts, short, a, b)
+    if long.size:
+        _signatures_by_segment(sig, mixed, starts, counts, long, a, b)
+    return sig
+
+
+def _signatures_by_slot(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                        docs: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Texts sorted by shingle count (descending), in tiles of `_TILE`: for the j-th shingle
+    of every text in the tile that has one (a prefix of the tile), one vectorised
+    a*h+b and one element-wise minimum into the tile's signatures. Every numpy call runs
+    over whole (texts x permutations) blocks that stay in cache; no per-text reduction."""
+    num_perm = len(a)
+    order = docs[np.argsort(-counts[docs], kind="stable")]
+    block = np.empty((_TILE, num_perm), dtype=np.uint32)
+    acc = np.empty((_TILE, num_perm), dtype=np.uint32)
+    a_row, b_row = a[None, :], b[None, :]
+    for lo in range(0, order.size, _TILE):
+        tile = order[lo : lo + _TILE]
+        tile_starts, descending = starts[tile], -counts[tile]
+        tile_acc = acc[: tile.size]
+        tile_acc.fill(_EMPTY)
+        for j in range(int(-descending[0])):
+            k = int(np.searchsorted(descending, -j, side="left"))  # texts with > j shingles
+            slot = block[:k]
+            np.multiply(mixed[tile_starts[:k] + j][:, None], a_row, out=slot)
+            np.add(slot, b_row, out=slot)
+            np.minimum(tile_acc[:k], slot, out=tile_acc[:k])
+        sig[tile] = tile_acc
+
+
+def _signatures_by_segment(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                           docs: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Long texts: permutation-major blocks of their shingles in one reused buffer, then the
+    minimum per text and permutation with `reduceat` (its per-segment cost is paid back on
+    long segments)."""
+    num_perm = len(a)
     width = max(1, _MAX_CELLS // num_perm)
     buffer = np.empty((num_perm, width), dtype=np.uint32)
     a_col, b_col = a[:, None], b[:, None]
-    nonempty_ends = ends[nonempty]
+    ends = starts + counts
+    docs_ends = ends[docs]
     i = 0
-    while i < nonempty.size:
-        # take texts until their shingles fill the buffer (at least one text)
-        lo = int(starts[nonempty[i]])
-        j = max(int(np.searchsorted(nonempty_ends, lo + width, side="right")), i + 1)
-        docs = nonempty[i:j]
-        hi = int(ends[docs[-1]])
-        if hi - lo > buffer.shape[1]:
-            buffer = np.empty((num_perm, hi - lo), dtype=np.uint32)
-        block = buffer[:, : hi - lo]
-        np.multiply(a_col, mixed[None, lo:hi], out=block)
+    while i < docs.size:
+        # take texts until their shingles fill the buffer (at least one text); the texts
+        # of `docs` are in ascending order, so their shingles are consecutive runs
+        lo = int(starts[docs[i]])
+        j = max(int(np.searchsorted(docs_ends, lo + width, side="right")), i + 1)
+        batch = docs[i:j]
+        segments = np.concatenate([np.arange(starts[t], ends[t]) for t in batch]) if j - i > 1 else \
+            np.arange(starts[batch[0]], ends[batch[0]])
+        if segments.size > buffer.shape[1]:
+            buffer = np.empty((num_perm, segments.size), dtype=np.uint32)
+        block = buffer[:, : segments.size]
+        np.multiply(a_col, mixed[None, segments], out=block)
         np.add(block, b_col, out=block)
-        offsets = (starts[docs] - lo).astype(np.intp)
-        sig[docs] = np.minimum.reduceat(block, offsets, axis=1).T
+        offsets = np.concatenate(([0], np.cumsum(counts[batch])[:-1])).astype(np.intp)
+        sig[batch] = np.minimum.reduceat(block, offsets, axis=1).T
         i = j
-    return sig
 
 
 def minhash_signatures(
@@ -191,9 +256,11 @@ def minhash_signatures(
     words: pl.Series | None = None,
 ) -> np.ndarray:
     """MinHash signatures of a batch of texts (n x num_perm, uint32)."""
-    words = tokenize(texts) if words is None else words
-    word_hashes, lengths = word_hash_arrays(words)
-    hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
+    if words is None:
+        hashes, counts, _ = text_shingle_hashes(texts, shingle_size)
+    else:
+        word_hashes, lengths = word_hash_arrays(words)
+        hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
     return signatures_from_shingles(hashes, counts, num_perm, seed)
 
 
