@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assay.errors import AssayError
-from train.base_models import require_sha256
+from train.base_models import sha256_of
 
 LLAMA_CPP_PYTHON = "0.3.36"
 SDIST = f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
@@ -146,7 +146,9 @@ def fetch_sources(root: str | Path | None = None, sdist: Path | None = None) -> 
     print(f"fetching llama.cpp's GGUF converter from llama-cpp-python=={LLAMA_CPP_PYTHON} (once) ...", flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
         work = Path(scratch)
-        archive_path = require_sha256(sdist or download_sdist(work), SDIST_SHA256)
+        archive_path = sdist or download_sdist(work)
+        if sha256_of(archive_path) != SDIST_SHA256:
+            raise GGUFToolsMissing(f"{archive_path}: sha256 is not the pinned {SDIST_SHA256}")
         staged = work / "staged"
         with tarfile.open(archive_path) as archive:
             archive.extractall(staged, members=_vendored_members(archive), filter="data")
