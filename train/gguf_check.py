@@ -40,7 +40,7 @@ def held_out(test_jsonl: Path, limit: int) -> tuple[list[Conversation], list[str
     return prompts, references
 
 
-def _load(merged_dir: Path, gguf_file: Path | None) -> Any:
+def load_model(merged_dir: Path, gguf_file: Path | None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -51,7 +51,7 @@ def _load(merged_dir: Path, gguf_file: Path | None) -> Any:
     return model.eval()
 
 
-def _tokenizer(merged_dir: Path) -> Any:
+def check_tokenizer(merged_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
@@ -120,11 +120,11 @@ def round_trip(
     prompts, references = held_out(test_jsonl, limit)
     if not prompts:
         return {"status": "skipped", "reason": f"{test_jsonl} has no conversation ending in an assistant turn"}
-    tokenizer = _tokenizer(merged_dir)
+    tokenizer = check_tokenizer(merged_dir)
     budget = max_new_tokens_for(tokenizer, references)
     if merged_answers is None:
-        merged_answers = answers_of(_load(merged_dir, None), tokenizer, prompts, budget, batch_size)
-    file_answers = answers_of(_load(merged_dir, gguf_file), tokenizer, prompts, budget, batch_size)
+        merged_answers = answers_of(load_model(merged_dir, None), tokenizer, prompts, budget, batch_size)
+    file_answers = answers_of(load_model(merged_dir, gguf_file), tokenizer, prompts, budget, batch_size)
     return {
         "status": "ok",
         "file": str(gguf_file),
