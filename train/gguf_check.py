@@ -83,17 +83,48 @@ def answers_of(model: Any, tokenizer: Any, prompts: list[Conversation], max_new_
     return [answer.strip() for answer in answers]
 
 
-def compare(reference_answers: list[str], file_answers: list[str], references: list[str]) -> dict[str, Any]:
-    """Agreement and exact match (per row, then bootstrapped) of the file against the merged model."""
+#: A greedy step whose top two log-probabilities lie closer than this (nats) is a coin flip:
+#: any change of arithmetic (a quantised weight, another summation order) may turn it.
+NEAR_TIE = 0.1
+
+
+def decision_margins(model: Any, tokenizer: Any, prompts: list[Conversation], answers: list[str]) -> list[float]:
+    """Per prompt, the merged model's closest call along its own greedy answer: the smallest gap
+    between its top two next-token log-probabilities over the answer's tokens and the end of
+    turn (the answer re-tokenised from its text: close to, not always exactly, the ids it made)."""
+    import torch
+
+    margins = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        start = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = tokenizer(text + answer + (tokenizer.eos_token or ""), add_special_tokens=False, return_tensors="pt")
+        with torch.inference_mode():
+            logprobs = model(**ids).logits[0, start - 1 : -1].float().log_softmax(-1)
+        top = logprobs.topk(2, dim=-1).values
+        margins.append(round(float((top[:, 0] - top[:, 1]).min()), 4) if len(top) else 0.0)
+    return margins
+
+
+def compare(
+    reference_answers: list[str], file_answers: list[str], references: list[str], margins: list[float] | None = None
+) -> dict[str, Any]:
+    """Agreement and exact match (per row, then bootstrapped) of the file against the merged
+    model; with ``margins``, the agreement on the prompts the merged model does not decide by a
+    near tie as well."""
     agree = [float(a == b) for a, b in zip(reference_answers, file_answers, strict=True)]
+    margins = margins or [float("inf")] * len(agree)
     exact_merged = [float(a == r.strip()) for a, r in zip(reference_answers, references, strict=True)]
     exact_file = [float(b == r.strip()) for b, r in zip(file_answers, references, strict=True)]
     differing = [
-        {"merged": a, "gguf": b} for a, b in zip(reference_answers, file_answers, strict=True) if a != b
+        {"merged": a, "gguf": b, "margin": m}
+        for a, b, m in zip(reference_answers, file_answers, margins, strict=True) if a != b
     ]
+    decided = [a for a, m in zip(agree, margins, strict=True) if m >= NEAR_TIE]
     return {
         "n": len(agree),
         "agreement": mean_interval(agree).as_dict(),
+        "decided": {"near_tie_nats": NEAR_TIE, "n": len(decided), "agreement": mean_interval(decided).as_dict()},
         "exact_match_merged": mean_interval(exact_merged).as_dict(),
         "exact_match_gguf": mean_interval(exact_file).as_dict(),
         "exact_match_change": paired_difference(exact_file, exact_merged).as_dict(),
@@ -122,8 +153,11 @@ def round_trip(
         return {"status": "skipped", "reason": f"{test_jsonl} has no conversation ending in an assistant turn"}
     tokenizer = check_tokenizer(merged_dir)
     budget = max_new_tokens_for(tokenizer, references)
+    merged = load_model(merged_dir, None)
     if merged_answers is None:
-        merged_answers = answers_of(load_model(merged_dir, None), tokenizer, prompts, budget, batch_size)
+        merged_answers = answers_of(merged, tokenizer, prompts, budget, batch_size)
+    margins = decision_margins(merged, tokenizer, prompts, merged_answers)
+    del merged
     file_answers = answers_of(load_model(merged_dir, gguf_file), tokenizer, prompts, budget, batch_size)
     return {
         "status": "ok",
@@ -131,6 +165,6 @@ def round_trip(
         "prompts": f"first {len(prompts)} of {test_jsonl.name}",
         "max_new_tokens": budget,
         "vocabulary": vocabulary_matches(tokenizer, gguf_file),
-        **compare(merged_answers, file_answers, references),
+        **compare(merged_answers, file_answers, references, margins),
         "merged_answers": merged_answers,
     }

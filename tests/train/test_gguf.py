@@ -158,7 +158,9 @@ def test_comparison_counts_agreement_and_the_exact_match_change() -> None:
     assert result["n"] == 4 and result["agreement"]["estimate"] == 0.75
     assert result["exact_match_merged"]["estimate"] == 0.75 and result["exact_match_gguf"]["estimate"] == 0.5
     assert result["exact_match_change"]["estimate"] == -0.25
-    assert result["differing_examples"] == [{"merged": "C", "gguf": "X"}]
+    assert result["differing_examples"] == [{"merged": "C", "gguf": "X", "margin": float("inf")}]
+    near_tie = compare(["A", "C"], ["A", "X"], ["A", "C"], margins=[1.2, 0.02])
+    assert near_tie["decided"]["n"] == 1 and near_tie["decided"]["agreement"]["estimate"] == 1.0
 
 
 def test_held_out_prompts_end_before_the_answer(tmp_path: Path) -> None:
