@@ -10,7 +10,7 @@ TRAIN_CONFIG ?= data/demo/train.yaml
 # pip's configured local wheel folder (the CPU build of torch lives there on our machines)
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 
-.PHONY: venv model dataset train test test-fast lint review-server review-server-stop lock clean
+.PHONY: venv model gguf-tools dataset train test test-fast lint review-server review-server-stop lock clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,14 @@ $(STAMP): pyproject.toml requirements.lock
 # into ~/.cache/assay/models; `train run` does the same on first use.
 model: venv
 	$(BIN)/train fetch-model
+
+# Optional: llama.cpp's GGUF converter and llama-quantize (for Q4_K_M, Q5_K_M, ...), taken from the
+# llama-cpp-python sdist on PyPI and built once, CPU only, into ~/.cache/assay/gguf-tools/0.3.36/.
+# `train run` fetches the converter alone on first use; only the K-quants need this target.
+# Here (2 cores shared with other jobs, load average ~5) building llama-quantize took 1,042 s
+# (17 min) and the fetch (pip download of the 77 MB sdist, its metadata step included) 160 s.
+gguf-tools: venv
+	$(BIN)/train gguf-tools
 
 dataset: venv
 	$(BIN)/curate run $(DEMO)

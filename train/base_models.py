@@ -167,7 +167,32 @@ def convert_gguf(spec: WheelModel, gguf_file: Path, out_dir: Path) -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    repair_byte_level_bpe(out_dir / "tokenizer.json")
     return out_dir
+
+
+def repair_byte_level_bpe(tokenizer_json: Path) -> bool:
+    """Label a byte-level BPE tokenizer as one (GPT-2 style), as the model's own hub files do.
+
+    transformers rebuilds the tokenizer of a GGUF checkpoint as a byte-level BPE that also
+    claims ``byte_fallback`` and a SentencePiece-style decoder chain. It encodes and decodes
+    exactly like the plain byte-level one (every byte is in the vocabulary; tested on
+    SmolLM2), but llama.cpp's converter reads those two flags as a Llama SentencePiece BPE
+    and writes a GGUF vocabulary without merges that llama.cpp tokenizes wrongly. Returns
+    whether the file changed.
+    """
+    if not tokenizer_json.is_file():
+        return False
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    model, decoder = data.get("model") or {}, data.get("decoder") or {}
+    byte_level = (data.get("pre_tokenizer") or {}).get("type") == "ByteLevel"
+    chain = [step.get("type") for step in decoder.get("decoders", [])] if decoder.get("type") == "Sequence" else []
+    if not (model.get("type") == "BPE" and model.get("byte_fallback") and byte_level and "ByteLevel" in chain):
+        return False
+    model["byte_fallback"] = False
+    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    tokenizer_json.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return True
 
 
 def fetch_model(

