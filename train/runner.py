@@ -234,7 +234,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "resumed_at_step": resumed_step,
         "processes": world_size(),
     }
-    quantized, checkpointing = loaded.quantized, loaded.gradient_checkpointing
+    quantized, checkpointing, attention = loaded.quantized, loaded.gradient_checkpointing, loaded.packed_attention
     del trainer, loaded
     gc.collect()
     outputs: dict[str, Any] = {"adapter": str(adapter_dir), "checkpoints": str(run_dir / CHECKPOINTS)}
@@ -250,6 +250,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "device": _device_name(),
         "quantized": quantized,
         "gradient_checkpointing": checkpointing,
+        "packed_attention": attention,
         "data": str(cfg.data_path.resolve()),
         "dataset_sha256": dataset_hash(cfg.data_path),
         "examples": {"train": len(train_enc), "validation": len(val_enc)},

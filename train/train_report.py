@@ -56,7 +56,8 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
         "|---|---|",
         f"| base model | `{report['base_model']}` |",
         f"| backend | {report['backend']} ({report['device']}, 4-bit: {report['quantized']}, "
-        f"gradient checkpointing: {report.get('gradient_checkpointing', 'n/a')}) |",
+        f"gradient checkpointing: {report.get('gradient_checkpointing', 'n/a')}, "
+        f"packed attention: {report.get('packed_attention') or 'n/a'}) |",
         f"| dataset | `{report['data']}` sha256 `{report['dataset_sha256'][:16]}…` |",
         f"| examples (train / validation) | {report['examples']['train']} / "
         f"{report['examples']['validation']} |",

@@ -80,6 +80,8 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 CORE = ("plain-dense", "plain-packed", "trainer")
 EXTRA = (  # in the order they run while the budget lasts
+    "trainer-segments",  # Unsloth's per-segment SDPA instead of train/varlen.py's kernel
+    "plain-packed-segments",
     "trainer-gc",
     "plain-dense-gc",
     "trainer-head",
@@ -339,7 +341,9 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
 
     from train.backends import load_for_training
 
-    cfg = bench_config(args, backend, **({"gradient_checkpointing": True} if args.worker.endswith("-gc") else {}))
+    cfg = bench_config(
+        args, backend, **({"gradient_checkpointing": True} if args.worker.endswith("-gc") else {})
+    )
     t0 = time.perf_counter()
     loaded = load_for_training(cfg, args.model, backend)
     load_s = time.perf_counter() - t0
@@ -412,6 +416,7 @@ def worker_plain(args: argparse.Namespace) -> dict[str, Any]:
         "dynamo_warmup": before,
         "dynamo_timed_delta": {k: after[k] - before[k] for k in after},
         "attention": attention_path(),
+        "packed_attention": loaded.packed_attention,
     }
 
 
@@ -496,6 +501,7 @@ def worker_trainer(args: argparse.Namespace) -> dict[str, Any]:
         "dynamo_warmup": before,
         "dynamo_timed_delta": {k: after[k] - before[k] for k in after},
         "attention": attention_path(),
+        "packed_attention": loaded.packed_attention,
         **({"profile": state["profile"]} if "profile" in state else {}),
     }
 
@@ -742,6 +748,8 @@ def main() -> None:
 
 
 def run_one(args: argparse.Namespace) -> None:
+    if args.worker.endswith("-segments"):
+        os.environ["ASSAY_PACKED_ATTENTION"] = "segments"  # read when the backend is imported
     if args.worker == "build":
         result = worker_build(args)
     elif args.worker == "matmul":
