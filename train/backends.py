@@ -17,6 +17,8 @@ from typing import Any
 from train.config import TrainConfig
 from train.speed import activation_bytes, resolve_gradient_checkpointing
 
+PEFT_PACKED_ATTENTION = "transformers SDPA (position ids)"
+
 
 def cuda_available() -> bool:
     import torch
@@ -38,17 +40,11 @@ def select_backend(requested: str) -> str:
     return "unsloth" if cuda_available() and has_unsloth else "peft"
 
 
-def import_backend(backend: str) -> str:
-    """Import unsloth first (before transformers/peft/trl) when it is the backend; returns the
-    packed-attention path it will use (train/varlen.py gives it a varlen kernel on torch < 2.12)."""
-    if backend != "unsloth":
-        return "transformers SDPA (position ids)"
-    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    import unsloth  # noqa: F401
-
-    from train.varlen import install_unsloth_varlen
-
-    return install_unsloth_varlen()
+def import_backend(backend: str) -> None:
+    """Import unsloth first (before transformers/peft/trl) when it is the backend."""
+    if backend == "unsloth":
+        os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+        import unsloth  # noqa: F401
 
 
 @dataclass
@@ -60,8 +56,8 @@ class Loaded:
     quantized: bool
     #: checkpointing as resolved for this model and card (``gradient_checkpointing: auto``)
     gradient_checkpointing: bool = True
-    #: how packed rows attend within their examples (see ``import_backend``)
-    packed_attention: str = ""
+    #: how packed rows attend within their examples (train/varlen.py on the unsloth backend)
+    packed_attention: str = PEFT_PACKED_ATTENTION
 
 
 def _lora_kwargs(cfg: TrainConfig, backend: str) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def _load_unsloth(cfg: TrainConfig, model_path: str) -> Loaded:
         random_state=cfg.seed,
         max_seq_length=cfg.max_seq_len,
     )
-    from train.varlen import install_unsloth_varlen
+    from train.varlen import install_unsloth_varlen  # Unsloth finds no varlen kernel on torch < 2.12
 
     attention = install_unsloth_varlen()
     return Loaded(model, tokenizer, "unsloth", "cuda", cfg.load_in_4bit, checkpointing, attention)
@@ -143,6 +139,4 @@ def _load_peft(cfg: TrainConfig, model_path: str) -> Loaded:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **_lora_kwargs(cfg, "peft")))
-    return Loaded(
-        peft_model, tokenizer, "peft", "cuda" if on_cuda else "cpu", quantized, checkpointing, import_backend("peft")
-    )
+    return Loaded(peft_model, tokenizer, "peft", "cuda" if on_cuda else "cpu", quantized, checkpointing)
