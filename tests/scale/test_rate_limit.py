@@ -16,6 +16,7 @@ from curate.run.limits import RateLimiter, SlidingWindow, cluster_limiter
 
 LIMIT = 20  # requests per WINDOW
 WINDOW = 1.0
+MARGIN = 0.2  # of the window, kept free for admission-to-arrival delay
 
 
 class CountingServer:
@@ -99,10 +100,13 @@ class TeacherStandIn:
 def test_cluster_limit_holds_across_ray_workers(ray_cluster, counting_server: CountingServer) -> None:
     import ray
 
+    # the margin covers the delay between admission at the actor and arrival at the server
+    # (a Ray reply, then an HTTP request): on a loaded 2-core CI machine that delay varies by
+    # more than 50 ms, so 0.05 let 21 requests into one server-side window
     limiter = cluster_limiter(
-        "test-rate-limit", requests_per_minute=LIMIT * 60 / WINDOW, request_window_s=WINDOW, margin=0.05
+        "test-rate-limit", requests_per_minute=LIMIT * 60 / WINDOW, request_window_s=WINDOW, margin=MARGIN
     )
-    workers, per_worker = 4, 25  # 100 requests: ~5 s at the limit
+    workers, per_worker = 4, 25  # 100 requests: ~6 s at the widened limit
     actor_cls: Any = ray.remote(num_cpus=0)(TeacherStandIn)
     actors: list[Any] = [actor_cls.remote(limiter, counting_server.url) for _ in range(workers)]
     assert all(ray.get([actor.warm.remote() for actor in actors]))
@@ -114,7 +118,7 @@ def test_cluster_limit_holds_across_ray_workers(ray_cluster, counting_server: Co
     assert max_in_any_window(arrivals, WINDOW) <= LIMIT
     # ...and the workers together run at the limit, not at a per-worker share of it
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 0.9 * LIMIT / WINDOW <= rate <= LIMIT / WINDOW * 1.001, rate
+    assert 0.9 * LIMIT / (WINDOW * (1 + MARGIN)) <= rate <= LIMIT / WINDOW * 1.001, rate
     assert limiter.stats()["admitted"] == workers * per_worker
 
 
