@@ -40,6 +40,7 @@ def train_and_evaluate(
     batch: int,
     max_test: int | None = None,
     max_train: int | None = None,
+    train_only: bool = False,
 ) -> dict[str, Any]:
     from train.config import parse_config
     from train.evaluate.config import EvalConfig
@@ -67,6 +68,13 @@ def train_and_evaluate(
     )
     train_report = run_training(cfg)
     train_s = time.perf_counter() - started
+    # the run folder (adapter, report) is the product: e.g. bench/gguf/labels.py merges it elsewhere
+    if train_only:
+        summary = {"train_s": round(train_s, 1), "metrics": train_report["metrics"]}
+        run_path = Path(cfg.run_path)
+        (run_path / "bench-train.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        print(f"trained: {train_report['metrics'].get('global_step')} steps in {train_s:.0f} s -> {run_path}")
+        return summary
     report = evaluate_run(
         Path(cfg.run_path),
         EvalConfig(
@@ -128,6 +136,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="per-device batch (effective batch at least 16)")
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (CPU runs)")
+    parser.add_argument("--train-only", action="store_true", help="train and stop: no evaluation")
 
 
 def run_from_args(export: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -140,6 +149,7 @@ def run_from_args(export: Path, out: Path, args: argparse.Namespace) -> dict[str
         batch=args.batch,
         max_test=args.max_test,
         max_train=args.max_train,
+        train_only=args.train_only,
     )
 
 
