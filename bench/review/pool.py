@@ -52,11 +52,12 @@ def pooled(trials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], share: float
     return hits, expected
 
 
-def interval(trials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], share: float, seed: int) -> tuple[float, float]:
+def interval(trials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], share: float, seed: int,
+             resamples: int = RESAMPLES) -> tuple[float, float]:
     """95% percentile interval of the pooled ratio, resampling examples within each trial."""
     rng = np.random.default_rng(seed)
-    ratios = np.empty(RESAMPLES)
-    for r in range(RESAMPLES):
+    ratios = np.empty(resamples)
+    for r in range(resamples):
         drawn = []
         for k, t, c in trials:
             pick = rng.integers(0, len(k), len(k))
@@ -67,7 +68,7 @@ def interval(trials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], share: flo
     return float(low), float(high)
 
 
-def pool(frames: list[pl.DataFrame], seed: int = 0) -> dict[str, Any]:
+def pool(frames: list[pl.DataFrame], seed: int = 0, resamples: int = RESAMPLES) -> dict[str, Any]:
     results: dict[str, Any] = {
         "trials": [int(f["seed"][0]) for f in frames], "examples": sum(f.height for f in frames),
         "wrong_labels": sum(int(f["wrong"].fill_null(False).sum()) for f in frames),
@@ -78,7 +79,7 @@ def pool(frames: list[pl.DataFrame], seed: int = 0) -> dict[str, Any]:
         for name, column in KEYS.items():
             trials = [trial_arrays(f, column) for f in frames]
             hits, expected = pooled(trials, share)
-            low, high = interval(trials, share, seed)
+            low, high = interval(trials, share, seed, resamples)
             row[name] = {"found": hits, "random_expected": round(expected, 2), "ratio": round(hits / expected, 3),
                          "ratio_ci95": [round(low, 3), round(high, 3)], "at_least_2x": bool(low >= 2.0)}
         results["budgets"][f"{share:.0%}"] = row
