@@ -59,10 +59,15 @@ from curate.review.sync import examples_with_doubt, read_chunks, select_for_revi
 BUDGETS = (0.10, 0.20)
 
 
-def curated_run(work: Path, seed: int, limit: int | None) -> tuple[Any, pl.DataFrame]:
-    """The full variant of bench/curation, run for real; (its config, its kept examples with truth)."""
-    with tempfile.TemporaryDirectory() as out:
-        curate_variants(Path(out), work, variants=["full"], seed=seed, limit=limit)
+def curated_run(work: Path, seed: int, limit: int | None, reuse: bool = False) -> tuple[Any, pl.DataFrame]:
+    """The full variant of bench/curation, run for real (or, with `reuse`, the run already in
+    `work` for this seed); (its config, its kept examples with truth)."""
+    marker = work / "seed.json"
+    done = reuse and marker.exists() and json.loads(marker.read_text()) == {"seed": seed, "limit": limit}
+    if not done:
+        with tempfile.TemporaryDirectory() as out:
+            curate_variants(Path(out), work, variants=["full"], seed=seed, limit=limit)
+        marker.write_text(json.dumps({"seed": seed, "limit": limit}))
     controls = load_controls(CONTROLS)
     labels = sorted({c["family"] for c in controls})
     family = {c["id"]: c["family"] for c in controls}
@@ -113,10 +118,19 @@ def ratio_interval(key: np.ndarray, tiebreak: np.ndarray, caught: np.ndarray, sh
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def measure(frame: pl.DataFrame, keys: dict[str, str], catch: float, seed: int) -> dict[str, Any]:
+def reviewer_verdicts(frame: pl.DataFrame, catch: float, seed: int) -> pl.DataFrame:
+    """`frame` with `caught`: a planted wrong label the simulated reviewer catches when shown it
+    (probability `catch`, drawn once per example from `seed`, the same draws for every order)."""
     rng = np.random.default_rng(seed)
     wrong = frame["wrong"].fill_null(False).to_numpy()
-    caught = (wrong & (rng.random(len(wrong)) < catch)).astype(np.float64)
+    return frame.with_columns(pl.Series("caught", (wrong & (rng.random(len(wrong)) < catch)).astype(np.float64)))
+
+
+def measure(frame: pl.DataFrame, keys: dict[str, str], seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    wrong = frame["wrong"].fill_null(False).to_numpy()
+    caught = frame["caught"].to_numpy()
+    rng.random(len(wrong))  # the reviewer draws (`reviewer_verdicts`); the shuffles come after them
     tiebreak = frame["tiebreak"].to_numpy()
     results: dict[str, Any] = {"examples": frame.height, "wrong_labels": int(wrong.sum()),
                                "caught_if_all_reviewed": int(caught.sum()), "budgets": {}}
@@ -160,18 +174,25 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only N pool controls (a quick look)")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "review")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--frame", type=Path, default=None,
+                        help="also write the per-example sort keys and verdicts here (.parquet), for bench/review/pool.py")
+    parser.add_argument("--reuse", action="store_true", help="score the run already in --work for this seed, if any")
     args = parser.parse_args()
     from curate.services.similarity.embeddings import encode
 
     started = time.perf_counter()
-    config, examples = curated_run(args.work, args.seed, args.limit)
+    config, examples = curated_run(args.work, args.seed, args.limit, args.reuse)
     frame, keys = orders(config, examples, encode)
-    results = measure(frame, keys, args.catch, args.seed)
+    frame = reviewer_verdicts(frame, args.catch, args.seed)
+    results = measure(frame, keys, args.seed)
     results.update(seed=args.seed, catch=args.catch, seconds=round(time.perf_counter() - started, 1),
                    date=dt.date.today().isoformat(), machine=f"{platform.node()} ({platform.processor() or platform.machine()})")
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if args.frame:
+        frame.select("example_id", "tiebreak", "wrong", "caught", *keys.values()).with_columns(
+            pl.lit(args.seed).alias("seed")).write_parquet(args.frame)
 
 
 if __name__ == "__main__":

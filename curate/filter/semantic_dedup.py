@@ -76,6 +76,24 @@ def similar_pairs(vectors: np.ndarray, threshold: float, *, exact_below: int = 5
 
 
 # ----------------------------------------------------------------------------- the step
+def configured_encoder(config: SemanticDedupConfig) -> Any:
+    """`texts -> unit vectors` as `filter.semantic_dedup.encoder` says: the transformer itself, or
+    the static model distilled from it (`curate.services.similarity.static_embeddings`)."""
+    if config.encoder == "static":
+        from curate.services.similarity.static_embeddings import encode_static
+
+        def static(texts: list[str]) -> np.ndarray:
+            return encode_static(texts, model=config.model, dims=config.static_dims)
+
+        return static
+    from curate.services.similarity.embeddings import encode
+
+    def transformer(texts: list[str]) -> np.ndarray:
+        return encode(texts, model=config.model, batch_size=config.batch_size)
+
+    return transformer
+
+
 @dataclass
 class SemanticDedup:
     kept: pl.DataFrame
@@ -88,14 +106,11 @@ def semantic_dedup(frame: pl.DataFrame, config: SemanticDedupConfig, *, id_col: 
     """Dedup `frame` on each configured field in turn; `encoder(texts) -> unit vectors` defaults to
     `curate.services.similarity.embeddings.encode` with the configured model."""
     if encoder is None:
-        from curate.services.similarity.embeddings import encode
-
-        def encoder(texts: list[str]) -> np.ndarray:
-            return encode(texts, model=config.model, batch_size=config.batch_size)
+        encoder = configured_encoder(config)
 
     kept = frame.sort(id_col)
     rejected: list[pl.DataFrame] = []
-    report: dict[str, Any] = {"threshold": config.threshold, "fields": {}}
+    report: dict[str, Any] = {"threshold": config.threshold, "encoder": config.encoder, "fields": {}}
     for name in config.fields:
         kept, lost, figures = _dedup_field(kept, name, config, encoder, id_col=id_col, score=score)
         rejected.append(lost)

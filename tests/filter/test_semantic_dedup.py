@@ -106,3 +106,44 @@ def test_the_step_writes_rejections_in_the_rejection_schema() -> None:
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="known: instruction, answer"):
         SemanticDedupConfig(fields=("question",))
+
+
+@pytest.mark.slow
+def test_the_static_encoder_is_distilled_offline_from_the_packaged_model(tmp_path) -> None:
+    """model2vec's distillation of the wheel's all-MiniLM-L6-v2 (into an empty cache: no network),
+    with the project's transformers; then the paraphrase a/b is one cluster, the rest stay apart."""
+    import shutil
+
+    from curate.services.similarity.embeddings import packaged_model_folder
+    from curate.services.similarity.static_embeddings import encode_static, static_model_folder
+    cache = tmp_path / "models"
+    shutil.copytree(packaged_model_folder(), cache / packaged_model_folder().name)  # the unzipped wheel, no re-unzip
+    folder = static_model_folder(dims=64, cache_dir=cache)
+    assert (folder / ".assay-ready").exists() and static_model_folder(dims=64, cache_dir=cache) == folder
+    vectors = encode_static(["How often is the access control policy reviewed?",
+                             "At what interval must the access control policy be reviewed?",
+                             "Who approves a request for a new account?", ""], dims=64, cache_dir=cache)
+    assert vectors.shape == (4, 64) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5) and not vectors[3].any()
+    sims = vectors[:3] @ vectors[:3].T
+    assert sims[0, 1] > 0.8 > sims[0, 2]
+
+
+def test_the_encoder_setting_picks_the_static_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import curate.services.similarity.static_embeddings as static
+    from curate.filter.semantic_dedup import configured_encoder
+
+    seen: dict[str, object] = {}
+
+    def fake(texts: list[str], *, model: str | None, dims: int) -> np.ndarray:
+        seen.update(texts=texts, model=model, dims=dims)
+        return np.eye(len(texts), dtype=np.float32)
+
+    monkeypatch.setattr(static, "encode_static", fake)
+    config = SemanticDedupConfig(enabled=True, encoder="static", static_dims=128, model="some/model")
+    outcome = semantic_dedup(QUESTIONS, config.model_copy(update={"fields": ("instruction",)}))
+    assert seen["dims"] == 128 and seen["model"] == "some/model" and len(seen["texts"]) == QUESTIONS.height
+    assert outcome.report["encoder"] == "static" and outcome.kept.height == QUESTIONS.height
+    assert configured_encoder(SemanticDedupConfig()).__name__ == "transformer"
+    with pytest.raises(ValueError):
+        SemanticDedupConfig(encoder="onnx")
