@@ -5,8 +5,9 @@
    (ggml-quants.c, through ``ggml_ref.c`` linked against llama.cpp's built libggml-base). The
    largest difference per GGML type, relative to the tensor's largest value.
 2. **What each file holds.** Each MLP and attention-output/value tensor's relative error
-   (Frobenius) against the merged model's weight, per type; then tensor by tensor, Q4_K_M's
-   against Q5_K_M's.
+   (Frobenius) against the merged model's weight, per type, and the share of the fine-tune's
+   change (merged - base weight) the file keeps; then tensor by tensor, Q4_K_M's against
+   Q5_K_M's.
 3. **Why.** One MLP weight of the *base* model, of the merged model, and a Gaussian matrix of the
    same shape, quantised by ggml to each type and back (``ggml_quantize_chunk``).
 
@@ -65,15 +66,23 @@ def against_ggml(binary: Path, gguf: Path, work: Path) -> dict[str, tuple[int, f
     return {kind: (len(v), max(v)) for kind, v in worst.items()}
 
 
-def tensor_errors(gguf: Path, weights: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+def tensor_errors(
+    gguf: Path, weights: dict[str, np.ndarray], base: dict[str, np.ndarray]
+) -> dict[str, tuple[str, float, float]]:
+    """Per tensor: its GGML type, relative error against the merged weight, and the share of the
+    fine-tune's change (merged - base) the file keeps (projection; 1 = all, 0 = back to the base)."""
     errors = {}
     for tensor in GGUFReader(str(gguf)).tensors:
         parts = tensor.name.split(".")  # blk.<layer>.<part>.weight
         if len(parts) != 4 or parts[2] not in MAP:
             continue
-        reference = weights[f"model.layers.{parts[1]}.{MAP[parts[2]]}.weight"].astype(np.float32)
+        key = f"model.layers.{parts[1]}.{MAP[parts[2]]}.weight"
+        reference, before = weights[key].astype(np.float32), base[key].astype(np.float32)
         values = dequantize(tensor.data, tensor.tensor_type).reshape(reference.shape)
-        errors[tensor.name] = (tensor.tensor_type.name, float(np.linalg.norm(values - reference) / np.linalg.norm(reference)))
+        change = reference - before
+        kept = float(np.sum((values - before) * change) / (np.sum(change * change) or 1.0))
+        error = float(np.linalg.norm(values - reference) / np.linalg.norm(reference))
+        errors[tensor.name] = (tensor.tensor_type.name, error, kept)
     return errors
 
 
@@ -105,7 +114,7 @@ def report(run_dir: Path) -> dict[str, Any]:
         binary = build_reference(work)
         for gguf in sorted(bench.glob("model-*.gguf")):
             out["against_ggml"][gguf.name] = against_ggml(binary, gguf, work)
-            out["errors"][gguf.name] = tensor_errors(gguf, merged)
+            out["errors"][gguf.name] = tensor_errors(gguf, merged, base)
             print(gguf.name, "gguf-py vs ggml, largest relative difference per type:", out["against_ggml"][gguf.name])
         name = "model.layers.3.mlp.down_proj.weight"
         gauss = np.random.default_rng(0).standard_normal(merged[name].shape)
@@ -117,13 +126,15 @@ def report(run_dir: Path) -> dict[str, Any]:
 def print_report(out: dict[str, Any]) -> None:
     for file, errors in out["errors"].items():
         by_type: dict[str, list[float]] = defaultdict(list)
-        for kind, error in errors.values():
+        for kind, error, _ in errors.values():
             by_type[kind].append(error)
-        print(file, {k: f"{np.mean(v):.4f} ({len(v)})" for k, v in sorted(by_type.items())})
+        kept = np.mean([k for _, _, k in errors.values()])
+        print(file, "relative error per type (tensors):", {k: f"{np.mean(v):.4f} ({len(v)})" for k, v in sorted(by_type.items())},
+              f"share of the fine-tune's change kept {kept:.3f}")
     q4, q5 = out["errors"].get("model-Q4_K_M.gguf"), out["errors"].get("model-Q5_K_M.gguf")
     if q4 and q5:
         pairs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-        for name, (kind, error) in q4.items():
+        for name, (kind, error, _) in q4.items():
             pairs[(kind, q5[name][0])].append((error, q5[name][1]))
         for (k4, k5), values in sorted(pairs.items()):
             v = np.array(values)
