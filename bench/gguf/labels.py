@@ -101,7 +101,9 @@ def file_answers(runtime: str, merged_dir: Path, file: Path, prompts: list[Any],
     from train.gguf_tools import require_runtime
 
     binary = require_runtime().completion
-    return [complete(binary, file, text, MAX_NEW_TOKENS, threads=2) for text in render_prompts(tokenizer, prompts)]
+    # one thread: ggml's worker threads spin while waiting, which on a shared, loaded machine
+    # made two threads ~10x slower than one here
+    return [complete(binary, file, text, MAX_NEW_TOKENS, threads=1) for text in render_prompts(tokenizer, prompts)]
 
 
 def measure(run_dir: Path, export: Path, types: list[str], batch_size: int, runtime: str) -> dict[str, Any]:
@@ -116,7 +118,12 @@ def measure(run_dir: Path, export: Path, types: list[str], batch_size: int, runt
     prompts, references = held_out(export / "test.jsonl", 10**9)
     merged_dir = run_dir / "merged"
     started = time.perf_counter()
-    answers = answers_of(load_model(merged_dir, None), check_tokenizer(merged_dir), prompts, MAX_NEW_TOKENS, batch_size)
+    cached = run_dir / "merged-answers.json"  # the slowest step on a CPU: kept for re-runs
+    if cached.is_file() and len(answers := json.loads(cached.read_text(encoding="utf-8"))) == len(prompts):
+        pass
+    else:
+        answers = answers_of(load_model(merged_dir, None), check_tokenizer(merged_dir), prompts, MAX_NEW_TOKENS, batch_size)
+        cached.write_text(json.dumps(answers), encoding="utf-8")
     merged = (answers, *labels_of(task, answers, references))
     result: dict[str, Any] = {
         "run_dir": str(run_dir), "test_rows": len(prompts), "max_new_tokens": MAX_NEW_TOKENS, "runtime": runtime,
@@ -136,6 +143,7 @@ def measure(run_dir: Path, export: Path, types: list[str], batch_size: int, runt
         row = row_of(merged, (answers, *labels_of(task, answers, references)))
         row.update(bytes=file.stat().st_size, answer_s=round(time.perf_counter() - started, 1), answers=answers)
         result["types"][normalise_type(gguf_type)] = row
+        (run_dir / "labels-partial.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
         print(json.dumps({gguf_type: {k: v for k, v in row.items() if k != "answers"}}, default=str)[:300], flush=True)
     return result
 
