@@ -4,10 +4,12 @@ The demo's 3 test rows measure nothing; this is the real figure. One command doe
 each step skipped when its output is already there:
 
 1. the export: bench/eval's ``prepare`` (826 statements -> 18 families; 656 train / 85 test);
-2. a short fine-tune of the default base model on this CPU (peft LoRA r 16 / alpha 32, 1 epoch
-   at lr 1e-3, effective batch 16, max length 512 as bench/eval);
-3. the merged model and each GGUF file (loaded back through transformers' GGUF loader) answer
-   the 85 test prompts greedily (48 new tokens, as bench/eval); each answer's label is parsed
+2. a short fine-tune of the default base model on the CPU (peft LoRA r 16 / alpha 32, lr 1e-3,
+   16 steps of 8 examples by default: ~38 min on our loaded 2 cores; ``--max-steps -1`` for
+   whole epochs; max length 512 as bench/eval);
+3. the merged model (transformers) and each GGUF file (llama.cpp's runtime, or transformers'
+   GGUF loader with ``--runtime transformers``) answer the 85 test prompts greedily (48 new
+   tokens, as bench/eval); each answer's label is parsed
    and scored against the reference (``train.evaluate.metrics.score_predictions``), and the
    change against the merged model gets a paired bootstrap interval (``intervals``).
 
