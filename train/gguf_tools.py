@@ -8,7 +8,9 @@ through the user's pip configuration, checks its sha256, keeps the llama.cpp tre
 test vocabularies and docs) in ``~/.cache/assay/gguf-tools/<version>/llama.cpp`` and builds
 only the ``llama-quantize`` target there, CPU only. The converter alone is fetched on first
 use by ``train run`` (a download, like the base model); the quantize tool is built only on
-request, because compiling it takes minutes.
+request, because compiling it takes minutes. ``make gguf-runtime`` adds llama.cpp's own
+runtime (``llama-completion``, ``llama-perplexity``) from the same tree, to check a file against
+llama.cpp's kernels rather than transformers' dequantising loader (bench/gguf/runtime.py).
 
 ``LLAMA_CPP_DIR`` still points at a llama.cpp checkout of the user's own, which then wins.
 """
@@ -156,21 +158,49 @@ def fetch_sources(root: str | Path | None = None, sdist: Path | None = None) -> 
     return target
 
 
-def build_quantize(root: str | Path | None = None, jobs: int = 2) -> Path:
-    """Configure and build only ``llama-quantize`` (CPU, static), in ``llama.cpp/build``."""
+#: llama.cpp's own runtime, for checking a file against its kernels (bench/gguf/runtime.py):
+#: greedy completions and perplexity. Optional; ``make gguf-runtime`` builds them.
+RUNTIME_TARGETS = ("llama-completion", "llama-perplexity")
+
+
+@dataclass(frozen=True)
+class GGUFRuntime:
+    """llama.cpp's ``llama-completion`` and ``llama-perplexity`` binaries."""
+
+    completion: Path
+    perplexity: Path
+
+
+def require_runtime(root: str | Path | None = None) -> GGUFRuntime:
+    """The runtime binaries built in the cached tree; raises with the command when missing."""
+    tools = require_tools(root, fetch=False)
+    binaries = [tools.llama_cpp / "build" / "bin" / name for name in RUNTIME_TARGETS]
+    if not all(b.is_file() and os.access(b, os.X_OK) for b in binaries):
+        raise GGUFToolsMissing(f"llama.cpp's runtime is not built in {tools.llama_cpp}: run `make gguf-runtime`")
+    return GGUFRuntime(*binaries)
+
+
+def build_targets(targets: tuple[str, ...], root: str | Path | None = None, jobs: int = 2) -> list[Path]:
+    """Configure and build only ``targets`` (CPU, static), in ``llama.cpp/build``."""
     tools = require_tools(root)
     source, build = tools.llama_cpp, tools.llama_cpp / "build"
     for command in (
         ["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS],
-        ["cmake", "--build", str(build), "--target", "llama-quantize", f"-j{jobs}"],
+        ["cmake", "--build", str(build), "--target", *targets, f"-j{jobs}"],
     ):
         if shutil.which(command[0]) is None:
-            raise GGUFToolsMissing("building llama-quantize needs cmake (>= 3.14) and a C++17 compiler")
+            raise GGUFToolsMissing(f"building {', '.join(targets)} needs cmake (>= 3.14) and a C++17 compiler")
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout)[-1500:]
             raise GGUFToolsMissing(f"`{' '.join(command)}` failed:\n{tail}")
-    binary = build / "bin" / "llama-quantize"
-    if not binary.is_file():
-        raise GGUFToolsMissing(f"the build finished without {binary}")
-    return binary
+    binaries = [build / "bin" / target for target in targets]
+    for binary in binaries:
+        if not binary.is_file():
+            raise GGUFToolsMissing(f"the build finished without {binary}")
+    return binaries
+
+
+def build_quantize(root: str | Path | None = None, jobs: int = 2) -> Path:
+    """Configure and build only ``llama-quantize`` (CPU, static), in ``llama.cpp/build``."""
+    return build_targets(("llama-quantize",), root, jobs)[0]

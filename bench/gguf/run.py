@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from train.gguf import gguf_name, write_gguf  # noqa: E402
+from train.gguf import QUANTIZE_TYPES, gguf_name, normalise_type, write_gguf  # noqa: E402
 from train.gguf_check import (  # noqa: E402
     answers_of,
     check_tokenizer,
@@ -71,7 +71,7 @@ def measure(run_dir: Path, out_dir: Path, types: list[str], batch_size: int) -> 
         "merged_bytes": sum(f.stat().st_size for f in merged.glob("*.safetensors")),
         "merged_answer_s": round(time.perf_counter() - started, 1), "types": {},
     }
-    tools = require_tools(quantize=any(t.upper().endswith(("_K_M", "_K_S", "_K")) for t in types))
+    tools = require_tools(quantize=any(normalise_type(t) in QUANTIZE_TYPES for t in types))
     for gguf_type in types:
         info = write_gguf(merged, out_dir, gguf_type, tools)
         file = out_dir / gguf_name(gguf_type)

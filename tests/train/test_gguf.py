@@ -16,13 +16,22 @@ import pytest
 
 from train.gguf import GGUFExportError, gguf_name, normalise_type
 from train.gguf_check import compare, held_out
-from train.gguf_tools import LLAMA_CPP_PYTHON, READY, GGUFToolsMissing, _vendored_members, require_tools
+from train.gguf_tools import (
+    LLAMA_CPP_PYTHON,
+    READY,
+    RUNTIME_TARGETS,
+    GGUFToolsMissing,
+    _vendored_members,
+    require_runtime,
+    require_tools,
+)
 from train.modelfile import CHATML, LLAMA3, modelfile_text
 
 
 def test_types_are_spelt_as_each_tool_takes_them() -> None:
     assert normalise_type("Q8_0") == "q8_0" and normalise_type("q4_k_m") == "Q4_K_M"
     assert gguf_name("q5_k_m") == "model-Q5_K_M.gguf"
+    assert normalise_type("q4_1") == "Q4_1"  # legacy, through llama-quantize: near-lossless on our base (bench/gguf)
     with pytest.raises(GGUFExportError, match="choose one of"):
         normalise_type("q3")
 
@@ -55,6 +64,20 @@ def test_an_unbuilt_quantize_tool_names_the_one_command(no_tools: Path) -> None:
     assert require_tools(fetch=False).converter.is_file()
     with pytest.raises(GGUFToolsMissing, match=r"llama-quantize .* run `make gguf-tools`"):
         require_tools(fetch=False, quantize=True)
+
+
+def test_llama_cpps_runtime_is_found_when_built_and_named_when_not(no_tools: Path) -> None:
+    tree = no_tools / "llama.cpp"
+    (tree / "build" / "bin").mkdir(parents=True)
+    (tree / "convert_hf_to_gguf.py").write_text("")
+    (no_tools / READY).write_text("{}")
+    with pytest.raises(GGUFToolsMissing, match=r"runtime is not built .* run `make gguf-runtime`"):
+        require_runtime()
+    for name in RUNTIME_TARGETS:
+        (tree / "build" / "bin" / name).write_text("")
+        (tree / "build" / "bin" / name).chmod(0o755)
+    runtime = require_runtime()
+    assert (runtime.completion.name, runtime.perplexity.name) == ("llama-completion", "llama-perplexity")
 
 
 def test_train_export_reports_missing_tools_and_points_the_modelfile_at_merged(
