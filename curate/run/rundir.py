@@ -1,10 +1,18 @@
 """The run directory: atomic stage outputs and the manifest, on a local disk or object storage.
 
 Layout:
-    <run_dir>/manifest.json          per-stage fingerprint, row counts, timings, report
-    <run_dir>/<stage>/<name>.parquet  stage outputs, replaced as a whole, never half-written
-    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports,
-                                      per-shard completion markers of a cluster run)
+    <run_dir>/manifest.json          per-stage fingerprint, row counts, timings, report, and
+                                     each artifact's parts (file, rows, digest) and content hash
+    <run_dir>/<stage>/<name>.parquet/part-NNNNN.parquet
+                                     stage outputs: a partitioned Parquet dataset, one part per
+                                     task, written by the workers (`curate.run.dataset`);
+                                     the stage folder is replaced as a whole, never half-written
+    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports),
+                                     and `shards/`: the tasks' parts and completion markers
+                                     until the stage is committed (resume at partition grain)
+
+An artifact location may also be a single Parquet file (written by hand or by an older
+version): `read_parquet` reads either, and a dataset whole comes back in its key order.
 
 The run directory may be a local path, a shared filesystem, or a URL (`s3://bucket/prefix`,
 `gs://`, `memory://`...) opened through fsspec, so that cluster nodes without a shared disk
@@ -22,20 +30,18 @@ outputs it vouches for.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from assay.files import atomic_write_text as write_local_atomic
-from schemas.ids import file_sha256
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -89,31 +95,32 @@ def atomic_write_text(target: Path | str, text: str) -> None:
     write_local_atomic(target, text)
 
 
-def parquet_bytes(frame: pl.DataFrame) -> bytes:
+def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    frame.write_parquet(buffer, compression="zstd", statistics=True, metadata=metadata)
     return buffer.getvalue()
 
 
-def atomic_write_parquet(frame: pl.DataFrame, target: Path | str) -> None:
-    """Write a frame as Parquet so that readers never see a half-written file."""
+def atomic_write_parquet(frame: pl.DataFrame, target: Path | str, metadata: dict[str, str] | None = None) -> None:
+    """Write a frame as Parquet (with key-value `metadata` in its footer) so that readers
+    never see a half-written file."""
     if is_url(target):
         fs, path = filesystem(str(target))
-        fs.pipe_file(path, parquet_bytes(frame))
+        fs.pipe_file(path, parquet_bytes(frame, metadata))
         return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def read_parquet(location: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read a Parquet file (or some of its columns) from a local path or a URL."""
+def read_parquet_file(location: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read one Parquet file (or some of its columns) from a local path or a URL."""
     if is_url(location):
         fs, path = filesystem(str(location))
         with fs.open(path, "rb") as handle:
@@ -121,11 +128,26 @@ def read_parquet(location: Path | str, columns: list[str] | None = None) -> pl.D
     return pl.read_parquet(location, columns=columns)
 
 
+def read_parquet(location: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
+    """Read an artifact whole (or some of its columns): a Parquet file, or a partitioned
+    dataset folder whose parts come back as one frame in the artifact's key order."""
+    from curate.run.dataset import read_dataset
+
+    return read_dataset(str(location), columns)
+
+
 def path_exists(location: Path | str) -> bool:
     if is_url(location):
         fs, path = filesystem(str(location))
         return bool(fs.exists(path))
     return Path(location).exists()
+
+
+def file_size(location: Path | str) -> int:
+    if is_url(location):
+        fs, path = filesystem(str(location))
+        return int(fs.size(path))
+    return os.path.getsize(location)
 
 
 def read_text(location: Path | str) -> str:
@@ -209,42 +231,21 @@ class RunDir:
         return path_exists(self.artifact_location(artifact))
 
     def commit_stage(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
-        """Write all outputs of a stage into a fresh folder and swap it in as a whole.
+        """Write whole frames as a stage's outputs (one part each; for tests, tools and
+        GLOBAL results) and swap them in as a whole; returns each output's content hash.
 
         A stage killed midway leaves its previous outputs (or none) in place: the new
         folder only replaces the old one once every file in it is complete.
         """
-        if self.remote:
-            return self._commit_remote(stage, outputs)
-        hashes = {}
-        with staged_folder(Path(self.root) / stage) as staging:
-            for name, frame in outputs.items():
-                path = staging / f"{name}.parquet"
-                frame.write_parquet(path, compression="zstd", statistics=True)
-                hashes[name] = file_sha256(str(path))
-        return hashes
+        from curate.run.dataset import commit_parts, write_part
 
-    def _commit_remote(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
-        fs, base = filesystem(self.location)
-        staging = f"{base}/.{stage}.{uuid.uuid4().hex}.tmp"
-        final = f"{base}/{stage}"
-        hashes: dict[str, str] = {}
+        scratch = self.path(f"{stage}.state", "commit", uuid.uuid4().hex)
         try:
-            for name, frame in outputs.items():
-                data = parquet_bytes(frame)
-                hashes[name] = hashlib.sha256(data).hexdigest()
-                fs.pipe_file(f"{staging}/{name}.parquet", data)
-            # every object is complete in staging: now replace the stage's objects
-            if fs.exists(final):
-                for old in fs.find(final):
-                    if PurePosixPath(old).stem not in outputs:
-                        fs.rm_file(old)
-            for name in outputs:
-                fs.copy(f"{staging}/{name}.parquet", f"{final}/{name}.parquet")
-            return hashes
+            parts = {name: [write_part(frame, f"{scratch}/{name}.parquet", None)] for name, frame in outputs.items()}
+            entries = commit_parts(self.location, stage, parts, {})
         finally:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
+            remove_tree(scratch)
+        return {name: entry["hash"] for name, entry in entries.items()}
 
     def load_manifest(self) -> dict[str, Any]:
         location = self.path(MANIFEST)
