@@ -83,26 +83,24 @@ class TaskResult:
 
 
 def plan_slices(parts: Sequence[InputPart], tasks: int) -> list[tuple[Slice, ...]]:
-    """Cut the concatenated parts into `tasks` contiguous row ranges of near-equal size."""
+    """Cut the concatenated parts into `tasks` contiguous row ranges of near-equal size
+    (sizes differ by at most one row)."""
     total = sum(p.rows for p in parts)
     if total == 0:
         return [tuple(Slice(p.location, 0, 0, p.digest) for p in parts[:1])]
     count = max(1, min(tasks, total))
-    size = -(-total // count)
     plans: list[tuple[Slice, ...]] = []
-    current: list[Slice] = []
-    room = size
-    for part in parts:
-        offset = 0
-        while offset < part.rows:
-            take = min(room, part.rows - offset)
-            current.append(Slice(part.location, offset, take, part.digest))
-            offset, room = offset + take, room - take
-            if room == 0:
-                plans.append(tuple(current))
-                current, room = [], size
-    if current:
+    start = 0  # global row where the next task begins
+    for index in range(1, count + 1):
+        end = total * index // count
+        current, base = [], 0
+        for part in parts:
+            low, high = max(start, base), min(end, base + part.rows)
+            if low < high:
+                current.append(Slice(part.location, low - base, high - low, part.digest))
+            base += part.rows
         plans.append(tuple(current))
+        start = end
     return plans
 
 
