@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from curate.run.rundir import (
+from curate.run.storage import (
     atomic_write_parquet,
     filesystem,
     is_url,

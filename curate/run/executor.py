@@ -106,15 +106,6 @@ class StageOutcome:
     frames: dict[str, pl.DataFrame] | None = None  # a GLOBAL stage's outputs (it ran on the driver)
 
 
-def input_hashes(stage: Stage, manifest: Mapping[str, Any]) -> dict[str, str | None]:
-    """The manifest's hash of each input artifact of `stage` (None: not produced yet)."""
-    hashes = {}
-    for artifact in stage.input_paths:
-        producer, name = artifact.split("/", 1)
-        hashes[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
-    return hashes
-
-
 def frame_digest(frame: pl.DataFrame) -> str:
     """A 64-bit content hash of a frame (schema, then every row in order)."""
     hasher = xxhash.xxh3_64()

@@ -31,7 +31,6 @@ from curate.run.executor import (
     StageOutcome,
     SummaryJob,
     execute_stage,
-    input_hashes,
     input_source,
     run_global,
     run_summary,
@@ -39,7 +38,7 @@ from curate.run.executor import (
 from curate.run.graph import check_graph, side_file_hash
 from curate.run.rundir import RunDir, is_url, run_location
 from curate.run.stage import Stage, StageContext, StepKind
-from curate.run.tasks import ShardStore, stage_token
+from curate.run.tasks import ShardStore, input_hashes, stage_token
 from schemas.ids import sha256_hex
 
 TRACKED_LIBRARIES = (

@@ -109,11 +109,18 @@ def slices_id(index: int, slices: Sequence[Slice]) -> str:
     return f"{index:05d}-{xxhash.xxh3_64_hexdigest(payload.encode())}"
 
 
+def input_hashes(stage: Stage, manifest: Mapping[str, Any]) -> dict[str, str | None]:
+    """The manifest's hash of each input artifact of `stage` (None: not produced yet)."""
+    hashes = {}
+    for artifact in stage.input_paths:
+        producer, name = artifact.split("/", 1)
+        hashes[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
+    return hashes
+
+
 def stage_token(stage: Stage, ctx: StageContext, manifest: Mapping[str, Any] | None = None) -> str:
     """What a stage's task checkpoints depend on: the stage, its function and config, what
     it reads outside the run, its inputs."""
-    from curate.run.executor import input_hashes
-
     manifest = manifest if manifest is not None else RunDir(ctx.run_dir).load_manifest()
     payload = {
         "stage": stage.name,
