@@ -98,7 +98,10 @@ class RayExecutor:
         import ray
 
         self.connect()
-        remote = ray.remote(fn).options(num_cpus=0 if io else 1, max_retries=self.max_retries)
+        # SPREAD: tasks go round the nodes (the default packs the driver's node first)
+        remote = ray.remote(fn).options(
+            num_cpus=0 if io else 1, max_retries=self.max_retries, scheduling_strategy="SPREAD",
+        )
         limit = max(1, self.workers) if io else len(jobs)
         refs: list[Any] = []
         waiting: list[Any] = []
