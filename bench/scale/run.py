@@ -93,8 +93,18 @@ def make_corpus(folder: Path, chunks: int, files: int, seed: int = 0) -> dict[st
 
 
 def peak_mb() -> tuple[float, float]:
-    """Peak resident memory (MiB) of this process and of its largest child process."""
+    """Peak resident memory (MiB) of this process and of its largest child process.
+
+    This process's own peak is its VmHWM (/proc/self/status), the high-water mark of its
+    own address space: `ru_maxrss` would also count the parent's resident set at the fork
+    (Linux keeps it across exec), i.e. the corpus generator's memory in the first run.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1]) / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return round(own, 1), round(children, 1)
 
