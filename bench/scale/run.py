@@ -46,47 +46,81 @@ PARAGRAPHS_PER_DOC = 5
 VOCAB_SIZE = 20_000
 
 
+def _mix(values: Any) -> Any:
+    """splitmix64 over a uint64 array: a counter-based random stream (any element computed alone)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _word_ids(paragraphs: Any, seed: int) -> Any:
+    """The vocabulary index of each word of the given paragraphs (n x PARAGRAPH_WORDS)."""
+    import numpy as np
+
+    cells = paragraphs.astype(np.uint64)[:, None] * np.uint64(PARAGRAPH_WORDS) + np.arange(PARAGRAPH_WORDS, dtype=np.uint64)
+    return (_mix(cells ^ np.uint64(seed * 0x5851F42D4C957F2D)) % np.uint64(VOCAB_SIZE)).astype(np.int64)
+
+
+def _paragraph_words(lo: int, hi: int, seed: int) -> tuple[Any, int, int]:
+    """Word ids of paragraphs [lo, hi): 5% repeat an earlier paragraph exactly, 5% with their
+    last word changed; the counts of both."""
+    import numpy as np
+
+    p = np.arange(lo, hi, dtype=np.uint64)
+    draw = _mix(p ^ np.uint64(0xA0761D6478BD642F ^ seed))
+    dup = (draw >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    source = (_mix(p ^ np.uint64(0xE7037ED1A0B428DB ^ seed)) % np.maximum(p, np.uint64(1))).astype(np.uint64)
+    exact = (dup < 0.05) & (p > 0)
+    near = (dup >= 0.05) & (dup < 0.10) & (p > 0)
+    idx = _word_ids(np.where(exact | near, source, p), seed)
+    idx[near, -1] = _word_ids(p[near], seed)[:, -1]  # its own last word
+    return idx, int(exact.sum()), int(near.sum())
+
+
 def make_corpus(folder: Path, chunks: int, files: int, seed: int = 0) -> dict[str, Any]:
     """Documents of PARAGRAPHS_PER_DOC paragraphs (one chunk each at the bench's budget);
-    5% of paragraphs repeat an earlier one exactly, 5% with their last word changed."""
+    5% of paragraphs repeat an earlier one exactly, 5% with their last word changed.
+    Written file by file: every paragraph's words come from a counter-based random stream,
+    so a copy of an earlier paragraph is recomputed, not kept (memory: one file's worth)."""
     import numpy as np
     import polars as pl
 
     marker = folder / "corpus.json"
     if marker.exists():
         meta: dict[str, Any] = json.loads(marker.read_text())
-        if meta["chunks"] == chunks and meta["files"] == files:
+        if meta["chunks"] == chunks and meta["files"] == files and meta.get("generator") == 2:
             return meta
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
     vocab = pl.Series([f"{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}w{i}" for i in range(VOCAB_SIZE)])
-    n_par = chunks
-    idx = rng.integers(0, VOCAB_SIZE, size=(n_par, PARAGRAPH_WORDS), dtype=np.int64)
-    dup = rng.random(n_par)
-    source = rng.integers(0, np.maximum(np.arange(n_par), 1))
-    exact = (dup < 0.05) & (np.arange(n_par) > 0)
-    near = (dup >= 0.05) & (dup < 0.10) & (np.arange(n_par) > 0)
-    idx[exact] = idx[source[exact]]
-    idx[near, :-1] = idx[source[near], :-1]
-    words = vocab.gather(pl.Series(idx.ravel()))
-    paragraphs = (
-        pl.DataFrame({"w": words, "p": np.repeat(np.arange(n_par), PARAGRAPH_WORDS)})
-        .group_by("p", maintain_order=True)
-        .agg(pl.col("w").str.join(" ").alias("text"))
-        .with_columns(pl.col("text").str.slice(0, 1).str.to_uppercase() + pl.col("text").str.slice(1) + ".")
-    )
-    docs = (
-        paragraphs.with_columns((pl.col("p") // PARAGRAPHS_PER_DOC).alias("doc"))
-        .group_by("doc", maintain_order=True)
-        .agg(pl.col("text").str.join("\n\n"))
-        .with_columns(pl.format("doc-{}", "doc").alias("id"))
-    )
-    per_file = -(-docs.height // files)
+    documents = -(-chunks // PARAGRAPHS_PER_DOC)
+    per_file = -(-documents // files)
+    planted = [0, 0]
     for i in range(files):
-        docs.slice(i * per_file, per_file).select("id", "text").write_ndjson(folder / f"part-{i:04d}.jsonl")
-    meta = {"chunks": chunks, "files": files, "documents": docs.height,
-            "planted_exact": int(exact.sum()), "planted_near": int(near.sum()),
+        first, last = i * per_file, min(documents, (i + 1) * per_file)
+        lo, hi = first * PARAGRAPHS_PER_DOC, min(chunks, last * PARAGRAPHS_PER_DOC)
+        if lo >= hi:
+            break
+        idx, exact, near = _paragraph_words(lo, hi, seed)
+        planted = [planted[0] + exact, planted[1] + near]
+        paragraphs = (
+            pl.DataFrame({"w": vocab.gather(pl.Series(idx.ravel())),
+                          "p": np.repeat(np.arange(lo, hi), PARAGRAPH_WORDS)})
+            .group_by("p", maintain_order=True)
+            .agg(pl.col("w").str.join(" ").alias("text"))
+            .with_columns(pl.col("text").str.slice(0, 1).str.to_uppercase() + pl.col("text").str.slice(1) + ".")
+        )
+        (paragraphs.with_columns((pl.col("p") // PARAGRAPHS_PER_DOC).alias("doc"))
+         .group_by("doc", maintain_order=True)
+         .agg(pl.col("text").str.join("\n\n"))
+         .with_columns(pl.format("doc-{}", "doc").alias("id"))
+         .select("id", "text").write_ndjson(folder / f"part-{i:04d}.jsonl"))
+    meta = {"chunks": chunks, "files": files, "documents": documents, "generator": 2,
+            "planted_exact": planted[0], "planted_near": planted[1],
             "seconds": round(time.perf_counter() - started, 1)}
     marker.write_text(json.dumps(meta))
     return meta
