@@ -266,6 +266,7 @@ def main() -> int:
                         "(default: OUT/results.json)")
     parser.add_argument("--merge", type=Path, nargs="+", help="print one table from results files of "
                         "separate runs (the fewest workers is the baseline) and exit")
+    parser.add_argument("--corpus-only", action="store_true", help="write the corpus (if missing) and exit")
     parser.add_argument("--stages-only", action="store_true", help="skip dedup (which reads every chunk into "
                         "the driver): time and measure the driver through the streaming stages only")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one configuration
@@ -279,6 +280,8 @@ def main() -> int:
         return 0
     meta = make_corpus(corpus, args.chunks, args.files)
     print(f"corpus: {meta}", flush=True)
+    if args.corpus_only:
+        return 0
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
         proc = subprocess.run(

@@ -168,7 +168,10 @@ class ShardStore:
 
 def pickled_error(error: Exception) -> bytes:
     """The stage function's exception, with its worker traceback as a note."""
-    import cloudpickle
+    try:
+        import cloudpickle
+    except ImportError:  # a worker without cloudpickle (it comes with ray): plain pickle
+        import pickle as cloudpickle
 
     error.add_note(f"(raised on a worker)\n{traceback.format_exc()}")
     try:
