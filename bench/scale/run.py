@@ -7,7 +7,7 @@ A synthetic corpus (JSONL records of random words from a 20,000-word vocabulary,
 planted exact and near-duplicate paragraphs) is written once; then, for each worker
 count, in a fresh process: the pipeline's own `discover`, `ingest` and `chunk` stages
 through the local executor's process pool (`workers` processes, `4 x workers` shards),
-then `parallel_dedup_frame` (MinHash/LSH map, band shuffle, candidate pairs per
+then `dedup_steps` (MinHash/LSH map, band shuffle, candidate pairs per
 partition, components and survivors) over the chunks with a pool of `workers` processes.
 
 `--executor ray` runs the same stages through the Ray executor on a local Ray cluster of
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -102,8 +101,9 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     from curate.ingest.stages import STAGES
     from curate.run.executor import Executor, LocalExecutor, frame_digest
     from curate.run.runner import Runner
+    from curate.run.services import services_for
     from curate.services.similarity.dedup import DedupParams
-    from curate.services.similarity.parallel import SerialPool, dedup_pool, parallel_dedup_frame
+    from curate.services.similarity.steps import dedup_steps
 
     run_dir = out / f"run-{executor_kind}-w{workers}"
     config = parse_config({
@@ -133,22 +133,10 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     dedup_started = time.perf_counter()
     params = DedupParams(threshold=0.8)
     frame = chunks.with_columns(pl.lit(0.0).alias("score"))
-    if executor_kind == "ray":  # ray.util.multiprocessing.Pool, as the dedup stage uses on Ray
-        with dedup_pool(config) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    elif workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    else:
-        deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                             params=params, pool=SerialPool(), partitions=1,
-                                             batch_rows=100_000)
+    # the pool the dedup stage gets from this executor (`ctx.pool()`): Ray's, processes, or serial
+    with services_for(executor, config).pool() as pool:
+        deduped, info = dedup_steps(frame, text="text", id_col="chunk_id", score="score", params=params,
+                                    pool=pool, partitions=2 * workers, batch_rows=100_000)
     timings["dedup"] = round(time.perf_counter() - dedup_started, 2)
     timings["total"] = round(time.perf_counter() - started, 2)
     survivors = deduped.filter(pl.col("survivor")).select("chunk_id")

@@ -26,6 +26,7 @@ from curate.run.config import RunSettings
 from curate.run.executor import Executor, LocalExecutor, input_hashes
 from curate.run.graph import check_graph, side_file_hash
 from curate.run.rundir import RunDir, is_url, run_location
+from curate.run.services import services_for
 from curate.run.stage import Stage, StageContext, StageStopped
 from schemas.ids import sha256_hex
 
@@ -157,6 +158,7 @@ class Runner:
             run_dir=self.run_dir.location,
             stage=stage.name,
             show_progress=self.show_progress,
+            services=services_for(self.executor, self.config),
         )
         status, message, exit_code = "complete", "", 0
         try:

@@ -18,8 +18,8 @@ run the per-row steps per batch and shuffle by key between them:
                                    (scipy.sparse.csgraph), not first-come greedy.
 7. `choose_survivors`             per component: best quality_score, ties by id.
 
-`dedup_frame` chains them for one machine; `cross_group_pairs` finds near-duplicates that
-cross groups (e.g. train/test leakage). Row indices passed between steps are positions in
+`dedup_frame` chains them for one machine, in memory; `steps` chains the same steps over
+a worker pool (the pipeline's dedup, the dedup index, the split-leakage check). Row indices passed between steps are positions in
 a frame the caller sorted by a content id, so results never depend on input order.
 The steps live in `minhash`, `banding`, `jaccard` and `components`; this module chains
 them.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -47,6 +48,7 @@ from curate.services.similarity.components import (
     choose_survivors,
     components,
     exact_edges,
+    survivors_by_component,
 )
 from curate.services.similarity.jaccard import (
     estimated_jaccard,
@@ -227,63 +229,22 @@ def dedup_frame(
 
 def finish_dedup(
     ordered: pl.DataFrame, keys: np.ndarray, ex_edges: np.ndarray, near_edges: np.ndarray,
-    n_candidates: int, *, id_col: str, score: str,
+    n_candidates: int, *, id_col: str, score: str, pool: Any = None, partitions: int = 1,
 ) -> tuple[pl.DataFrame, DedupResult]:
-    """Components, survivors and exact flags from the edges (shared with the parallel dedup)."""
+    """Components (global, over the edges only), then survivors and exact flags per component
+    (`components.survivor_step`, over `partitions` of the components on `pool`)."""
     edges = np.concatenate([ex_edges, near_edges]) if len(near_edges) else ex_edges
     comp = components(ordered.height, edges)
-    with_comp = ordered.with_columns(pl.Series("component", comp))
-    survivor = choose_survivors(with_comp, score=score, id_col=id_col).to_numpy()
-    # a non-survivor is an exact duplicate if its exact key equals the survivor's
-    survivor_key = pl.DataFrame({"component": comp, "key": keys, "survivor": survivor}).select(
-        pl.col("key").filter(pl.col("survivor")).first().over("component")
-    )["key"].to_numpy()
-    exact_dup = (~survivor) & (keys == survivor_key)
+    survivor, exact_dup = survivors_by_component(ordered, comp, keys, id_col=id_col, score=score,
+                                                 pool=pool, partitions=partitions)
     result = DedupResult(
         ids=ordered[id_col], component=comp, survivor=survivor, exact_duplicate=exact_dup,
         near_pairs=len(near_edges), candidate_pairs=n_candidates, edges=edges,
     )
-    out = with_comp.with_columns(
-        pl.Series("survivor", survivor), pl.Series("exact_duplicate", exact_dup)
+    out = ordered.with_columns(
+        pl.Series("component", comp), pl.Series("survivor", survivor), pl.Series("exact_duplicate", exact_dup)
     )
     return out, result
-
-
-def cross_group_pairs(
-    frame: pl.DataFrame, *, text: str, group: str, id_col: str,
-    params: DedupParams | None = None,
-) -> pl.DataFrame:
-    """Near-duplicate (or exact) pairs whose rows lie in different groups, e.g. a test
-    example that nearly repeats a training example (split leakage).
-
-    Returns a frame (id_a, group_a, id_b, group_b, jaccard) sorted by ids, with id_a < id_b.
-    """
-    params = params or DedupParams()
-    ordered = frame.sort(id_col)
-    texts = ordered[text]
-    keys, sig, lengths = sign_batches(texts, params)
-    edges, jac, _ = near_edges_of(sig, np.flatnonzero(lengths > 0), params, texts)
-    ex = exact_edges(keys)
-    ex_jac = np.ones(len(ex))
-    all_edges = np.concatenate([edges, ex]) if len(ex) else edges
-    all_jac = np.concatenate([jac, ex_jac]) if len(ex) else jac
-    schema: dict[str, pl.DataType] = {"id_a": ordered[id_col].dtype, "group_a": ordered[group].dtype,
-              "id_b": ordered[id_col].dtype, "group_b": ordered[group].dtype, "jaccard": pl.Float64()}
-    if len(all_edges) == 0:
-        return pl.DataFrame(schema=schema)
-    all_edges = np.sort(all_edges, axis=1)
-    ids, groups = ordered[id_col], ordered[group]
-    pairs = pl.DataFrame({
-        "id_a": ids.gather(all_edges[:, 0]), "group_a": groups.gather(all_edges[:, 0]),
-        "id_b": ids.gather(all_edges[:, 1]), "group_b": groups.gather(all_edges[:, 1]),
-        "jaccard": all_jac,
-    })
-    return (
-        pairs.filter(pl.col("group_a") != pl.col("group_b"))
-        .group_by("id_a", "id_b").agg(pl.all().sort_by("jaccard").last())
-        .select(list(schema))
-        .sort("id_a", "id_b")
-    )
 
 
 __all__ = [
@@ -298,7 +259,6 @@ __all__ = [
     "choose_banding",
     "choose_survivors",
     "components",
-    "cross_group_pairs",
     "datasketch_minhash",
     "dedup_frame",
     "estimated_jaccard",
