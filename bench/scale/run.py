@@ -100,8 +100,8 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     from curate.config import parse_config
     from curate.ingest.stages import STAGES
     from curate.run.executor import Executor, LocalExecutor, frame_digest
+    from curate.run.executor_services import services_for
     from curate.run.runner import Runner
-    from curate.run.services import services_for
     from curate.services.similarity.dedup import DedupParams
     from curate.services.similarity.steps import dedup_steps
 

@@ -24,9 +24,9 @@ from rich.console import Console
 
 from curate.run.config import RunSettings
 from curate.run.executor import Executor, LocalExecutor, input_hashes
+from curate.run.executor_services import services_for
 from curate.run.graph import check_graph, side_file_hash
 from curate.run.rundir import RunDir, is_url, run_location
-from curate.run.services import services_for
 from curate.run.stage import Stage, StageContext, StageStopped
 from schemas.ids import sha256_hex
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from curate.run.config import RateLimits, RunSettings
+    from curate.run.config import RateLimits
 
 
 class WorkerPool(Protocol):
@@ -124,18 +124,3 @@ class RayServices:
         from curate.run.limits import cluster_limiter
 
         return cluster_limiter(name, limits.requests_per_minute, limits.tokens_per_minute)
-
-
-def services_for(executor: object, config: RunSettings) -> StageServices:
-    """The services of the executor that runs a stage (the config's executor for any other)."""
-    from curate.run.executor import LocalExecutor
-    from curate.run.ray_executor import RayExecutor  # imports no ray: that happens on connecting
-
-    if isinstance(executor, LocalExecutor):
-        return LocalServices(workers=executor.workers)
-    if isinstance(executor, RayExecutor):
-        return RayServices(address=executor.address, workers=executor.workers)
-    settings = config.executor
-    if settings.kind == "ray":
-        return RayServices(address=settings.ray_address, workers=settings.workers)
-    return LocalServices(workers=settings.workers)

@@ -115,7 +115,7 @@ def test_signatures_match_datasketch(corpus: pl.DataFrame) -> None:
 
 
 def test_dedup_with_the_pool_of_a_configs_executor(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
-    from curate.run.services import services_for
+    from curate.run.executor_services import services_for
     from tests.scale.helpers import toy_config
 
     for config in (toy_config("unused"), toy_config("unused", executor={"workers": 2})):
