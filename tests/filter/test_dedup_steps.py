@@ -111,3 +111,19 @@ def test_index_steps_give_the_dedup_of_everything(tmp_path: Path, corpus: pl.Dat
     assert got["survivor"].to_list() == expected["survivor"].to_list()
     assert got["exact_duplicate"].to_list() == expected["exact_duplicate"].to_list()
     assert (~got["survivor"]).sum() > 5
+
+
+@pytest.mark.parametrize("verify", ["estimate", "exact"])
+def test_verification_in_threads_gives_the_one_thread_result(
+    corpus: pl.DataFrame, verify: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Verification in threads, over chunks of the candidate pairs, gives the one-thread edges
+    (signing in batches of any size is covered by the sign tasks of 40 and 97 rows above)."""
+    from curate.services.similarity import dedup as d
+
+    one, one_result = dedup_frame(corpus, text="text", params=DedupParams(verify=verify, threads=1))
+    monkeypatch.setattr(d, "_VERIFY_CHUNK", 5)  # every candidate set is split over the threads
+    two, two_result = d.dedup_frame(corpus, text="text", params=DedupParams(verify=verify, threads=2))
+    assert one_result.candidate_pairs > 10
+    assert two.equals(one)
+    assert (two_result.edges == one_result.edges).all() and two_result.edges.shape == one_result.edges.shape
