@@ -73,7 +73,6 @@ from curate.services.similarity.minhash import (
 )
 from curate.services.similarity.wordbytes import span_exact_keys
 
-
 _VERIFY_CHUNK = 50_000  # candidate pairs below which verification stays in one thread
 # Rows signed at once per thread. Every temporary of a batch then stays under glibc's 32 MiB
 # ceiling for mmap'd blocks, so freed memory is reused instead of mapped and faulted in again
