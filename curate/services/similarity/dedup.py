@@ -81,6 +81,14 @@ _VERIFY_CHUNK = 50_000  # candidate pairs below which verification stays in one 
 SIGN_BATCH = 16_384
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: `taskset -c 0,1` gives 2), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class DedupParams:
     threshold: float = 0.8
@@ -92,11 +100,11 @@ class DedupParams:
     verify: str = "estimate"  # "estimate": MinHash only; "exact": shingle-set Jaccard of candidates
     prefilter_margin: float = 0.15  # exact check only for candidates estimated >= threshold - margin
     threads: int | None = None  # batches signed at once (numpy and Polars release the GIL);
-    # None: the machine's CPUs, at most 4. Results never depend on it.
+    # None: the CPUs this process may run on, at most 4. Results never depend on it.
 
     @property
     def sign_threads(self) -> int:
-        return self.threads if self.threads is not None else max(1, min(4, os.cpu_count() or 1))
+        return self.threads if self.threads is not None else max(1, min(4, usable_cpus()))
 
     @property
     def banding(self) -> tuple[int, int]:
