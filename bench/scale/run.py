@@ -9,11 +9,13 @@ count, in a fresh process: the pipeline's own `discover`, `ingest` and `chunk` s
 through the streaming local executor (`workers` spawned processes, `4 x workers` tasks,
 `isolate=True`: even at one worker the tasks run in a child process, so the driver holds
 part metadata only; the workers read their input parts and write their output parts),
-then `parallel_dedup_frame` (MinHash/LSH map, band shuffle, candidate pairs per
-partition, components and survivors) over the chunks with a pool of `workers` processes.
-The dedup step still reads every chunk into the driver (dedup as stages is separate
-work); `--stages-only` skips it, and the driver's peak after the stages is reported on
-its own either way (`peak MiB driver, stages`).
+then `dedup_steps` (MinHash/LSH sign, band shuffle, candidate pairs per partition,
+verification, components and survivors) over the chunks with the pool the executor lends
+a stage (`ctx.pool()`: `workers` processes).
+The dedup step still reads every chunk into the driver (the dedup stage is GLOBAL; its
+steps spread the MinHash work over the pool, not the input); `--stages-only` skips it,
+and the driver's peak after the stages is reported on its own either way
+(`peak MiB driver, stages`).
 
 `--executor ray` runs the same stages through the Ray executor on a local Ray cluster of
 `workers` CPUs (started inside the timed run) and dedup through `ray.util.multiprocessing`.
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -152,10 +153,11 @@ def run_one(
     from curate.config import parse_config
     from curate.ingest.stages import STAGES
     from curate.run.executor import Executor, LocalExecutor, frame_digest
+    from curate.run.executor_services import services_for
     from curate.run.rundir import read_parquet
     from curate.run.runner import Runner
     from curate.services.similarity.dedup import DedupParams
-    from curate.services.similarity.parallel import SerialPool, dedup_pool, parallel_dedup_frame
+    from curate.services.similarity.steps import dedup_steps
 
     run_dir = out / f"run-{executor_kind}-w{workers}"
     config = parse_config({
@@ -198,22 +200,10 @@ def run_one(
     dedup_started = time.perf_counter()
     params = DedupParams(threshold=0.8)
     frame = chunks.with_columns(pl.lit(0.0).alias("score"))
-    if executor_kind == "ray":  # ray.util.multiprocessing.Pool, as the dedup stage uses on Ray
-        with dedup_pool(config) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    elif workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    else:
-        deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                             params=params, pool=SerialPool(), partitions=1,
-                                             batch_rows=100_000)
+    # the pool the dedup stage gets from this executor (`ctx.pool()`): Ray's, processes, or serial
+    with services_for(executor, config).pool() as pool:
+        deduped, info = dedup_steps(frame, text="text", id_col="chunk_id", score="score", params=params,
+                                    pool=pool, partitions=2 * workers, batch_rows=100_000)
     timings["dedup"] = round(time.perf_counter() - dedup_started, 2)
     timings["total"] = round(time.perf_counter() - started, 2)
     survivors = deduped.filter(pl.col("survivor")).select("chunk_id")

@@ -35,6 +35,7 @@ from curate.run.executor import (
     run_global,
     run_summary,
 )
+from curate.run.executor_services import services_for
 from curate.run.graph import check_graph, side_file_hash
 from curate.run.rundir import RunDir, is_url, run_location
 from curate.run.stage import Stage, StageContext, StepKind
@@ -170,6 +171,7 @@ class Runner:
             run_dir=self.run_dir.location,
             stage=stage.name,
             show_progress=self.show_progress,
+            services=services_for(self.executor, self.config),
         )
         store = ShardStore(self.run_dir.location, stage.name, stage_token(stage, ctx, manifest))
         try:
