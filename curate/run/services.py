@@ -7,9 +7,10 @@ executor's kind: the executor that runs the stage decides what they are.
   more than one worker (a `SerialPool` inside a worker process, so that pools never nest),
   and no shared limiter (the teacher client runs in one event loop, whose own limiter
   suffices).
-- `RayServices` (the Ray executor): `ray.util.multiprocessing.Pool` over the cluster, and
-  the cluster's named limiter actor (`curate.run.limits.cluster_limiter`), so a limit is
-  the cluster's, not each worker's.
+- `RayServices` (the Ray executor): `ray.util.multiprocessing.Pool` over the cluster (a
+  `SerialPool` inside a Ray task: a task holds a CPU, and a pool's actors waiting for CPUs
+  the stage's own tasks hold would never start), and the cluster's named limiter actor
+  (`curate.run.limits.cluster_limiter`), so a limit is the cluster's, not each worker's.
 
 Both are small frozen dataclasses: they pickle with the `StageContext` that carries them to
 workers, and open their pool or actor only when a stage asks.
@@ -106,8 +107,12 @@ class RayServices:
 
     @contextlib.contextmanager
     def pool(self) -> Iterator[WorkerPool]:
+        import ray
         from ray.util.multiprocessing import Pool
 
+        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+            yield SerialPool()  # inside a Ray task (the streaming executor's): pools never nest
+            return
         self._connect()
         ray_pool = Pool(processes=max(1, self.workers))
         try:

@@ -63,3 +63,28 @@ def test_no_shared_limiter_where_one_process_holds_the_client(tmp_path: Path) ->
     assert ctx.limiter("teacher", Limits(requests_per_minute=60)) is None
     # on Ray without limits, or before connecting, there is nothing to share either
     assert RayServices().limiter("x-teacher-limiter", Limits()) is None
+
+
+@pytest.mark.slow
+def test_the_streaming_executor_lends_its_pool_to_the_driver_and_none_to_its_workers(tmp_path: Path) -> None:
+    """Through the runner: a GLOBAL stage (on the driver) gets the executor's process pool;
+    a MAP task (in a worker process, with the context shipped in its task job) gets a serial
+    pool, so that pools never nest."""
+    from curate.run.rundir import read_parquet
+    from curate.run.runner import Runner
+    from tests.scale.toy_stages import POOLS_GLOBAL, POOLS_MAP, SOURCE
+
+    run = tmp_path / "run"
+    executor = LocalExecutor(workers=2, partitions=2)
+    result = Runner(toy_config(run, n=20), [SOURCE, POOLS_MAP, POOLS_GLOBAL], executor=executor,
+                    show_progress=False).run()
+    assert result.exit_code == 0
+    driver = os.getpid()
+    mapped = read_parquet(run / "poolsmap/rows.parquet")
+    assert mapped.height == 20 and set(mapped["pool"]) == {"SerialPool"} and set(mapped["workers"]) == {1}
+    assert driver not in set(mapped["pid"])
+    assert all(str(pid) == pool_pids for pid, pool_pids in mapped.select("pid", "pool_pids").iter_rows())
+    whole = read_parquet(run / "poolsglobal/rows.parquet")
+    assert whole.height == 20 and set(whole["pool"]) == {"_WrappedPool"} and set(whole["workers"]) == {2}
+    assert set(whole["pid"]) == {driver}
+    assert str(driver) not in whole["pool_pids"][0].split(",")

@@ -128,3 +128,23 @@ def killer(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
 
 KILL_MAP = Stage("killmap", StepKind.MAP, killer, ("bucket/rows",), (Output("rows", "id"),))
 KILL_SHUFFLE = Stage("killshuffle", StepKind.SHUFFLE, killer, ("bucket/rows",), (Output("rows", "id"),), key="bucket")
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def pools_seen(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Which pool the executor lent this call (`ctx.pool()`), where the call ran and where
+    the pool's work ran."""
+    with ctx.pool() as pool:
+        pids = sorted(set(pool.map(_pid, range(8))))
+        kind, workers = type(pool).__name__, pool.workers
+    return {"rows": batch.select("id").with_columns(
+        pool=pl.lit(kind), workers=pl.lit(workers), pid=pl.lit(os.getpid()),
+        pool_pids=pl.lit(",".join(map(str, pids))),
+    )}
+
+
+POOLS_MAP = Stage("poolsmap", StepKind.MAP, pools_seen, ("source/rows",), (Output("rows", "id"),))
+POOLS_GLOBAL = Stage("poolsglobal", StepKind.GLOBAL, pools_seen, ("source/rows",), (Output("rows", "id"),))
