@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from curate.run.rundir import read_parquet
 from curate.services.teacher import prompts
 from curate.services.teacher.backends import cache_id_of
 from curate.services.teacher.config import MIN_CACHEABLE_TOKENS
@@ -72,7 +73,7 @@ def load_chunks(config: PipelineConfig) -> tuple[pl.DataFrame, str]:
     for artifact in (REDACTED_CHUNKS, CHUNKS):
         path = run_path / f"{artifact}.parquet"
         if path.exists():
-            return pl.read_parquet(path), str(path)
+            return read_parquet(path), str(path)
     from curate.ingest.stages import STAGES as INGEST_STAGES
     from curate.run.runner import Runner
 
@@ -84,7 +85,7 @@ def load_chunks(config: PipelineConfig) -> tuple[pl.DataFrame, str]:
         path = Path(temp) / f"{CHUNKS}.parquet"
         if not path.exists():
             return pl.DataFrame({"chunk_id": [], "text": []}), "ingest produced no chunks"
-        return pl.read_parquet(path), "a dry ingest of the configured paths"
+        return read_parquet(path), "a dry ingest of the configured paths"
 
 
 def estimate(config: PipelineConfig, chunks: pl.DataFrame | None = None, source: str = "given") -> Estimate:

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from curate.dataset.card import funnel_steps, usage_rows
-from curate.run.rundir import RunDir, atomic_write_text
+from curate.run.rundir import RunDir, atomic_write_text, read_parquet
 from schemas.artifacts import (
     DEDUP_REJECTED,
     FILTER_REJECTED,
@@ -57,7 +57,7 @@ img{max-width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 # ------------------------------------------------------------------ figures shared with the terminal
 def error_frame(run_dir: RunDir) -> pl.DataFrame:
     paths = sorted(run_dir.root / f"{artifact}.parquet" for artifact in INPUT_ERRORS)  # by stage name, as ever
-    frames = [pl.read_parquet(p) for p in paths if p.exists()]
+    frames = [read_parquet(p) for p in paths if p.exists()]
     frames = [f for f in frames if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
@@ -153,7 +153,7 @@ def _rejected(run_dir: RunDir) -> pl.DataFrame:
     for artifact in (REFINE_REJECTED, FILTER_REJECTED, JUDGE_REJECTED, DEDUP_REJECTED, REVIEW_REJECTED):
         path, stage = run_dir.root / f"{artifact}.parquet", artifact.stage
         if path.exists():
-            frame = pl.read_parquet(path)
+            frame = read_parquet(path)
             if frame.height:
                 frames.append(frame.with_columns(pl.lit(stage).alias("stage")))
     if not frames:
@@ -166,7 +166,7 @@ def _chunk_excerpts(run_dir: RunDir, chunk_ids: list[str]) -> dict[str, str]:
     path = run_dir.root / f"{REDACTED_CHUNKS}.parquet"  # redacted text only
     if not chunk_ids or not path.exists():
         return {}
-    frame = pl.read_parquet(path, columns=["chunk_id", "text"]).filter(pl.col("chunk_id").is_in(chunk_ids))
+    frame = read_parquet(path, columns=["chunk_id", "text"]).filter(pl.col("chunk_id").is_in(chunk_ids))
     return {cid: text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "") for cid, text in frame.iter_rows()}
 
 

@@ -105,3 +105,69 @@ def test_presidio_is_imported_only_through_the_pii_adapter() -> None:
             if any(n.startswith("presidio_") for n in names):
                 direct.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
     assert [d for d in direct if not d.startswith("curate/services/pii/presidio.py:")] == []
+
+
+# ------------------------------------------------------------------ executor services
+PROCESS_POOL_MODULES = ("ray", "multiprocessing", "concurrent.futures.process")
+
+
+def executor_leaks(source: str) -> list[tuple[int, str]]:
+    """Where `source` knows which executor runs it: an import of Ray or of a process pool,
+    or a read of `<...>.executor.kind`. Thread pools inside one task are allowed."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+            if node.module == "concurrent.futures":
+                modules += [f"concurrent.futures.{a.name}" for a in node.names if a.name == "ProcessPoolExecutor"]
+        elif isinstance(node, ast.Attribute) and node.attr == "kind":
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "executor") or (
+                    isinstance(owner, ast.Attribute) and owner.attr == "executor"):
+                found.append((node.lineno, "reads executor.kind"))
+            continue
+        else:
+            continue
+        for module in modules:
+            if any(module == banned or module.startswith(f"{banned}.") for banned in PROCESS_POOL_MODULES) \
+                    or module == "concurrent.futures.ProcessPoolExecutor":
+                found.append((node.lineno, f"imports {module}"))
+    return found
+
+
+def test_only_the_run_model_knows_the_executor() -> None:
+    """Stages and services get their worker pool and rate limiter from the executor that runs
+    them (`ctx.pool()`, `ctx.limiter()`: `curate.run.services`); no code of `curate` outside
+    `curate/run/` imports Ray, starts a process pool or asks `executor.kind`."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    leaks = [
+        f"{path.relative_to(root).as_posix()}:{line}: {what}"
+        for path in sorted((root / "curate").rglob("*.py"))
+        if "run" not in path.relative_to(root / "curate").parts[:1]
+        for line, what in executor_leaks(path.read_text(encoding="utf-8"))
+    ]
+    assert leaks == [], ("only curate/run knows the executor; ask the stage context for a pool or "
+                         "a limiter (ctx.pool(), ctx.limiter()) instead:\n" + "\n".join(leaks))
+
+
+@pytest.mark.parametrize(("source", "what"), [
+    ("import ray", "imports ray"),
+    ("from ray.util.multiprocessing import Pool", "imports ray.util.multiprocessing"),
+    ("import multiprocessing", "imports multiprocessing"),
+    ("from concurrent.futures import ProcessPoolExecutor", "imports concurrent.futures.ProcessPoolExecutor"),
+    ("if config.executor.kind == 'ray': pass", "reads executor.kind"),
+    ("def f(executor): return executor.kind", "reads executor.kind"),
+])
+def test_the_executor_check_sees_each_leak(source: str, what: str) -> None:
+    assert [w for _, w in executor_leaks(source)] == [what]
+
+
+def test_the_executor_check_allows_thread_pools_and_other_kinds() -> None:
+    source = "from concurrent.futures import ThreadPoolExecutor\nx = stage.kind\ny = spec.kind"
+    assert executor_leaks(source) == []

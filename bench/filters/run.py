@@ -41,11 +41,11 @@ from curate.filter.checks import FilterEnv, run_filters  # noqa: E402
 from curate.filter.config import FilterConfig  # noqa: E402
 from curate.services.similarity.dedup import (  # noqa: E402
     DedupParams,
-    cross_group_pairs,
     dedup_frame,
     shingles_of,
     tokenize,
 )
+from curate.services.similarity.steps import cross_group_pairs  # noqa: E402
 from schemas.ids import content_id  # noqa: E402
 from schemas.records import Sample  # noqa: E402
 from schemas.tasks import TaskConfig  # noqa: E402

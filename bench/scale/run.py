@@ -6,9 +6,16 @@
 A synthetic corpus (JSONL records of random words from a 20,000-word vocabulary, with
 planted exact and near-duplicate paragraphs) is written once; then, for each worker
 count, in a fresh process: the pipeline's own `discover`, `ingest` and `chunk` stages
-through the local executor's process pool (`workers` processes, `4 x workers` shards),
-then `parallel_dedup_frame` (MinHash/LSH map, band shuffle, candidate pairs per
-partition, components and survivors) over the chunks with a pool of `workers` processes.
+through the streaming local executor (`workers` spawned processes, `4 x workers` tasks,
+`isolate=True`: even at one worker the tasks run in a child process, so the driver holds
+part metadata only; the workers read their input parts and write their output parts),
+then `dedup_steps` (MinHash/LSH sign, band shuffle, candidate pairs per partition,
+verification, components and survivors) over the chunks with the pool the executor lends
+a stage (`ctx.pool()`: `workers` processes).
+The dedup step still reads every chunk into the driver (the dedup stage is GLOBAL; its
+steps spread the MinHash work over the pool, not the input); `--stages-only` skips it,
+and the driver's peak after the stages is reported on its own either way
+(`peak MiB driver, stages`).
 
 `--executor ray` runs the same stages through the Ray executor on a local Ray cluster of
 `workers` CPUs (started inside the timed run) and dedup through `ray.util.multiprocessing`.
@@ -23,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -41,69 +47,117 @@ PARAGRAPHS_PER_DOC = 5
 VOCAB_SIZE = 20_000
 
 
+def _mix(values: Any) -> Any:
+    """splitmix64 over a uint64 array: a counter-based random stream (any element computed alone)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _word_ids(paragraphs: Any, seed: int) -> Any:
+    """The vocabulary index of each word of the given paragraphs (n x PARAGRAPH_WORDS)."""
+    import numpy as np
+
+    cells = paragraphs.astype(np.uint64)[:, None] * np.uint64(PARAGRAPH_WORDS) + np.arange(PARAGRAPH_WORDS, dtype=np.uint64)
+    return (_mix(cells ^ np.uint64(seed * 0x5851F42D4C957F2D)) % np.uint64(VOCAB_SIZE)).astype(np.int64)
+
+
+def _paragraph_words(lo: int, hi: int, seed: int) -> tuple[Any, int, int]:
+    """Word ids of paragraphs [lo, hi): 5% repeat an earlier paragraph exactly, 5% with their
+    last word changed; the counts of both."""
+    import numpy as np
+
+    p = np.arange(lo, hi, dtype=np.uint64)
+    draw = _mix(p ^ np.uint64(0xA0761D6478BD642F ^ seed))
+    dup = (draw >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    source = (_mix(p ^ np.uint64(0xE7037ED1A0B428DB ^ seed)) % np.maximum(p, np.uint64(1))).astype(np.uint64)
+    exact = (dup < 0.05) & (p > 0)
+    near = (dup >= 0.05) & (dup < 0.10) & (p > 0)
+    idx = _word_ids(np.where(exact | near, source, p), seed)
+    idx[near, -1] = _word_ids(p[near], seed)[:, -1]  # its own last word
+    return idx, int(exact.sum()), int(near.sum())
+
+
 def make_corpus(folder: Path, chunks: int, files: int, seed: int = 0) -> dict[str, Any]:
     """Documents of PARAGRAPHS_PER_DOC paragraphs (one chunk each at the bench's budget);
-    5% of paragraphs repeat an earlier one exactly, 5% with their last word changed."""
+    5% of paragraphs repeat an earlier one exactly, 5% with their last word changed.
+    Written file by file: every paragraph's words come from a counter-based random stream,
+    so a copy of an earlier paragraph is recomputed, not kept (memory: one file's worth)."""
     import numpy as np
     import polars as pl
 
     marker = folder / "corpus.json"
     if marker.exists():
         meta: dict[str, Any] = json.loads(marker.read_text())
-        if meta["chunks"] == chunks and meta["files"] == files:
+        if meta["chunks"] == chunks and meta["files"] == files and meta.get("generator") == 2:
             return meta
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rng = np.random.default_rng(seed)
     vocab = pl.Series([f"{chr(97 + i % 26)}{chr(97 + (i // 26) % 26)}w{i}" for i in range(VOCAB_SIZE)])
-    n_par = chunks
-    idx = rng.integers(0, VOCAB_SIZE, size=(n_par, PARAGRAPH_WORDS), dtype=np.int64)
-    dup = rng.random(n_par)
-    source = rng.integers(0, np.maximum(np.arange(n_par), 1))
-    exact = (dup < 0.05) & (np.arange(n_par) > 0)
-    near = (dup >= 0.05) & (dup < 0.10) & (np.arange(n_par) > 0)
-    idx[exact] = idx[source[exact]]
-    idx[near, :-1] = idx[source[near], :-1]
-    words = vocab.gather(pl.Series(idx.ravel()))
-    paragraphs = (
-        pl.DataFrame({"w": words, "p": np.repeat(np.arange(n_par), PARAGRAPH_WORDS)})
-        .group_by("p", maintain_order=True)
-        .agg(pl.col("w").str.join(" ").alias("text"))
-        .with_columns(pl.col("text").str.slice(0, 1).str.to_uppercase() + pl.col("text").str.slice(1) + ".")
-    )
-    docs = (
-        paragraphs.with_columns((pl.col("p") // PARAGRAPHS_PER_DOC).alias("doc"))
-        .group_by("doc", maintain_order=True)
-        .agg(pl.col("text").str.join("\n\n"))
-        .with_columns(pl.format("doc-{}", "doc").alias("id"))
-    )
-    per_file = -(-docs.height // files)
+    documents = -(-chunks // PARAGRAPHS_PER_DOC)
+    per_file = -(-documents // files)
+    planted = [0, 0]
     for i in range(files):
-        docs.slice(i * per_file, per_file).select("id", "text").write_ndjson(folder / f"part-{i:04d}.jsonl")
-    meta = {"chunks": chunks, "files": files, "documents": docs.height,
-            "planted_exact": int(exact.sum()), "planted_near": int(near.sum()),
+        first, last = i * per_file, min(documents, (i + 1) * per_file)
+        lo, hi = first * PARAGRAPHS_PER_DOC, min(chunks, last * PARAGRAPHS_PER_DOC)
+        if lo >= hi:
+            break
+        idx, exact, near = _paragraph_words(lo, hi, seed)
+        planted = [planted[0] + exact, planted[1] + near]
+        paragraphs = (
+            pl.DataFrame({"w": vocab.gather(pl.Series(idx.ravel())),
+                          "p": np.repeat(np.arange(lo, hi), PARAGRAPH_WORDS)})
+            .group_by("p", maintain_order=True)
+            .agg(pl.col("w").str.join(" ").alias("text"))
+            .with_columns(pl.col("text").str.slice(0, 1).str.to_uppercase() + pl.col("text").str.slice(1) + ".")
+        )
+        (paragraphs.with_columns((pl.col("p") // PARAGRAPHS_PER_DOC).alias("doc"))
+         .group_by("doc", maintain_order=True)
+         .agg(pl.col("text").str.join("\n\n"))
+         .with_columns(pl.format("doc-{}", "doc").alias("id"))
+         .select("id", "text").write_ndjson(folder / f"part-{i:04d}.jsonl"))
+    meta = {"chunks": chunks, "files": files, "documents": documents, "generator": 2,
+            "planted_exact": planted[0], "planted_near": planted[1],
             "seconds": round(time.perf_counter() - started, 1)}
     marker.write_text(json.dumps(meta))
     return meta
 
 
 def peak_mb() -> tuple[float, float]:
-    """Peak resident memory (MiB) of this process and of its largest child process."""
+    """Peak resident memory (MiB) of this process and of its largest child process.
+
+    This process's own peak is its VmHWM (/proc/self/status), the high-water mark of its
+    own address space: `ru_maxrss` would also count the parent's resident set at the fork
+    (Linux keeps it across exec), i.e. the corpus generator's memory in the first run.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1]) / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return round(own, 1), round(children, 1)
 
 
-def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local") -> dict[str, Any]:
+def run_one(
+    corpus: Path, workers: int, out: Path, executor_kind: str = "local", stages_only: bool = False
+) -> dict[str, Any]:
     """One configuration, in this (fresh) process."""
     import polars as pl
 
     from curate.config import parse_config
     from curate.ingest.stages import STAGES
     from curate.run.executor import Executor, LocalExecutor, frame_digest
+    from curate.run.executor_services import services_for
+    from curate.run.rundir import read_parquet
     from curate.run.runner import Runner
     from curate.services.similarity.dedup import DedupParams
-    from curate.services.similarity.parallel import SerialPool, dedup_pool, parallel_dedup_frame
+    from curate.services.similarity.steps import dedup_steps
 
     run_dir = out / f"run-{executor_kind}-w{workers}"
     config = parse_config({
@@ -117,7 +171,7 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     stages = [s for s in STAGES if s.name in {"discover", "ingest", "chunk"}]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    executor: Executor = LocalExecutor(workers=workers, partitions=4 * workers)
+    executor: Executor = LocalExecutor(workers=workers, partitions=4 * workers, isolate=True)
     if executor_kind == "ray":  # a local Ray cluster of `workers` CPUs, started here (timed)
         import ray
 
@@ -129,40 +183,38 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
     for stage in result.stages:
         timings[stage.name] = round(stage.seconds, 2)
     assert result.stopped is None, result.stages
-    chunks = pl.read_parquet(run_dir / "chunk/chunks.parquet", columns=["chunk_id", "text"])
+    stages_peak = peak_mb()[0]  # the driver's peak through discover, ingest and chunk
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    chunk_entry = manifest["stages"]["chunk"]
+    base = {
+        "workers": workers, "executor": executor_kind, "chunks": chunk_entry["rows"]["chunks"],
+        "chunks_hash": chunk_entry["output_hashes"]["chunks"], "chunk_parts": len(chunk_entry["artifacts"]["chunks"]["parts"]),
+        "peak_mb_driver_stages": stages_peak,
+    }
+    if stages_only:
+        timings["total"] = round(time.perf_counter() - started, 2)
+        own, child = peak_mb()
+        return {**base, "seconds": timings, "peak_mb_driver": own,
+                "peak_mb_worker": None if executor_kind == "ray" else child}
+    chunks = read_parquet(run_dir / "chunk/chunks.parquet", columns=["chunk_id", "text"])
     dedup_started = time.perf_counter()
     params = DedupParams(threshold=0.8)
     frame = chunks.with_columns(pl.lit(0.0).alias("score"))
-    if executor_kind == "ray":  # ray.util.multiprocessing.Pool, as the dedup stage uses on Ray
-        with dedup_pool(config) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    elif workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                                 params=params, pool=pool, partitions=2 * workers,
-                                                 batch_rows=100_000)
-    else:
-        deduped, info = parallel_dedup_frame(frame, text="text", id_col="chunk_id", score="score",
-                                             params=params, pool=SerialPool(), partitions=1,
-                                             batch_rows=100_000)
+    # the pool the dedup stage gets from this executor (`ctx.pool()`): Ray's, processes, or serial
+    with services_for(executor, config).pool() as pool:
+        deduped, info = dedup_steps(frame, text="text", id_col="chunk_id", score="score", params=params,
+                                    pool=pool, partitions=2 * workers, batch_rows=100_000)
     timings["dedup"] = round(time.perf_counter() - dedup_started, 2)
     timings["total"] = round(time.perf_counter() - started, 2)
     survivors = deduped.filter(pl.col("survivor")).select("chunk_id")
     own, child = peak_mb()
     return {
-        "workers": workers,
-        "executor": executor_kind,
-        "chunks": chunks.height,
+        **base,
         "survivors": survivors.height,
         "exact_duplicates": int(deduped["exact_duplicate"].sum()),
         "near_pairs": info.near_pairs,
         "candidate_pairs": info.candidate_pairs,
         "seconds": timings,
-        "chunks_digest": frame_digest(chunks.sort("chunk_id")),
         "survivors_digest": frame_digest(survivors.sort("chunk_id")),
         "peak_mb_driver": own,
         "peak_mb_worker": None if executor_kind == "ray" else child,  # Ray's workers are not our children
@@ -172,17 +224,22 @@ def run_one(corpus: Path, workers: int, out: Path, executor_kind: str = "local")
 def table(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = [
-        "| workers | ingest s | chunk s | dedup s | total s | chunks/s | speed-up | efficiency | peak MiB driver | peak MiB worker | same output |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| workers | ingest s | chunk s | dedup s | total s | chunks/s | speed-up | efficiency "
+        "| peak MiB driver, stages | peak MiB driver | peak MiB worker | same output |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         s = r["seconds"]
         speedup = base["seconds"]["total"] / s["total"]
-        same = r["chunks_digest"] == base["chunks_digest"] and r["survivors_digest"] == base["survivors_digest"]
+        same = r.get("chunks_hash") == base.get("chunks_hash") and r.get("survivors_digest") == base.get("survivors_digest")
+        dedup = f"{s['dedup']:.1f}" if "dedup" in s else "-"
+        worker = "n/a" if r["peak_mb_worker"] is None else format(r["peak_mb_worker"], ",.0f")
         lines.append(
-            f"| {r['workers']}{' (ray)' if r.get('executor') == 'ray' else ''} | {s['discover'] + s['ingest']:.1f} | {s['chunk']:.1f} | {s['dedup']:.1f} | {s['total']:.1f} "
+            f"| {r['workers']}{' (ray)' if r.get('executor') == 'ray' else ''} | {s['discover'] + s['ingest']:.1f} "
+            f"| {s['chunk']:.1f} | {dedup} | {s['total']:.1f} "
             f"| {r['chunks'] / s['total']:,.0f} | {speedup:.2f}x | {speedup / r['workers'] * base['workers']:.0%} "
-            f"| {r['peak_mb_driver']:,.0f} | {'n/a' if r['peak_mb_worker'] is None else format(r['peak_mb_worker'], ',.0f')} | {'yes' if same else 'NO'} |"
+            f"| {r.get('peak_mb_driver_stages', float('nan')):,.0f} | {r['peak_mb_driver']:,.0f} | {worker} "
+            f"| {'yes' if same else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -199,6 +256,9 @@ def main() -> int:
                         "(default: OUT/results.json)")
     parser.add_argument("--merge", type=Path, nargs="+", help="print one table from results files of "
                         "separate runs (the fewest workers is the baseline) and exit")
+    parser.add_argument("--corpus-only", action="store_true", help="write the corpus (if missing) and exit")
+    parser.add_argument("--stages-only", action="store_true", help="skip dedup (which reads every chunk into "
+                        "the driver): time and measure the driver through the streaming stages only")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.merge:
@@ -206,15 +266,18 @@ def main() -> int:
     corpus = args.out / "corpus"
     results_path = args.results or args.out / "results.json"
     if args.one:
-        print(json.dumps(run_one(corpus, args.one, args.out, args.executor)))
+        print(json.dumps(run_one(corpus, args.one, args.out, args.executor, args.stages_only)))
         return 0
     meta = make_corpus(corpus, args.chunks, args.files)
     print(f"corpus: {meta}", flush=True)
+    if args.corpus_only:
+        return 0
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
         proc = subprocess.run(
             [sys.executable, __file__, "--one", str(workers), "--out", str(args.out),
-             "--chunks", str(args.chunks), "--files", str(args.files), "--executor", args.executor],
+             "--chunks", str(args.chunks), "--files", str(args.files), "--executor", args.executor,
+             *(["--stages-only"] if args.stages_only else [])],
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
@@ -235,8 +298,11 @@ def machine() -> str:
 
 
 def summary(results: list[dict[str, Any]]) -> None:
-    print(f"chunks: {results[0]['chunks']:,}  survivors: {results[0]['survivors']:,}  "
-          f"exact duplicates: {results[0]['exact_duplicates']:,}  near pairs: {results[0]['near_pairs']:,}")
+    first = results[0]
+    print(f"chunks: {first['chunks']:,} in {first.get('chunk_parts', '?')} parts, hash {first.get('chunks_hash', '?')[:16]}")
+    if "survivors" in first:
+        print(f"survivors: {first['survivors']:,}  exact duplicates: {first['exact_duplicates']:,}  "
+              f"near pairs: {first['near_pairs']:,}")
     print(table(results))
 
 

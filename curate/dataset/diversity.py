@@ -30,6 +30,7 @@ import polars as pl
 
 from curate.dataset import chat
 from curate.dataset.config import DiversityConfig
+from curate.run.rundir import read_parquet
 from schemas.artifacts import CHUNKS, DOCUMENTS, REDACTED_CHUNKS, SAMPLES, Artifact
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -123,7 +124,7 @@ def read_artifact(run_path: Path, candidates: Sequence[Artifact], columns: list[
     for artifact in candidates:
         path = run_path / f"{artifact}.parquet"
         if path.exists():
-            return pl.read_parquet(path, columns=columns)
+            return read_parquet(path, columns=columns)
     return None
 
 
@@ -152,7 +153,7 @@ def source_classes(run_path: Path, by: str) -> pl.Series | None:
     path = run_path / f"{SAMPLES}.parquet"
     if not path.exists():
         return None
-    samples = pl.read_parquet(path, columns=["status", "task_type", "output_json"]).filter(pl.col("status") == "ok")
+    samples = read_parquet(path, columns=["status", "task_type", "output_json"]).filter(pl.col("status") == "ok")
     if by == "label":
         values = samples.select(pl.col("output_json").str.json_path_match("$.label").alias("class"))
     else:

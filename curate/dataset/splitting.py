@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from curate.run.services import WorkerPool
 from schemas.artifacts import LEAKS, SPLITS
 from schemas.ids import content_id
 
@@ -165,20 +166,21 @@ def split_warnings(
 
 
 def cross_split_pairs(
-    frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int
+    frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int, pool: WorkerPool | None = None,
 ) -> pl.DataFrame:
     """Near-duplicate (or exact) pairs whose members are in different splits.
 
-    Uses the filters package's MinHash/LSH (`curate.services.similarity.dedup.cross_group_pairs`,
-    signatures identical to datasketch's). Returns `LEAKS` rows with the member in the
+    Uses the dedup steps of the similarity service (`curate.services.similarity.steps.cross_group_pairs`:
+    sign, buckets, verify, on `pool`, the executor's; signatures identical to datasketch's). Returns `LEAKS` rows with the member in the
     later split (test > validation > train) as `example_id`, action still empty.
     """
-    from curate.services.similarity.dedup import DedupParams, cross_group_pairs
+    from curate.services.similarity.dedup import DedupParams
+    from curate.services.similarity.steps import cross_group_pairs
 
     if frame.height < 2:
         return pl.DataFrame(schema=LEAKS.schema)
     params = DedupParams(threshold=threshold, num_perm=num_perm, shingle_size=shingle_words)
-    pairs = cross_group_pairs(frame, text=text, group="split", id_col="example_id", params=params)
+    pairs = cross_group_pairs(frame, text=text, group="split", id_col="example_id", params=params, pool=pool)
     rank = {s: i for i, s in enumerate(SPLITS)}
     rows = []
     for id_a, split_a, id_b, split_b, similarity in pairs.iter_rows():
@@ -222,10 +224,11 @@ def ngram_train_leaks(frame: pl.DataFrame, *, text: str, n: int, share: float) -
 
 
 def leak_pairs(frame: pl.DataFrame, *, text: str, threshold: float, num_perm: int, shingle_words: int,
-               ngram_words: int, ngram_share: float) -> pl.DataFrame:
+               ngram_words: int, ngram_share: float, pool: WorkerPool | None = None) -> pl.DataFrame:
     """Both leakage checks: MinHash near-duplicates across splits and n-gram containment of
     validation/test examples in train; one row per (example, other example), MinHash's first."""
-    near = cross_split_pairs(frame, text=text, threshold=threshold, num_perm=num_perm, shingle_words=shingle_words)
+    near = cross_split_pairs(frame, text=text, threshold=threshold, num_perm=num_perm, shingle_words=shingle_words,
+                             pool=pool)
     contained = ngram_train_leaks(frame, text=text, n=ngram_words, share=ngram_share)
     return (pl.concat([near, contained]).unique(["example_id", "other_example_id"], keep="first", maintain_order=True)
             .sort("example_id", "other_example_id"))

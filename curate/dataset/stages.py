@@ -128,15 +128,17 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
         "threshold": config.near_dup_threshold, "num_perm": config.num_perm, "shingle_words": config.shingle_words,
         "ngram_words": config.ngram_leak_words, "ngram_share": config.ngram_leak_share,
     }
-    leaks = leak_pairs(with_text, text="leak_text", **params)
-    if config.leak_policy == "drop" and leaks.height:
-        dropped = set(leaks.get_column("example_id").to_list())
-        leaks = leaks.with_columns(pl.lit("dropped").alias("action"))
-        frame = frame.filter(~pl.col("example_id").is_in(sorted(dropped)))
-        remaining = leak_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text", **params)
-        leaks = pl.concat([leaks, remaining.with_columns(pl.lit("remaining").alias("action"))])
-    else:
-        leaks = leaks.with_columns(pl.lit("reported").alias("action"))
+    with ctx.pool() as pool:  # the executor's workers run the MinHash steps
+        leaks = leak_pairs(with_text, text="leak_text", pool=pool, **params)
+        if config.leak_policy == "drop" and leaks.height:
+            dropped = set(leaks.get_column("example_id").to_list())
+            leaks = leaks.with_columns(pl.lit("dropped").alias("action"))
+            frame = frame.filter(~pl.col("example_id").is_in(sorted(dropped)))
+            remaining = leak_pairs(with_text.filter(~pl.col("example_id").is_in(sorted(dropped))), text="leak_text",
+                                   pool=pool, **params)
+            leaks = pl.concat([leaks, remaining.with_columns(pl.lit("remaining").alias("action"))])
+        else:
+            leaks = leaks.with_columns(pl.lit("reported").alias("action"))
     actions = leaks.get_column("action").to_list()
     dist = distribution(frame, by)
     warnings = split_warnings(frame, ratios=config.ratios(), by=by, group_by=config.group_by,

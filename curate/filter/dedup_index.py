@@ -1,6 +1,5 @@
-"""The persisted dedup index, built on the similarity library (`curate.services.similarity`).
-
-The parallel map/shuffle/reduce lives in `curate.services.similarity.parallel`; here:
+"""The persisted dedup index, built on the similarity library's dedup steps
+(`curate.services.similarity.steps`: sign, buckets, verify, components, survivors); here:
 
 - `DedupIndex`: incremental dedup. A persisted index of every row that went through
   dedup (id, quality score, exact key, signature, component) lets a new batch B be
@@ -30,15 +29,15 @@ from curate.run.rundir import (
     read_text,
     run_location,
 )
-from curate.services.similarity.dedup import (
-    DedupParams,
-    band_frame,
-    band_keys,
-    candidate_pairs,
-    exact_edges,
-    finish_dedup,
-    sign_batches,
-    verify_pairs,
+from curate.run.services import SerialPool, WorkerPool
+from curate.services.similarity.dedup import DedupParams, exact_edges, finish_dedup
+from curate.services.similarity.steps import (
+    bucket_pairs,
+    estimate_only,
+    representatives,
+    sign_bands,
+    sign_rows,
+    verify_pairs_on,
 )
 from schemas.artifacts import SPLIT_EXAMPLES
 
@@ -113,6 +112,7 @@ class DedupIndex:
     def dedup(
         self, frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
         params: DedupParams | None = None, commit: bool = True, prefer_indexed: bool = False,
+        pool: WorkerPool | None = None,
     ) -> pl.DataFrame:
         """Dedup `frame` against itself and every indexed row; add it to the index.
 
@@ -120,16 +120,22 @@ class DedupIndex:
         all batches), `survivor`, `survivor_id` and `exact_duplicate`. A row of `frame`
         that duplicates an indexed row with a better score (or equal score and smaller
         id) is not a survivor; with `prefer_indexed`, an indexed row beats any new one.
-        Ids already in the index are an error (a batch is indexed once).
+        Ids already in the index are an error (a batch is indexed once). The new rows are
+        signed, and the union's band keys, buckets, verification and survivors computed, by
+        the dedup steps on `pool`; pairs are verified by the MinHash estimate (the indexed
+        rows' texts are not kept).
         """
         params = params or DedupParams()
+        pool = pool or SerialPool()
+        partitions = max(1, pool.workers)
         self._check_params(params)
         old = self.load()
         new = frame.sort(id_col)
         clash = new.filter(pl.col(id_col).is_in(old["id"].implode()))
         if clash.height:
             raise ValueError(f"{clash.height} ids are already in the dedup index (first: {clash[id_col][0]})")
-        new_keys, new_sig, new_lengths = sign_batches(new[text], params)
+        signed = sign_rows(new[text], params, pool, partitions=0)
+        new_keys, new_sig, new_lengths = signed.keys, signed.sig, signed.lengths
         old_sig = (
             np.frombuffer(b"".join(old["signature"].to_list()), dtype=np.uint32).reshape(old.height, params.num_perm)
             if old.height
@@ -159,22 +165,16 @@ class DedupIndex:
         stars = members.join(position.rename({"id": "component_id", "pos": "root"}), on="component_id", how="left")
         star_edges = stars.select("pos", "root").to_numpy().astype(np.int64) if stars.height else np.zeros((0, 2), np.int64)
         ex_edges = exact_edges(keys)
-        _, first_index = np.unique(keys, return_index=True)
-        reps = np.zeros(n, dtype=bool)
-        reps[first_index] = True
-        candidates = np.flatnonzero(reps & nonempty)
-        bands_n, rows_n = params.banding
-        bands = band_frame(band_keys(sig[candidates], bands_n, rows_n), candidates)
+        keep = representatives(keys, nonempty.astype(np.int64))
+        bands = sign_bands(sig, np.flatnonzero(keep), params, pool, partitions)
         # only buckets holding a new row can add edges the index does not already imply
-        touched = bands.filter(pl.Series(is_new[bands["row"].to_numpy()])).select("band", "key").unique()
-        bands = bands.join(touched, on=["band", "key"], how="semi")
-        pairs = candidate_pairs(bands, params.max_bucket)
-        near, _ = verify_pairs(sig, pairs, params.threshold)
+        pairs = bucket_pairs(bands, params, pool, touch=is_new)
+        near, _ = verify_pairs_on(pairs, sig, None, estimate_only(params), pool)
         rank = pl.when(pl.lit(pl.Series(is_new))).then(pl.col("score")).otherwise(float("inf"))
         frame_u = union.select("id", (rank if prefer_indexed else pl.col("score")).alias("score"))
         # the index's own groups (stars) count as exact edges: components, survivors, flags as in dedup_frame
-        judged, _ = finish_dedup(frame_u, keys, np.concatenate([star_edges, ex_edges]), near.astype(np.int64),
-                                 len(pairs), id_col="id", score="score")
+        judged, _ = finish_dedup(frame_u, keys, np.concatenate([star_edges, ex_edges]), near,
+                                 len(pairs), id_col="id", score="score", pool=pool, partitions=partitions)
         component_id = union["id"].gather(judged["component"])
         result = pl.DataFrame({
             "id": union["id"], "component_id": component_id, "survivor": judged["survivor"],
@@ -221,7 +221,7 @@ def index_digest(config: FilterSettings) -> str | None:
 
 def drop_indexed_duplicates(
     frame: pl.DataFrame, *, text: str, location: str, params: DedupParams,
-    id_col: str = "example_id", score: str = "quality_score",
+    id_col: str = "example_id", score: str = "quality_score", pool: WorkerPool | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `frame` into rows kept and rows that duplicate an indexed row.
 
@@ -240,7 +240,7 @@ def drop_indexed_duplicates(
     if rest.height == 0:
         return rest, again
     judged = index.dedup(rest, text=text, id_col=id_col, score=score, params=params,
-                         commit=False, prefer_indexed=True)
+                         commit=False, prefer_indexed=True, pool=pool)
     # only groups holding an indexed row: two new rows were already judged by the run's own dedup
     lost = ~pl.col("survivor") & pl.col("survivor_id").is_in(indexed.implode())
     kept = judged.filter(~lost).select(frame.columns)

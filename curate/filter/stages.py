@@ -29,10 +29,10 @@ from curate.filter.funnel import funnel_rows, label_counts, package_report
 from curate.filter.judge import judge
 from curate.filter.refine import recovery_rate, refine, repair_targets
 from curate.filter.similarity_steps import decontaminate_step, eval_sets_digest, semantic_dedup_step
-from curate.run.limits import limiter_for
+from curate.run.services import SerialPool, WorkerPool
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
-from curate.services.similarity.dedup import DedupParams, dedup_frame
-from curate.services.similarity.parallel import dedup_frame_for
+from curate.services.similarity.dedup import DedupParams
+from curate.services.similarity.steps import dedup_steps
 from schemas.artifacts import (
     DEDUP_FUNNEL,
     DEDUP_REASONS,
@@ -111,7 +111,7 @@ def refine_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict
 
     chunks, docs = _chunk_texts(ctx, batch["chunk_id"].unique().to_list())  # the batch's chunks only
 
-    with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="refine", limiter=ctx.limiter("teacher", ctx.config.teacher)) as teacher:
         outcome = refine(batch, examples, docs, _env(ctx, chunks), teacher, rounds, ctx.config.refine.revote)
         fatal = getattr(teacher, "fatal", None)  # a rejected key, an unreachable endpoint: stop
     new_rejections = records_frame(Rejection, outcome.rejections).with_columns(
@@ -172,7 +172,7 @@ def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     from curate.services.teacher.factory import open_teacher
 
     chunks, _ = _chunk_texts(ctx, selected["chunk_id"].unique().to_list())
-    with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=limiter_for(ctx.config, ctx.config.teacher)) as teacher:
+    with open_teacher(ctx.config, ctx.run_dir, purpose="judge", limiter=ctx.limiter("teacher", ctx.config.teacher)) as teacher:
         outcome = judge(selected, chunks, config, teacher)
     judgments = JUDGMENTS.frame(outcome.judgments)
     scores = pl.DataFrame({"example_id": list(outcome.scores), "__judge": list(outcome.scores.values())},
@@ -206,17 +206,17 @@ def summarize_judge(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- dedup
 def dedup_examples(
-    frame: pl.DataFrame, params: DedupParams, field: str, run_dedup: Any = dedup_frame
+    frame: pl.DataFrame, params: DedupParams, field: str, pool: WorkerPool | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Survivors (Example columns) and dedup rejections of a frame of examples.
 
-    `run_dedup` is `dedup_frame` or a drop-in spreading its per-row work over the executor's
-    workers (`curate.services.similarity.parallel.dedup_frame_for`): the result is the same.
+    The dedup steps (`curate.services.similarity.steps`: sign, buckets, verify, components,
+    survivors) run on `pool`, the executor's (`ctx.pool()`); the result does not depend on it.
     """
     if frame.height == 0:
         return frame.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     with_text = frame.with_columns(dedup_text(field).alias("__text"))
-    out, _ = run_dedup(with_text, text="__text", params=params)
+    out, _ = dedup_steps(with_text, text="__text", params=params, pool=pool or SerialPool())
     survivor_of = out.select(
         "component", pl.col("example_id").filter(pl.col("survivor")).first().over("component").alias("__survivor"),
         pl.len().over("component").alias("__size"),
@@ -244,13 +244,12 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     if "dedup" in ctx.config.filter.disable:  # switched off: everything passes, the funnel is still written
         survivors, rejected = batch.select(EXAMPLE_COLUMNS), empty_frame(Rejection)
     else:
-        survivors, rejected = dedup_examples(
-            batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, dedup_frame_for(ctx.config)
-        )
-    location = index_location(ctx.config) if "dedup" not in ctx.config.filter.disable else None
-    if location is not None:
-        survivors, indexed = against_index(survivors, ctx.config, location)
-        rejected = pl.concat([rejected, indexed])
+        with ctx.pool() as pool:
+            survivors, rejected = dedup_examples(batch, dedup_params(ctx.config), ctx.config.filter.dedup_field, pool)
+            location = index_location(ctx.config)
+            if location is not None:
+                survivors, indexed = against_index(survivors, ctx.config, location, pool)
+                rejected = pl.concat([rejected, indexed])
     survivors, semantic, semantic_report = semantic_dedup_step(survivors, ctx.config)
     rejected = pl.concat([contaminated, rejected, semantic])
     report = package_report(ctx, dedup_in, survivors, rejected)
@@ -267,10 +266,13 @@ def dedup_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     }
 
 
-def against_index(examples: pl.DataFrame, config: FilterSettings, location: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def against_index(
+    examples: pl.DataFrame, config: FilterSettings, location: str, pool: WorkerPool | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Examples kept, and rejections of those that duplicate an earlier accepted dataset."""
     with_text = examples.with_columns(dedup_text(config.filter.dedup_field).alias("__text"))
-    kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location, params=dedup_params(config))
+    kept, dropped = drop_indexed_duplicates(with_text, text="__text", location=location,
+                                            params=dedup_params(config), pool=pool)
     rejected = dedup_rejections(dropped, pl.lit("indexed_duplicate"),
                                 pl.format("duplicate of {} in the dedup index {}", "duplicate_of", pl.lit(location)))
     return kept.select(EXAMPLE_COLUMNS), rejected

@@ -10,7 +10,6 @@ import polars as pl
 from pydantic import BaseModel
 
 from curate.run.config import RunSettings
-from curate.run.limits import limiter_for
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.services.teacher import prompts
 from curate.services.teacher.factory import TeacherSettings, open_teacher
@@ -94,7 +93,7 @@ def generate(batch: pl.DataFrame, ctx: StageContext[GenerateSettings]) -> dict[s
     task_type = config.task.type.value
     doc_of = dict(zip(batch["chunk_id"].to_list(), batch["doc_id"].to_list(), strict=True))
     requests = requests_for_chunks(config, batch)
-    with open_teacher(config, ctx.run_dir, purpose="generate", limiter=limiter_for(config, config.teacher)) as teacher:
+    with open_teacher(config, ctx.run_dir, purpose="generate", limiter=ctx.limiter("teacher", config.teacher)) as teacher:
         answers = teacher.ask_many(
             requests, show_progress=ctx.show_progress, description=f"generate ({len(requests)} requests)"
         )

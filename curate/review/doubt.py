@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from curate.review.config import DoubtConfig
+from curate.run.rundir import read_parquet
 from schemas.artifacts import DEDUP_REJECTED, JUDGMENTS
 
 SIGNALS = ("votes", "grounding", "judge", "neighbour")
@@ -50,7 +51,7 @@ def judge_scores(run_path: Path) -> pl.DataFrame | None:
     path = run_path / f"{JUDGMENTS}.parquet"
     if not path.exists():
         return None
-    frame = pl.read_parquet(path, columns=["example_id", "mean_score", "passed"])
+    frame = read_parquet(path, columns=["example_id", "mean_score", "passed"])
     frame = frame.filter(pl.col("passed")).group_by("example_id").agg(pl.col("mean_score").max())
     return frame if frame.height else None
 
@@ -154,7 +155,7 @@ def removed_duplicates(run_path: Path) -> pl.DataFrame:
     empty = pl.DataFrame(schema={"example_id": pl.String(), "chunk_id": pl.String(), "label": pl.String()})
     if not path.exists():
         return empty
-    frame = pl.read_parquet(path, columns=["item_id", "chunk_id", "reason", "output_json"])
+    frame = read_parquet(path, columns=["item_id", "chunk_id", "reason", "output_json"])
     frame = frame.filter(pl.col("reason").is_in(DUPLICATE_REASONS) & pl.col("output_json").is_not_null())
     return frame.select(
         pl.col("item_id").alias("example_id"), "chunk_id",

@@ -38,7 +38,7 @@ from curate.review.labeling import (
 )
 from curate.review.merge import apply_review
 from curate.review.selection import audit_draw, is_audit, select_for_review
-from curate.run.rundir import atomic_write_parquet, atomic_write_text
+from curate.run.rundir import atomic_write_parquet, atomic_write_text, read_parquet
 from schemas.artifacts import (
     CHUNKS,
     DEDUPED,
@@ -97,21 +97,21 @@ def read_examples(cfg: ReviewSettings) -> pl.DataFrame:
     path = cfg.run_path / f"{DEDUPED}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `curate filter` (or `curate run`) before reviewing")
-    return pl.read_parquet(path)
+    return read_parquet(path)
 
 
 def read_chunks(cfg: ReviewSettings) -> pl.DataFrame:
     for artifact in CHUNK_ARTIFACTS:
         path = cfg.run_path / f"{artifact}.parquet"
         if path.exists():
-            return pl.read_parquet(path, columns=["chunk_id", "text", "source_path", "heading_path"])
+            return read_parquet(path, columns=["chunk_id", "text", "source_path", "heading_path"])
     raise FileNotFoundError(f"no chunks in {cfg.run_path}: run the pipeline up to the filters first")
 
 
 def read_samples(cfg: ReviewSettings, chunk_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """chunk_id -> its teacher samples (generation and refinement rounds), for the reasons."""
     frames = [
-        pl.read_parquet(path, columns=["sample_id", "chunk_id", "round", "status", "output_json"])
+        read_parquet(path, columns=["sample_id", "chunk_id", "round", "status", "output_json"])
         for artifact in SAMPLE_ARTIFACTS if (path := cfg.run_path / f"{artifact}.parquet").exists()
     ]
     found: dict[str, list[dict[str, Any]]] = {}
@@ -125,12 +125,12 @@ def read_samples(cfg: ReviewSettings, chunk_ids: list[str]) -> dict[str, list[di
 
 def read_pushed(run_path: Path) -> pl.DataFrame | None:
     path = run_path / REVIEW_PUSHED.path
-    return pl.read_parquet(path) if path.exists() else None
+    return read_parquet(path) if path.exists() else None
 
 
 def read_decisions(run_path: Path) -> pl.DataFrame | None:
     path = run_path / REVIEW_DECISIONS.path
-    return pl.read_parquet(path) if path.exists() else None
+    return read_parquet(path) if path.exists() else None
 
 
 # --------------------------------------------------------------------------- push

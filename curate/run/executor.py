@@ -1,104 +1,111 @@
-"""The local executor: shards of a stage's primary input, run in-process or in a process pool.
+"""Executors run a stage's tasks; the driver plans them from metadata and commits their parts.
 
-The Ray executor (curate.run.ray_executor) reads the same `Stage` declaration; both
-concatenate per-shard outputs and sort them by their key, so the result does not depend
-on the number of shards or workers.
+`execute_stage` is the driver's loop, shared by every executor: plan the tasks from the
+primary input's parts (`curate.run.tasks`), for a keyed stage run the bucketing tasks
+first, run the tasks, and gather what they return: metadata only (part locations, rows,
+digests). An executor only says how to run a list of picklable jobs (`map_tasks`): in this
+process, in a spawn-started process pool (`LocalExecutor`), or as Ray tasks
+(`curate.run.ray_executor`). The outputs do not depend on the executor, the worker count or
+the partitioning: each artifact's content hash is computed from its parts' order-free
+digests (`curate.run.dataset`), and reading it whole sorts it by its key.
 
-Shard checkpoints (`ShardStore`): with `checkpoint=True` every finished shard's outputs
-are written under `<run_dir>/<stage>.state/shards/<token>/<shard>/` followed by a
-completion marker; a run killed midway and started again reloads the finished shards
-instead of recomputing them. The token covers the stage, its config sections and the
-hashes of its inputs in the manifest; a shard's name is a hash of its rows, so the
-checkpoints of a run stay valid whatever order the shards finish in.
+GLOBAL stages (and stages without inputs) run `run_global` on the driver: the input read
+whole, one function call, its outputs written as one part each.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import multiprocessing
-from collections.abc import Mapping, Sequence
+import pickle
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 import xxhash
 
-from curate.run.rundir import (
-    RunDir,
-    atomic_write_parquet,
-    atomic_write_text,
-    path_exists,
-    read_parquet,
-    read_text,
-    remove_tree,
-)
+from curate.run.dataset import PartInfo, dataset_key, parquet_footer, part_files, row_digest, write_part
+from curate.run.rundir import RunDir, file_size, read_parquet, read_parquet_file
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
-from schemas.ids import sha256_hex
+from curate.run.tasks import (
+    BucketJob,
+    InputPart,
+    ShardStore,
+    Task,
+    TaskJob,
+    TaskResult,
+    plan_slices,
+    run_bucketing,
+    run_task,
+    slices_id,
+)
 
-SHARDS_FOLDER = "shards"
-DONE_MARKER = "_SUCCESS"
+J = TypeVar("J")
+R = TypeVar("R")
 
 
 class Executor(Protocol):
-    def execute(
-        self, stage: Stage, primary: pl.DataFrame, ctx: StageContext
-    ) -> dict[str, pl.DataFrame]: ...
+    def map_tasks(
+        self, fn: Callable[[J], R], jobs: Sequence[J], *, io: bool = False,
+        stop: Callable[[R], bool] | None = None,
+    ) -> list[R]:
+        """`fn` over `jobs`, results in job order; `stop(result)` true: no need to start more."""
+        ...
+
+    def task_count(self, stage: Stage, rows: int) -> int:
+        """How many tasks a stage's primary input of `rows` rows is cut into."""
+        ...
 
 
-def shard_frame(frame: pl.DataFrame, stage: Stage, num_shards: int) -> list[pl.DataFrame]:
-    """Split a stage's input as its kind allows; a shuffle keeps each key in one shard."""
-    if stage.kind is StepKind.GLOBAL or num_shards <= 1 or frame.height == 0:
-        return [frame]
-    if stage.key is not None and stage.kind in (StepKind.SHUFFLE, StepKind.IO_POOL):
-        bucket = (pl.col(stage.key).hash(seed=0) % num_shards).alias("__shard")
-        parts = frame.with_columns(bucket).partition_by("__shard", include_key=False, maintain_order=True)
-        return parts
-    size = -(-frame.height // num_shards)
-    return [frame.slice(offset, size) for offset in range(0, frame.height, size)]
+@dataclasses.dataclass(frozen=True)
+class InputSource:
+    """An artifact as the driver knows it: its parts' metadata, its key, its size on disk."""
+
+    artifact: str
+    parts: tuple[InputPart, ...]
+    key: str | None
+    bytes: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    def part_infos(self) -> list[PartInfo]:
+        """The parts as they are, with digests (read from the part where the manifest has none)."""
+        return [PartInfo(p.location, p.rows, p.digest or row_digest(read_parquet_file(p.location)))
+                for p in self.parts]
 
 
-def combine(
-    stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]], ctx: StageContext
-) -> dict[str, pl.DataFrame]:
-    """Concatenate per-shard outputs (plus passed-through side inputs, once) in key order."""
-    combined: dict[str, pl.DataFrame] = {}
-    for output in stage.declared_outputs:
-        frames = [result[output.name] for result in results if output.name in result]
-        if not frames:
-            raise ValueError(f"stage {stage.name!r} did not return output {output.name!r}")
-        if output.name in stage.passthrough:
-            frames.insert(0, ctx.side(stage.passthrough[output.name]))
-        frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-        combined[output.name] = canonical_order(frame, output.key)
-    return combined
+def input_source(run_dir: RunDir, artifact: str, manifest: Mapping[str, Any]) -> InputSource:
+    """An artifact's parts from its files' footers (rows, key); digests from the manifest
+    entry of the stage that wrote it, where it matches the files."""
+    location = run_dir.artifact_location(artifact)
+    files = part_files(location)
+    if not files:
+        raise FileNotFoundError(f"{artifact}: no such artifact in {run_dir.location} (run its stage first)")
+    producer, name = artifact.split("/", 1)
+    entry = manifest.get("stages", {}).get(producer, {}).get("artifacts", {}).get(name) or {}
+    known = {f"{location}/{p['file']}": (p["rows"], p["digest"]) for p in entry.get("parts", [])}
+    parts = []
+    for file in files:
+        rows = parquet_footer(file)[0]
+        digest = known[file][1] if known.get(file, (None,))[0] == rows else ""
+        parts.append(InputPart(file, rows, digest))
+    return InputSource(artifact, tuple(parts), dataset_key(files), sum(file_size(f) for f in files))
 
 
-def finish_stage(
-    stage: Stage, results: Sequence[Mapping[str, pl.DataFrame]], ctx: StageContext,
-    store: ShardStore | None, stopped: str | StageStopped | None,
-) -> dict[str, pl.DataFrame]:
-    """Every executor's last step: combine the batches; a stopped stage raises with what it
-    has (its checkpoints kept for the next run), a finished one drops its checkpoints."""
-    combined = combine(stage, results, ctx)
-    if isinstance(stopped, StageStopped):
-        raise StageStopped(stopped.reason, combined, exit_code=stopped.exit_code)
-    if stopped is not None:
-        raise StageStopped(stopped, combined)
-    if store is not None:
-        store.clear()
-    return combined
+@dataclasses.dataclass
+class StageOutcome:
+    parts: dict[str, list[PartInfo]]
+    stopped: StageStopped | None = None
+    tasks: int = 0
+    reused: int = 0
+    frames: dict[str, pl.DataFrame] | None = None  # a GLOBAL stage's outputs (it ran on the driver)
 
 
-def canonical_order(frame: pl.DataFrame, key: str | None) -> pl.DataFrame:
-    if key and key in frame.columns:
-        return frame.sort(key, maintain_order=True)
-    return frame
-
-
-# ------------------------------------------------------------------ shard checkpoints
 def frame_digest(frame: pl.DataFrame) -> str:
     """A 64-bit content hash of a frame (schema, then every row in order)."""
     hasher = xxhash.xxh3_64()
@@ -109,143 +116,145 @@ def frame_digest(frame: pl.DataFrame) -> str:
     return hasher.hexdigest()
 
 
-def input_hashes(stage: Stage, manifest: Mapping[str, Any]) -> dict[str, str | None]:
-    """The manifest's hash of each input artifact of `stage` (None: not produced yet)."""
-    hashes = {}
-    for artifact in stage.input_paths:
-        producer, name = artifact.split("/", 1)
-        hashes[artifact] = manifest.get("stages", {}).get(producer, {}).get("output_hashes", {}).get(name)
-    return hashes
+def keyed(stage: Stage) -> bool:
+    return stage.key is not None and stage.kind in (StepKind.SHUFFLE, StepKind.IO_POOL)
 
 
-def stage_token(stage: Stage, ctx: StageContext) -> str:
-    """What a stage's shard checkpoints depend on: the stage, its config, its inputs."""
-    payload = {
-        "stage": stage.name,
-        "fn": f"{stage.fn.__module__}.{getattr(stage.fn, '__qualname__', stage.fn)}",
-        "config": ctx.config.section_hash(*stage.config_sections),
-        "inputs": input_hashes(stage, RunDir(ctx.run_dir).load_manifest()),
-    }
-    return sha256_hex(json.dumps(payload, sort_keys=True))[:16]
+def _raise_first(stage: Stage, results: Sequence[TaskResult]) -> None:
+    errors = [r for r in results if r.error is not None]
+    if errors:
+        first: BaseException = pickle.loads(errors[0].error)  # type: ignore[arg-type]
+        if len(errors) > 1:
+            first.add_note(f"{len(errors)} tasks of stage {stage.name!r} failed; this is the first")
+        raise first
+
+
+def plan_tasks(
+    executor: Executor, stage: Stage, source: InputSource, store: ShardStore, reuse: bool
+) -> list[Task]:
+    """The stage's tasks; for a keyed stage cut into several, after its bucketing tasks ran."""
+    slices = plan_slices(source.parts, executor.task_count(stage, source.rows))
+    tasks = [Task(i, slices_id(i, s), slices=s) for i, s in enumerate(slices)]
+    if not keyed(stage) or len(tasks) == 1:
+        return tasks
+    assert stage.key is not None
+    jobs = [BucketJob(task, stage.key, len(tasks), store, reuse) for task in tasks]
+    bucketed = executor.map_tasks(run_bucketing, jobs)
+    _raise_first(stage, bucketed)
+    ids = xxhash.xxh3_64_hexdigest(json.dumps([t.id for t in tasks]).encode())
+    schema = tasks[0].slices[:1]  # a zero-row read of the input: its columns, for any task
+    schema = tuple(dataclasses.replace(s, offset=0, length=0) for s in schema)
+    buckets = [tuple(f for r in bucketed if (f := r.buckets[i]) is not None) for i in range(len(tasks))]
+    # an empty bucket is no task (as a key-split never makes an empty batch), unless all are
+    return [
+        Task(i, f"b{i:05d}-{ids}", slices=schema, buckets=files)
+        for i, files in enumerate(buckets) if files or (i == 0 and not any(buckets))
+    ]
+
+
+def execute_stage(
+    executor: Executor, stage: Stage, source: InputSource, ctx: StageContext, store: ShardStore,
+    reuse: bool = True,
+) -> StageOutcome:
+    """Run a partitioned stage's tasks; return its outputs' parts (metadata) and whether it
+    stopped. A task's exception is raised here after the other tasks finished."""
+    if not reuse:
+        store.forget()
+    tasks = plan_tasks(executor, stage, source, store, reuse)
+    jobs = [
+        TaskJob(stage, dataclasses.replace(ctx, shard=t.index, num_shards=len(tasks), show_progress=False),
+                t, store, source.key, reuse)
+        for t in tasks
+    ]
+    results = executor.map_tasks(
+        run_task, jobs, io=stage.kind is StepKind.IO_POOL,
+        stop=lambda r: r.stopped is not None or r.error is not None,
+    )
+    _raise_first(stage, results)
+    stopped = next((r for r in results if r.stopped is not None), None)
+    outcome = StageOutcome({}, tasks=len(tasks), reused=sum(r.reused for r in results))
+    if stopped is not None:
+        outcome.stopped = StageStopped(stopped.stopped or "stopped", {}, exit_code=stopped.exit_code)
+    for output in stage.output_names:
+        outcome.parts[output] = [r.parts[output] for r in results if output in r.parts]
+        if not outcome.parts[output]:
+            raise ValueError(f"stage {stage.name!r} did not return output {output!r}")
+    return outcome
+
+
+def run_global(stage: Stage, frame: pl.DataFrame, ctx: StageContext, store: ShardStore) -> StageOutcome:
+    """A GLOBAL stage on the driver: one call over the whole input, one part per output."""
+    stopped = None
+    try:
+        outputs = dict(stage.fn(frame, ctx))
+    except StageStopped as stop:
+        outputs, stopped = dict(stop.outputs), stop
+    keys = {out.name: out.key for out in stage.declared_outputs}
+    missing = [o for o in stage.output_names if o not in outputs]
+    if missing:
+        raise ValueError(f"stage {stage.name!r} did not return output {missing[0]!r}")
+    folder = store.folder("global")
+    parts = {name: [write_part(f, f"{folder}/{name}.parquet", keys.get(name))] for name, f in outputs.items()}
+    return StageOutcome(parts, stopped, tasks=1, frames=outputs)
 
 
 @dataclasses.dataclass(frozen=True)
-class ShardStore:
-    """Finished shards of one stage run: outputs then a marker, written by the worker."""
-
-    run_dir: str
-    stage: str
-    token: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.run_dir}/{self.stage}.state/{SHARDS_FOLDER}"
-
-    def folder(self, shard_id: str) -> str:
-        return f"{self.base}/{self.token}/{shard_id}"
-
-    def done(self, shard_id: str) -> bool:
-        return path_exists(f"{self.folder(shard_id)}/{DONE_MARKER}")
-
-    def load(self, shard_id: str) -> dict[str, pl.DataFrame]:
-        marker = json.loads(read_text(f"{self.folder(shard_id)}/{DONE_MARKER}"))
-        return {name: read_parquet(f"{self.folder(shard_id)}/{name}.parquet") for name in marker["outputs"]}
-
-    def save(self, shard_id: str, outputs: Mapping[str, pl.DataFrame]) -> None:
-        for name, frame in outputs.items():
-            atomic_write_parquet(frame, f"{self.folder(shard_id)}/{name}.parquet")
-        marker = {"outputs": sorted(outputs), "rows": {n: f.height for n, f in outputs.items()}}
-        atomic_write_text(f"{self.folder(shard_id)}/{DONE_MARKER}", json.dumps(marker))
-
-    def clear(self) -> None:
-        """Drop every checkpoint of the stage (after its outputs are combined)."""
-        remove_tree(self.base)
+class SummaryJob:
+    stage: Stage
+    locations: dict[str, str]
 
 
-def run_shard(
-    stage: Stage, shard: pl.DataFrame, ctx: StageContext, store: ShardStore | None = None
-) -> dict[str, pl.DataFrame]:
-    """Run a stage function on one shard, reusing or writing its checkpoint.
-
-    A shard that stops (`StageStopped`) writes no marker: the next run does it again.
-    """
-    shard_id = frame_digest(shard) if store is not None else ""
-    if store is not None and store.done(shard_id):
-        return store.load(shard_id)
-    result = dict(stage.fn(shard, ctx))
-    if store is not None:
-        store.save(shard_id, result)
-    return result
-
-
-# ------------------------------------------------------------------ frames over pipes
-def frame_to_ipc(frame: pl.DataFrame) -> bytes:
-    """Polars' own IPC encoding: keeps every dtype exactly (Arrow round trips may not)."""
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="uncompressed")
-    return buffer.getvalue()
-
-
-def frame_from_ipc(data: bytes) -> pl.DataFrame:
-    return pl.read_ipc(io.BytesIO(data))
+def run_summary(job: SummaryJob) -> dict[str, Any]:
+    """A stage's `summarize` over its committed outputs, read whole on a worker."""
+    assert job.stage.summarize is not None
+    return job.stage.summarize({name: read_parquet(location) for name, location in job.locations.items()})
 
 
 @dataclasses.dataclass
 class LocalExecutor:
-    """Runs shards in this process (workers=1) or in a spawn-started process pool.
+    """Runs tasks in this process (one worker, or an IO_POOL stage: its concurrency is
+    inside one event loop) or in a spawn-started process pool.
+
+    `partitions` is the number of tasks a stage is cut into (default: `workers`);
+    `isolate` runs the tasks in a pool even with one worker, so that this process (the
+    driver) holds metadata only. `checkpoint`: reuse the finished tasks of a killed run
+    (resume at partition grain).
 
     Robustness: a worker process that dies (killed for memory, a segfault in a native
-    library) breaks the pool; the shards it took are run again in a fresh pool, up to
-    `max_pool_restarts` times, while the shards already finished are kept. An exception
+    library) breaks the pool; the tasks it took are run again in a fresh pool, up to
+    `max_pool_restarts` times, while the tasks already finished are kept. An exception
     raised by the stage function itself is not retried: it is a bug or a bad input and
-    is raised as is.
+    is raised as is once the other tasks finished.
     """
 
     workers: int = 1
     partitions: int | None = None
-    checkpoint: bool = False
+    checkpoint: bool = True
+    isolate: bool = False
     max_pool_restarts: int = 2
     max_tasks_per_child: int | None = None
 
-    def execute(
-        self, stage: Stage, primary: pl.DataFrame, ctx: StageContext
-    ) -> dict[str, pl.DataFrame]:
-        num_shards = self.partitions or self.workers
+    def task_count(self, stage: Stage, rows: int) -> int:
         if stage.kind is StepKind.IO_POOL:
-            num_shards = 1  # one event loop holds the request budget; concurrency is inside
-        shards = shard_frame(primary, stage, num_shards)
-        contexts = [
-            dataclasses.replace(
-                ctx, shard=i, num_shards=len(shards),
-                show_progress=ctx.show_progress and self.workers <= 1,
-            )
-            for i in range(len(shards))
-        ]
-        store = ShardStore(ctx.run_dir, stage.name, stage_token(stage, ctx)) if self.checkpoint else None
-        results: dict[int, dict[str, pl.DataFrame]] = {}
-        stopped: StageStopped | None = None
-        if self.workers <= 1 or len(shards) == 1:
-            for index, (shard, shard_ctx) in enumerate(zip(shards, contexts, strict=True)):
-                try:
-                    results[index] = run_shard(stage, shard, shard_ctx, store)
-                except StageStopped as stop:
-                    results[index] = stop.outputs
-                    stopped = stop
-                    break
-        else:
-            stopped = self._run_pool(stage, shards, contexts, store, results)
-        return finish_stage(stage, [results[i] for i in sorted(results)], ctx, store, stopped)
+            return self.partitions or 1  # one event loop holds the request budget
+        return self.partitions or self.workers
 
-    def _run_pool(
-        self,
-        stage: Stage,
-        shards: list[pl.DataFrame],
-        contexts: list[StageContext],
-        store: ShardStore | None,
-        results: dict[int, dict[str, pl.DataFrame]],
-    ) -> StageStopped | None:
-        pending = list(range(len(shards)))
-        stopped: StageStopped | None = None
+    def map_tasks(
+        self, fn: Callable[[J], R], jobs: Sequence[J], *, io: bool = False,
+        stop: Callable[[R], bool] | None = None,
+    ) -> list[R]:
+        if io or not (self.workers > 1 or self.isolate) or (len(jobs) <= 1 and not self.isolate):
+            results = []
+            for job in jobs:
+                results.append(fn(job))
+                if stop is not None and stop(results[-1]):
+                    break
+            return results
+        return self._run_pool(fn, jobs)
+
+    def _run_pool(self, fn: Callable[[J], R], jobs: Sequence[J]) -> list[R]:
+        results: dict[int, R] = {}
+        pending = list(range(len(jobs)))
         restarts = 0
         pool_ctx = multiprocessing.get_context("spawn")
         while pending:
@@ -254,22 +263,17 @@ class LocalExecutor:
                 max_workers=min(self.workers, len(pending)), mp_context=pool_ctx,
                 max_tasks_per_child=self.max_tasks_per_child,
             ) as pool:
-                futures: dict[int, Future[dict[str, pl.DataFrame]]] = {
-                    i: pool.submit(run_shard, stage, shards[i], contexts[i], store) for i in pending
-                }
+                futures: dict[int, Future[R]] = {i: pool.submit(fn, jobs[i]) for i in pending}
                 for index, future in futures.items():
                     try:
                         results[index] = future.result()
-                    except StageStopped as stop:
-                        results[index] = stop.outputs
-                        stopped = stop
                     except BrokenProcessPool:
                         broken.append(index)
             if broken and restarts >= self.max_pool_restarts:
                 raise RuntimeError(
-                    f"stage {stage.name!r}: worker processes died {restarts + 1} times "
-                    f"({len(broken)} shards unfinished; out of memory? try more partitions)"
+                    f"worker processes died {restarts + 1} times "
+                    f"({len(broken)} tasks unfinished; out of memory? try more partitions)"
                 )
             restarts += 1 if broken else 0
             pending = broken
-        return stopped
+        return [results[i] for i in range(len(jobs))]

@@ -9,8 +9,9 @@ checks. Waiters are served first come, first served (one lock around the admissi
 On a cluster, one `RateLimiter` lives in a named Ray actor (`cluster_limiter`): every
 worker's teacher client holds a `ClusterLimiter` (a picklable handle whose
 `async acquire(tokens)` awaits the actor), so the limit is the cluster's, not each
-worker's. The teacher client takes any object with `async acquire(tokens)`:
-`open_teacher(config, run_dir, limiter=limiter_for(config, config.teacher))`.
+worker's. The teacher client takes any object with `async acquire(tokens)`; a stage gets
+the run's limiter from its executor: `open_teacher(..., limiter=ctx.limiter("teacher",
+config.teacher))` (`curate.run.services`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from curate.run.config import RateLimits, RunSettings
+from typing import Any
 
 ACTOR_NAMESPACE = "assay"
 
@@ -163,21 +161,3 @@ def cluster_limiter(
         max_concurrency=10_000,
     ).remote(requests_per_minute, tokens_per_minute, **options)
     return ClusterLimiter(actor)
-
-
-def limiter_for(config: RunSettings, teacher: RateLimits, *, purpose: str = "teacher") -> ClusterLimiter | None:
-    """The cluster-wide teacher limiter for a Ray run with rate limits configured, else None.
-
-    The local executor runs the teacher in one event loop, whose own limiter suffices.
-    """
-    if config.executor.kind != "ray" or not (teacher.requests_per_minute or teacher.tokens_per_minute):
-        return None
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    return cluster_limiter(
-        f"{config.name}-{purpose}-limiter",
-        teacher.requests_per_minute,
-        teacher.tokens_per_minute,
-    )

@@ -1,10 +1,18 @@
 """The run directory: atomic stage outputs and the manifest, on a local disk or object storage.
 
 Layout:
-    <run_dir>/manifest.json          per-stage fingerprint, row counts, timings, report
-    <run_dir>/<stage>/<name>.parquet  stage outputs, replaced as a whole, never half-written
-    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports,
-                                      per-shard completion markers of a cluster run)
+    <run_dir>/manifest.json          per-stage fingerprint, row counts, timings, report, and
+                                     each artifact's parts (file, rows, digest) and content hash
+    <run_dir>/<stage>/<name>.parquet/part-NNNNN.parquet
+                                     stage outputs: a partitioned Parquet dataset, one part per
+                                     task, written by the workers (`curate.run.dataset`);
+                                     the stage folder is replaced as a whole, never half-written
+    <run_dir>/<stage>.state/          side files a stage keeps across runs (caches, reports),
+                                     and `shards/`: the tasks' parts and completion markers
+                                     until the stage is committed (resume at partition grain)
+
+An artifact location may also be a single Parquet file (written by hand or by an older
+version): `read_parquet` reads either, and a dataset whole comes back in its key order.
 
 The run directory may be a local path, a shared filesystem, or a URL (`s3://bucket/prefix`,
 `gs://`, `memory://`...) opened through fsspec, so that cluster nodes without a shared disk
@@ -21,34 +29,40 @@ outputs it vouches for.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
-import os
-import shutil
 import uuid
-from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from assay.files import atomic_write_text as write_local_atomic
-from schemas.ids import file_sha256
+from curate.run.dataset import commit_parts, read_dataset, write_part
+from curate.run.storage import (  # re-exported: the run model's file helpers
+    _join,
+    atomic_write_parquet,
+    atomic_write_text,
+    file_size,
+    filesystem,
+    is_url,
+    parquet_bytes,
+    path_exists,
+    read_parquet_file,
+    read_text,
+    remove_tree,
+    staged_folder,
+)
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
-
     from curate.run.config import RunSettings
 
+__all__ = [
+    "MANIFEST", "RunDir", "atomic_write_parquet", "atomic_write_text", "file_size", "filesystem", "is_url",
+    "parquet_bytes", "path_exists", "read_parquet", "read_parquet_file", "read_text", "remove_tree",
+    "run_location", "staged_folder",
+]
+
 MANIFEST = "manifest.json"
-
-
-def is_url(location: str | os.PathLike[str]) -> bool:
-    """True for `scheme://...` locations other than plain local files."""
-    text = str(location)
-    return "://" in text and not text.startswith("file://")
 
 
 def run_location(config: RunSettings) -> str:
@@ -61,107 +75,10 @@ def run_location(config: RunSettings) -> str:
     return raw if is_url(raw) else str(config.run_path)
 
 
-def filesystem(location: str) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem of a URL and the path inside it."""
-    from fsspec.core import url_to_fs
-
-    options: dict[str, Any] = {}
-    if location.startswith(("s3://", "s3a://")):
-        # several processes write the same prefix: never trust a cached listing
-        options["use_listings_cache"] = False
-    fs, path = url_to_fs(location, **options)
-    return fs, path.rstrip("/")
-
-
-def _join(location: str, *parts: str) -> str:
-    return "/".join([location.rstrip("/"), *parts])
-
-
-def atomic_write_text(target: Path | str, text: str) -> None:
-    """Write through a temp file in the same folder and rename: readers never see a half file.
-
-    For a URL the object is written in one PUT, which object stores make atomic.
-    """
-    if is_url(target):
-        fs, path = filesystem(str(target))
-        fs.pipe_file(path, text.encode("utf-8"))
-        return
-    write_local_atomic(target, text)
-
-
-def parquet_bytes(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", statistics=True)
-    return buffer.getvalue()
-
-
-def atomic_write_parquet(frame: pl.DataFrame, target: Path | str) -> None:
-    """Write a frame as Parquet so that readers never see a half-written file."""
-    if is_url(target):
-        fs, path = filesystem(str(target))
-        fs.pipe_file(path, parquet_bytes(frame))
-        return
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def read_parquet(location: Path | str, columns: list[str] | None = None) -> pl.DataFrame:
-    """Read a Parquet file (or some of its columns) from a local path or a URL."""
-    if is_url(location):
-        fs, path = filesystem(str(location))
-        with fs.open(path, "rb") as handle:
-            return pl.read_parquet(handle, columns=columns)
-    return pl.read_parquet(location, columns=columns)
-
-
-def path_exists(location: Path | str) -> bool:
-    if is_url(location):
-        fs, path = filesystem(str(location))
-        return bool(fs.exists(path))
-    return Path(location).exists()
-
-
-def read_text(location: Path | str) -> str:
-    if is_url(location):
-        fs, path = filesystem(str(location))
-        return bytes(fs.cat_file(path)).decode("utf-8")
-    return Path(location).read_text(encoding="utf-8")
-
-
-def remove_tree(location: Path | str) -> None:
-    """Delete a folder (or prefix) and everything in it; a missing one is fine."""
-    if is_url(location):
-        fs, path = filesystem(str(location))
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        return
-    shutil.rmtree(location, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def staged_folder(final: Path) -> Iterator[Path]:
-    """A fresh folder beside `final` to fill; when the block ends it replaces `final` as a
-    whole (rename), and when the block fails it is removed and `final` stays as it was."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    trash = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-    if final.exists():
-        os.replace(final, trash)
-    os.replace(staging, final)
-    shutil.rmtree(trash, ignore_errors=True)
+    """Read an artifact whole (or some of its columns): a Parquet file, or a partitioned
+    dataset folder whose parts come back as one frame in the artifact's key order."""
+    return read_dataset(str(location), columns)
 
 
 class RunDir:
@@ -209,42 +126,19 @@ class RunDir:
         return path_exists(self.artifact_location(artifact))
 
     def commit_stage(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
-        """Write all outputs of a stage into a fresh folder and swap it in as a whole.
+        """Write whole frames as a stage's outputs (one part each; for tests, tools and
+        GLOBAL results) and swap them in as a whole; returns each output's content hash.
 
         A stage killed midway leaves its previous outputs (or none) in place: the new
         folder only replaces the old one once every file in it is complete.
         """
-        if self.remote:
-            return self._commit_remote(stage, outputs)
-        hashes = {}
-        with staged_folder(Path(self.root) / stage) as staging:
-            for name, frame in outputs.items():
-                path = staging / f"{name}.parquet"
-                frame.write_parquet(path, compression="zstd", statistics=True)
-                hashes[name] = file_sha256(str(path))
-        return hashes
-
-    def _commit_remote(self, stage: str, outputs: Mapping[str, pl.DataFrame]) -> dict[str, str]:
-        fs, base = filesystem(self.location)
-        staging = f"{base}/.{stage}.{uuid.uuid4().hex}.tmp"
-        final = f"{base}/{stage}"
-        hashes: dict[str, str] = {}
+        scratch = self.path(f"{stage}.state", "commit", uuid.uuid4().hex)
         try:
-            for name, frame in outputs.items():
-                data = parquet_bytes(frame)
-                hashes[name] = hashlib.sha256(data).hexdigest()
-                fs.pipe_file(f"{staging}/{name}.parquet", data)
-            # every object is complete in staging: now replace the stage's objects
-            if fs.exists(final):
-                for old in fs.find(final):
-                    if PurePosixPath(old).stem not in outputs:
-                        fs.rm_file(old)
-            for name in outputs:
-                fs.copy(f"{staging}/{name}.parquet", f"{final}/{name}.parquet")
-            return hashes
+            parts = {name: [write_part(frame, f"{scratch}/{name}.parquet", None)] for name, frame in outputs.items()}
+            entries = commit_parts(self.location, stage, parts, {})
         finally:
-            if fs.exists(staging):
-                fs.rm(staging, recursive=True)
+            remove_tree(scratch)
+        return {name: entry["hash"] for name, entry in entries.items()}
 
     def load_manifest(self) -> dict[str, Any]:
         location = self.path(MANIFEST)

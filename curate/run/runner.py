@@ -23,10 +23,23 @@ import polars as pl
 from rich.console import Console
 
 from curate.run.config import RunSettings
-from curate.run.executor import Executor, LocalExecutor, input_hashes
+from curate.run.dataset import commit_parts
+from curate.run.executor import (
+    Executor,
+    InputSource,
+    LocalExecutor,
+    StageOutcome,
+    SummaryJob,
+    execute_stage,
+    input_source,
+    run_global,
+    run_summary,
+)
+from curate.run.executor_services import services_for
 from curate.run.graph import check_graph, side_file_hash
 from curate.run.rundir import RunDir, is_url, run_location
-from curate.run.stage import Stage, StageContext, StageStopped
+from curate.run.stage import Stage, StageContext, StepKind
+from curate.run.tasks import ShardStore, input_hashes, stage_token
 from schemas.ids import sha256_hex
 
 TRACKED_LIBRARIES = (
@@ -151,27 +164,31 @@ class Runner:
 
         self.console.print(f"[bold]▶ {stage.name}[/bold] {stage.description}")
         started = time.perf_counter()
-        primary = self._primary_input(stage)
+        source = self._source(stage, manifest)
+        rows_in = source.rows if source is not None else 0
         ctx = StageContext(
             config=self.config,
             run_dir=self.run_dir.location,
             stage=stage.name,
             show_progress=self.show_progress,
+            services=services_for(self.executor, self.config),
         )
-        status, message, exit_code = "complete", "", 0
+        store = ShardStore(self.run_dir.location, stage.name, stage_token(stage, ctx, manifest))
         try:
-            outputs = self.executor.execute(stage, primary, ctx)
-        except StageStopped as stop:
-            outputs, status, message, exit_code = stop.outputs, "partial", stop.reason, stop.exit_code
+            outcome = self._execute(stage, source, ctx, store)
+            entries = commit_parts(self.run_dir.location, stage.name, outcome.parts,
+                                   {o.name: o.key for o in stage.declared_outputs})
         except Exception as error:  # recorded in the manifest, previous outputs kept, then raised
-            self._record_failure(stage, manifest, primary.height, started, error)
+            self._record_failure(stage, manifest, rows_in, started, error)
             raise
-        hashes = self.run_dir.commit_stage(stage.name, outputs)
-        seconds = time.perf_counter() - started
-        rows = {name: frame.height for name, frame in outputs.items()}
-        errors = outputs["errors"].height if "errors" in outputs else 0
+        if outcome.stopped is None:
+            store.clear()
+        status = "complete" if outcome.stopped is None else "partial"
+        message = outcome.stopped.reason if outcome.stopped is not None else ""
+        exit_code = outcome.stopped.exit_code if outcome.stopped is not None else 0
         if stage.external is not None:  # what the stage itself wrote outside the run counts as unchanged
             fingerprint = self.fingerprint(stage, manifest)
+        rows = {name: entry["rows"] for name, entry in entries.items()}
         entry: dict[str, Any] = {
             "fingerprint": fingerprint,
             "status": status,
@@ -179,28 +196,65 @@ class Runner:
             "exit_code": exit_code,
             "kind": stage.kind.value,
             "inputs": input_hashes(stage, manifest),
-            "rows_in": primary.height,
+            "rows_in": rows_in,
+            "bytes_in": source.bytes if source is not None else 0,
+            "tasks": outcome.tasks,
+            "tasks_reused": outcome.reused,
             "rows": rows,
-            "errors": errors,
-            "output_hashes": hashes,
-            "seconds": round(seconds, 3),
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+            "errors": rows.get("errors", 0),
+            "output_hashes": {name: e["hash"] for name, e in entries.items()},
+            "artifacts": entries,
         }
         if stage.summarize is not None:
-            entry["report"] = stage.summarize(outputs)
+            entry["report"] = self._summary(stage, outcome)
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        entry["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         if stage.side_files and not is_url(self.run_dir.location):
             entry["side_files"] = {
                 side.path: side_file_hash(Path(self.run_dir.location) / side.path) for side in stage.side_files
             }
         manifest["stages"][stage.name] = entry
         self.run_dir.save_manifest(manifest)  # after every stage: a crash loses no finished stage
-        colour = "green" if status == "complete" else "yellow"
+        self._print_done(stage, entry, source)
+        return StageResult(stage.name, status, rows, entry["errors"], entry["seconds"], message, exit_code)
+
+    def _execute(
+        self, stage: Stage, source: InputSource | None, ctx: StageContext, store: ShardStore
+    ) -> StageOutcome:
+        """GLOBAL stages (and sources) on the driver, the input read whole; the others as
+        tasks planned from the input's part metadata, run by the executor."""
+        if stage.kind is StepKind.GLOBAL or source is None:
+            frame = self.run_dir.read(source.artifact) if source is not None else pl.DataFrame()
+            outcome = run_global(stage, frame, ctx, store)
+        else:
+            reuse = bool(getattr(self.executor, "checkpoint", True))
+            outcome = execute_stage(self.executor, stage, source, ctx, store, reuse=reuse)
+        for output, side in stage.passthrough.items():  # the side input's parts, as they are
+            outcome.parts[output] = [*self._parts(side).part_infos(), *outcome.parts[output]]
+        return outcome
+
+    def _summary(self, stage: Stage, outcome: StageOutcome) -> dict[str, Any]:
+        """The stage's report: from its frames when it ran on the driver, else on a worker
+        (which reads the outputs whole; the driver does not)."""
+        assert stage.summarize is not None
+        if outcome.frames is not None:
+            return stage.summarize(outcome.frames)
+        job = SummaryJob(stage, {n: self.run_dir.artifact_location(f"{stage.name}/{n}") for n in stage.output_names})
+        return self.executor.map_tasks(run_summary, [job])[0]
+
+    def _print_done(self, stage: Stage, entry: dict[str, Any], source: InputSource | None) -> None:
+        colour = "green" if entry["status"] == "complete" else "yellow"
+        message = entry["message"]
+        size = ""
+        if source is not None and stage.kind is StepKind.GLOBAL:
+            size = f" (whole input on the driver: {source.bytes / 2**20:,.1f} MiB on disk)"
+        elif entry["tasks_reused"]:
+            size = f" ({entry['tasks_reused']} of {entry['tasks']} tasks reused)"
         self.console.print(
-            f"[{colour}]✓ {stage.name}[/{colour}] {primary.height} in → "
-            + ", ".join(f"{n}={c}" for n, c in rows.items())
-            + f" ({seconds:.1f}s){' — ' + message if message else ''}"
+            f"[{colour}]✓ {stage.name}[/{colour}] {entry['rows_in']} in{size} → "
+            + ", ".join(f"{n}={c}" for n, c in entry["rows"].items())
+            + f" ({entry['seconds']:.1f}s){' — ' + message if message else ''}"
         )
-        return StageResult(stage.name, status, rows, errors, seconds, message, exit_code)
 
     def _record_failure(
         self,
@@ -226,7 +280,9 @@ class Runner:
         self.run_dir.save_manifest(manifest)
         self.console.print(f"[red]✗ {stage.name} failed after {seconds:.1f}s[/red]")
 
-    def _primary_input(self, stage: Stage) -> pl.DataFrame:
-        if not stage.inputs:
-            return pl.DataFrame()
-        return self.run_dir.read(stage.input_paths[0])
+    def _source(self, stage: Stage, manifest: dict[str, Any]) -> InputSource | None:
+        return self._parts(stage.input_paths[0], manifest) if stage.inputs else None
+
+    def _parts(self, artifact: str, manifest: dict[str, Any] | None = None) -> InputSource:
+        """An artifact's parts from its files' footers (rows, key), digests from the manifest."""
+        return input_source(self.run_dir, artifact, manifest if manifest is not None else self.run_dir.load_manifest())

@@ -8,6 +8,7 @@ stages and datatrove's steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ import polars as pl
 from pydantic import BaseModel
 
 from assay.errors import AssayError
-from curate.run.config import RunSettings
+from curate.run.config import RateLimits, RunSettings
 from curate.run.rundir import atomic_write_text, path_exists, read_parquet  # local paths or s3:// URLs
+from curate.run.services import Limiter, LocalServices, StageServices, WorkerPool
 from schemas.artifacts import Artifact, SideFile
 
 T = TypeVar("T")
@@ -129,7 +131,11 @@ class StageStopped(AssayError):
 
 @dataclass
 class StageContext(Generic[C]):
-    """What a stage function may use besides its batch. Picklable: it travels to workers."""
+    """What a stage function may use besides its batch. Picklable: it travels to workers.
+
+    `services` are the executor's (`curate.run.services`): the stage asks `pool()` and
+    `limiter()` and never learns which executor runs it.
+    """
 
     config: C
     run_dir: str
@@ -137,7 +143,18 @@ class StageContext(Generic[C]):
     shard: int = 0
     num_shards: int = 1
     show_progress: bool = True
+    services: StageServices = field(default_factory=LocalServices)
     _side_cache: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    def pool(self) -> contextlib.AbstractContextManager[WorkerPool]:
+        """The executor's worker pool (`with ctx.pool() as pool: pool.map(fn, items)`): processes
+        locally, Ray workers on a cluster, one process when the run has one worker."""
+        return self.services.pool()
+
+    def limiter(self, purpose: str, limits: RateLimits) -> Limiter | None:
+        """The rate limiter every worker of the run shares for `purpose` ("teacher"), or None
+        where the client's own limiter suffices (one process)."""
+        return self.services.limiter(f"{self.config.name}-{purpose}-limiter", limits)
 
     def path(self, artifact: Artifact | str) -> str:
         """Path of an artifact (its handle, or "stage/name") in the run directory (Parquet)."""

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.services.similarity import dedup as d
+from curate.services.similarity.steps import cross_group_pairs
 
 WORDS = [f"w{i}" for i in range(400)]
 
@@ -144,7 +145,7 @@ def test_cross_group_pairs_find_split_leakage() -> None:
         "text": [base[0], base[1], base[2], mutate(base[0], rng, 1), base[3], base[1]],
         "split": ["train", "train", "train", "test", "test", "train"],
     })
-    leaks = d.cross_group_pairs(frame, text="text", group="split", id_col="id")
+    leaks = cross_group_pairs(frame, text="text", group="split", id_col="id")
     assert leaks.select("id_a", "id_b").rows() == [("t0", "v0")]  # s0~t1 is within train
     assert leaks["jaccard"][0] >= 0.8
 

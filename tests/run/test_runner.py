@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from curate.config import ConfigError, load_config, parse_config
 from curate.run.executor import LocalExecutor
+from curate.run.rundir import read_parquet
 from curate.run.runner import Runner
 from tests.run.stages_for_tests import DOUBLE, EXPLODE, GROUPS, SOURCE, STOP
 
@@ -41,20 +41,20 @@ def test_input_change_reruns_downstream(tmp_path: Path) -> None:
     Runner(_config(tmp_path, 20), [SOURCE, DOUBLE], show_progress=False).run()
     result = Runner(_config(tmp_path, 30), [SOURCE, DOUBLE], show_progress=False).run()
     assert [s.status for s in result.stages] == ["complete", "complete"]
-    assert pl.read_parquet(tmp_path / "run/double/rows.parquet").height == 30
+    assert read_parquet(tmp_path / "run/double/rows.parquet").height == 30
 
 
 def test_stage_killed_midway_leaves_previous_outputs_whole(tmp_path: Path) -> None:
     config = _config(tmp_path)
     Runner(config, [SOURCE, DOUBLE], show_progress=False).run()
-    before = (tmp_path / "run/double/rows.parquet").read_bytes()
+    before = (tmp_path / "run/double/rows.parquet/part-00000.parquet").read_bytes()
     with pytest.raises(RuntimeError, match="killed midway"):
         Runner(config, [SOURCE, EXPLODE], show_progress=False, force=True).run()
     manifest = Runner(config, []).run_dir.load_manifest()
     assert manifest["stages"]["double"]["status"] == "failed"
     assert manifest["stages"]["double"]["message"] == "RuntimeError: killed midway"
     assert "killed midway" in manifest["stages"]["double"]["traceback"]
-    assert (tmp_path / "run/double/rows.parquet").read_bytes() == before
+    assert (tmp_path / "run/double/rows.parquet/part-00000.parquet").read_bytes() == before
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
 
@@ -63,7 +63,7 @@ def test_stopped_stage_is_partial_and_rerun_next_time(tmp_path: Path) -> None:
     result = Runner(config, [SOURCE, STOP], show_progress=False).run()
     assert result.stages[-1].status == "partial"
     assert result.exit_code == 3
-    assert pl.read_parquet(tmp_path / "run/double/rows.parquet").height == 10
+    assert read_parquet(tmp_path / "run/double/rows.parquet").height == 10
     again = Runner(config, [SOURCE, DOUBLE], show_progress=False).run()
     assert again.stages[-1].status == "complete"
 
@@ -78,8 +78,8 @@ def test_output_does_not_depend_on_sharding(tmp_path: Path, partitions: int) -> 
         executor=LocalExecutor(workers=1, partitions=partitions), show_progress=False,
     ).run()
     for artifact in ("double/rows.parquet", "groups/groups.parquet"):
-        ref = pl.read_parquet(tmp_path / "ref/run" / artifact)
-        got = pl.read_parquet(tmp_path / "sharded/run" / artifact)
+        ref = read_parquet(tmp_path / "ref/run" / artifact)
+        got = read_parquet(tmp_path / "sharded/run" / artifact)
         assert got.equals(ref), artifact
 
 
@@ -90,8 +90,8 @@ def test_process_pool_gives_same_output(tmp_path: Path) -> None:
         _config(tmp_path / "pool"), [SOURCE, DOUBLE],
         executor=LocalExecutor(workers=2, partitions=4), show_progress=False,
     ).run()
-    ref = pl.read_parquet(tmp_path / "ref/run/double/rows.parquet")
-    assert pl.read_parquet(tmp_path / "pool/run/double/rows.parquet").equals(ref)
+    ref = read_parquet(tmp_path / "ref/run/double/rows.parquet")
+    assert read_parquet(tmp_path / "pool/run/double/rows.parquet").equals(ref)
 
 
 def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +9,9 @@ import polars as pl
 import pytest
 
 from curate.filter.dedup_index import DedupIndex
+from curate.run.services import LocalServices, RayServices
 from curate.services.similarity.dedup import DedupParams, datasketch_minhash, dedup_frame, tokenize
-from curate.services.similarity.parallel import parallel_dedup_frame
+from curate.services.similarity.steps import dedup_steps
 from tests.scale.corpus import planted_corpus
 
 
@@ -53,26 +52,21 @@ def test_planted_duplicates_are_found(corpus: pl.DataFrame, reference: pl.DataFr
 @pytest.mark.parametrize(("partitions", "batch_rows"), [(1, 10_000), (3, 97), (8, 40)])
 def test_parallel_dedup_equals_one_machine(corpus: pl.DataFrame, reference: pl.DataFrame, partitions: int, batch_rows: int) -> None:
     shuffled = corpus.sample(fraction=1.0, shuffle=True, seed=partitions)
-    got, _ = parallel_dedup_frame(shuffled, text="text", partitions=partitions, batch_rows=batch_rows)
+    got, _ = dedup_steps(shuffled, text="text", partitions=partitions, batch_rows=batch_rows)
     assert got.equals(reference)
 
 
 @pytest.mark.slow
 def test_process_pool_dedup_equals_one_machine(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        got, _ = parallel_dedup_frame(corpus, text="text", pool=pool, partitions=3, batch_rows=150)
+    with LocalServices(workers=2).pool() as pool:
+        got, _ = dedup_steps(corpus, text="text", pool=pool, partitions=3, batch_rows=150)
     assert got.equals(reference)
 
 
 @pytest.mark.integration
 def test_ray_dedup_on_two_nodes_equals_one_machine(ray_cluster, corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
-    from ray.util.multiprocessing import Pool
-
-    pool = Pool(processes=2)
-    try:
-        got, result = parallel_dedup_frame(corpus, text="text", pool=pool, partitions=4, batch_rows=120)
-    finally:
-        pool.terminate()
+    with RayServices(workers=2).pool() as pool:
+        got, result = dedup_steps(corpus, text="text", pool=pool, partitions=4, batch_rows=120)
     assert got.equals(reference)
     assert result.near_pairs > 0
 
@@ -120,14 +114,14 @@ def test_signatures_match_datasketch(corpus: pl.DataFrame) -> None:
             assert np.array_equal(sig[row], datasketch_minhash(words).hashvalues.astype(np.uint32))
 
 
-def test_dedup_frame_for_a_config_uses_its_executor(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
-    from curate.services.similarity.parallel import dedup_frame_for
+def test_dedup_with_the_pool_of_a_configs_executor(corpus: pl.DataFrame, reference: pl.DataFrame) -> None:
+    from curate.run.executor_services import services_for
     from tests.scale.helpers import toy_config
 
-    one = dedup_frame_for(toy_config("unused"))
-    two = dedup_frame_for(toy_config("unused", executor={"workers": 2}))
-    assert one(corpus, text="text")[0].equals(reference)
-    assert two(corpus, text="text")[0].equals(reference)
+    for config in (toy_config("unused"), toy_config("unused", executor={"workers": 2})):
+        with services_for(None, config).pool() as pool:
+            assert pool.workers == config.executor.workers
+            assert dedup_steps(corpus, text="text", pool=pool)[0].equals(reference)
 
 
 @pytest.mark.parametrize("threshold", [0.85, 0.9])
@@ -136,5 +130,5 @@ def test_parallel_dedup_verifies_as_params_ask(corpus: pl.DataFrame, threshold: 
     thresholds the estimate alone would decide some planted pairs differently."""
     params = DedupParams(verify="exact", threshold=threshold)
     serial, _ = dedup_frame(corpus, text="text", params=params)
-    parallel, _ = parallel_dedup_frame(corpus, text="text", params=params, partitions=3, batch_rows=100)
+    parallel, _ = dedup_steps(corpus, text="text", params=params, partitions=3, batch_rows=100)
     assert parallel.equals(serial)

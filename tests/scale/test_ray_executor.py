@@ -13,7 +13,7 @@ from curate.run.runner import Runner, make_executor
 from curate.run.stage import StepKind
 from tests.run.stages_for_tests import STOP
 from tests.scale.helpers import assert_same_artifacts, toy_config
-from tests.scale.toy_stages import FLAKY, NODES, PIPELINE, SOURCE
+from tests.scale.toy_stages import FLAKY, NODES, PIPELINE, POOLS_GLOBAL, POOLS_MAP, SOURCE
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +59,22 @@ def test_config_and_cli_flag_select_ray(ray_cluster, tmp_path: Path) -> None:
     executor = make_executor(config)
     assert isinstance(executor, RayExecutor)
     assert (executor.workers, executor.partitions) == (2, 4)
+
+
+def test_ray_lends_its_pool_to_the_driver_and_none_to_its_tasks(ray_cluster, tmp_path: Path) -> None:
+    """A GLOBAL stage (on the driver) gets a Ray pool of `workers` processes; a MAP stage's
+    Ray task gets a serial pool (a pool inside a task would wait for the CPUs its siblings hold)."""
+    run = tmp_path / "run"
+    executor = RayExecutor(partitions=2, workers=2)
+    result = Runner(toy_config(run, n=20), [SOURCE, POOLS_MAP, POOLS_GLOBAL], executor=executor,
+                    show_progress=False).run()
+    assert result.exit_code == 0
+    mapped = pl.read_parquet(run / "poolsmap/rows.parquet")
+    assert mapped.height == 20 and set(mapped["pool"]) == {"SerialPool"} and set(mapped["workers"]) == {1}
+    assert all(str(pid) == pool_pids for pid, pool_pids in mapped.select("pid", "pool_pids").iter_rows())
+    whole = pl.read_parquet(run / "poolsglobal/rows.parquet")
+    assert whole.height == 20 and set(whole["pool"]) == {"_WrappedPool"} and set(whole["workers"]) == {2}
+    assert str(whole["pid"][0]) not in whole["pool_pids"][0].split(",")
 
 
 def test_work_runs_on_both_nodes(ray_cluster, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -109,3 +111,40 @@ def dies_once(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]
 
 
 DIES = Stage("dies", StepKind.MAP, dies_once, ("source/rows",), (Output("rows", "id"),))
+
+
+def killer(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Records every call; SIGKILLs the driver (its pid in `<run>/driver-pid`) on the batch
+    holding the row named in `<run>/poison`: a whole run killed midway, local or on Ray."""
+    run = Path(ctx.run_dir)
+    (run / "calls").mkdir(parents=True, exist_ok=True)
+    (run / "calls" / uuid.uuid4().hex).write_text(",".join(batch["id"].to_list()))
+    poison, pid = run / "poison", run / "driver-pid"
+    if poison.exists() and pid.exists() and poison.read_text() in set(batch["id"].to_list()):
+        os.kill(int(pid.read_text()), signal.SIGKILL)
+        time.sleep(30)  # on Ray: the driver is gone, this task is never collected
+    return {"rows": batch.with_columns(double=pl.col("value") * 2)}
+
+
+KILL_MAP = Stage("killmap", StepKind.MAP, killer, ("bucket/rows",), (Output("rows", "id"),))
+KILL_SHUFFLE = Stage("killshuffle", StepKind.SHUFFLE, killer, ("bucket/rows",), (Output("rows", "id"),), key="bucket")
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def pools_seen(batch: pl.DataFrame, ctx: StageContext) -> dict[str, pl.DataFrame]:
+    """Which pool the executor lent this call (`ctx.pool()`), where the call ran and where
+    the pool's work ran."""
+    with ctx.pool() as pool:
+        pids = sorted(set(pool.map(_pid, range(8))))
+        kind, workers = type(pool).__name__, pool.workers
+    return {"rows": batch.select("id").with_columns(
+        pool=pl.lit(kind), workers=pl.lit(workers), pid=pl.lit(os.getpid()),
+        pool_pids=pl.lit(",".join(map(str, pids))),
+    )}
+
+
+POOLS_MAP = Stage("poolsmap", StepKind.MAP, pools_seen, ("source/rows",), (Output("rows", "id"),))
+POOLS_GLOBAL = Stage("poolsglobal", StepKind.GLOBAL, pools_seen, ("source/rows",), (Output("rows", "id"),))

@@ -5,6 +5,9 @@ Components, not first-come greedy: the result never depends on the order of the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import polars as pl
 from scipy.sparse import coo_matrix
@@ -51,4 +54,37 @@ def choose_survivors(frame: pl.DataFrame, *, component: str = "component",
     return (frame[id_col] == ranked).alias("survivor")
 
 
-# ---------------------------------------------------------------- chained, one machine
+@dataclass(frozen=True)
+class SurvivorTask:
+    frame: pl.DataFrame  # whole components: (pos, id, score, component, key)
+    id_col: str
+    score: str
+
+
+def survivor_step(task: SurvivorTask) -> pl.DataFrame:
+    """Per row of whole components: `survivor`, and `exact_duplicate` (a non-survivor whose
+    exact key equals its survivor's), with `pos`."""
+    frame = task.frame.with_columns(choose_survivors(task.frame, score=task.score, id_col=task.id_col))
+    survivor_key = pl.col("key").filter(pl.col("survivor")).first().over("component")
+    return frame.select("pos", "survivor", (~pl.col("survivor") & (pl.col("key") == survivor_key)).alias("exact_duplicate"))
+
+
+def survivors_by_component(
+    frame: pl.DataFrame, comp: np.ndarray, keys: np.ndarray, *, id_col: str, score: str,
+    pool: Any = None, partitions: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`survivor_step` over `partitions` partitions of the rows by component (`pool`: any
+    object with `map`; None runs here). Returns the survivor and exact-duplicate masks."""
+    rows = frame.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"), id_col, score,
+        pl.Series("component", comp), pl.Series("key", keys, dtype=pl.UInt64),
+    )
+    if partitions > 1 and rows.height:
+        split = rows.with_columns((pl.col("component") % partitions).alias("__p"))
+        parts = split.partition_by("__p", include_key=False)
+    else:
+        parts = [rows]
+    tasks = [SurvivorTask(part, id_col, score) for part in parts]
+    done = list(pool.map(survivor_step, tasks) if pool is not None else map(survivor_step, tasks))
+    flags = pl.concat(done).sort("pos") if done else pl.DataFrame(schema={"survivor": pl.Boolean, "exact_duplicate": pl.Boolean})
+    return flags["survivor"].to_numpy(), flags["exact_duplicate"].to_numpy()

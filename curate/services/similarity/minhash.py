@@ -206,7 +206,10 @@ def _signatures_by_slot(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, 
     order = docs[np.argsort(-counts[docs], kind="stable")]
     block = np.empty((_TILE, num_perm), dtype=np.uint32)
     acc = np.empty((_TILE, num_perm), dtype=np.uint32)
-    a_row, b_row = a[None, :], b[None, :]
+    # a and b laid out as whole tiles: numpy's multiply and add run about twice as fast
+    # over two full arrays (or a full array and a column) as over a row broadcast down a column
+    a_tile = np.ascontiguousarray(np.broadcast_to(a, (_TILE, num_perm)))
+    b_tile = np.ascontiguousarray(np.broadcast_to(b, (_TILE, num_perm)))
     for lo in range(0, order.size, _TILE):
         tile = order[lo : lo + _TILE]
         tile_starts, descending = starts[tile], -counts[tile]
@@ -215,8 +218,8 @@ def _signatures_by_slot(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, 
         for j in range(int(-descending[0])):
             k = int(np.searchsorted(descending, -j, side="left"))  # texts with > j shingles
             slot = block[:k]
-            np.multiply(mixed[tile_starts[:k] + j][:, None], a_row, out=slot)
-            np.add(slot, b_row, out=slot)
+            np.multiply(a_tile[:k], mixed[tile_starts[:k] + j][:, None], out=slot)
+            np.add(slot, b_tile[:k], out=slot)
             np.minimum(tile_acc[:k], slot, out=tile_acc[:k])
         sig[tile] = tile_acc
 
