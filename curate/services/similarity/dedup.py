@@ -53,6 +53,7 @@ from curate.services.similarity.components import (
 from curate.services.similarity.jaccard import (
     estimated_jaccard,
     exact_jaccard,
+    set_jaccard,
     verify_pairs,
 )
 from curate.services.similarity.minhash import (
@@ -138,13 +139,16 @@ def sign_batches(
 
 
 def sign_and_band(
-    texts: pl.Series, params: DedupParams, batch_rows: int = SIGN_BATCH, *, with_bands: bool = True
+    texts: pl.Series, params: DedupParams, batch_rows: int = SIGN_BATCH, *, with_bands: bool = True,
+    with_sig: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`sign_batches`, plus each row's LSH band keys (band-major: bands x n, uint64),
-    computed in the same threads while a batch's signatures are still in cache."""
+    computed in the same threads while a batch's signatures are still in cache.
+    `with_sig=False`: the signatures are not kept (an empty 0 x num_perm array is returned;
+    n x num_perm x 4 B saved: 512 MB at 1M rows), for callers that verify with `verify_texts`."""
     n = len(texts)
     keys = np.empty(n, dtype=np.uint64)
-    sig = np.empty((n, params.num_perm), dtype=np.uint32)
+    sig = np.empty((n if with_sig else 0, params.num_perm), dtype=np.uint32)
     lengths = np.empty(n, dtype=np.int64)
     bands, per_band = params.banding
     band_keys_ = np.empty((bands if with_bands else 0, n), dtype=np.uint64)
@@ -156,9 +160,11 @@ def sign_and_band(
         keys[lo:hi] = span_exact_keys(spans)
         lengths[lo:hi] = spans.counts
         del spans
-        sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        batch_sig = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        if with_sig:
+            sig[lo:hi] = batch_sig
         if with_bands:
-            band_keys_[:, lo:hi] = band_major_keys(sig[lo:hi], bands, per_band)
+            band_keys_[:, lo:hi] = band_major_keys(batch_sig, bands, per_band)
 
     starts = range(0, n, batch_rows)
     if params.sign_threads <= 1 or len(starts) <= 1:
@@ -229,6 +235,34 @@ def _verify_chunk(
     return likely[keep], jac[keep]
 
 
+def verify_texts(texts: pl.Series, pairs: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    """`verify_candidates` without the signatures at hand: the rows of `pairs` are signed
+    again from `texts` (the same signatures: they depend on the text alone), and their
+    shingle hashes serve the exact check too. Pairs in contiguous chunks, in threads."""
+    threads = params.sign_threads
+    if threads <= 1 or len(pairs) < 2 * _VERIFY_CHUNK:
+        return _verify_texts_chunk(texts, pairs, params)
+    with ThreadPoolExecutor(threads) as pool:
+        done = list(pool.map(lambda chunk: _verify_texts_chunk(texts, chunk, params), np.array_split(pairs, threads)))
+    return np.concatenate([edges for edges, _ in done]), np.concatenate([jac for _, jac in done])
+
+
+def _verify_texts_chunk(texts: pl.Series, pairs: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    if len(pairs) == 0:
+        return pairs, np.zeros(0)
+    rows, inverse = np.unique(pairs.ravel(), return_inverse=True)
+    local = inverse.reshape(-1, 2)
+    hashes, counts, _ = text_shingle_hashes(texts.gather(rows), params.shingle_size)
+    sig = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+    estimate = params.verify == "estimate"
+    floor = params.threshold if estimate else max(0.0, params.threshold - params.prefilter_margin)
+    est = estimated_jaccard(sig, local)
+    likely = np.flatnonzero(est >= floor)
+    jac = est[likely] if estimate else set_jaccard(hashes, counts, local[likely])
+    keep = likely[jac >= params.threshold]
+    return pairs[keep], jac[jac >= params.threshold]
+
+
 def dedup_frame(
     frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
     params: DedupParams | None = None,
@@ -243,14 +277,17 @@ def dedup_frame(
     params = params or DedupParams()
     ordered = frame.sort(id_col)
     texts = ordered[text]
-    keys, sig, lengths, bands = sign_and_band(texts, params)
+    # band keys only: the candidates' signatures are made again from their texts to verify
+    keys, _, lengths, bands = sign_and_band(texts, params, with_sig=False)
     ex_edges = exact_edges(keys)
     # near duplicates among one representative per exact group (its first row in id order)
     _, first_index = np.unique(keys, return_index=True)
     reps = np.sort(first_index)
     reps = reps[lengths[reps] > 0]
-    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts, bands)
+    pairs = streamed_candidate_pairs(bands, reps, params.max_bucket, select=reps, threads=params.sign_threads)
     del bands
+    near_edges, _ = verify_texts(texts, pairs, params)
+    n_candidates = len(pairs)
     return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
 
 
@@ -308,6 +345,7 @@ __all__ = [
     "tokenize",
     "verify_candidates",
     "verify_pairs",
+    "verify_texts",
     "word_hash32",
     "word_hash_arrays",
 ]

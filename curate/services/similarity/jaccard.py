@@ -33,10 +33,7 @@ def exact_jaccard(words: pl.Series, pairs: np.ndarray, shingle_size: int, step: 
 
     Used to verify candidate pairs: the MinHash estimate has a standard deviation of
     ~0.03 at 128 permutations, so a pair at true 0.85 falls under 0.8 about 7% of the time.
-    Only the rows named in `pairs` are shingled again. Vectorised over pairs: each row's
-    shingle set is its sorted distinct hashes; for `step` pairs at a time, both sets of
-    every pair are laid side by side under the pair's number, sorted, and a value met
-    twice under one number is in the intersection.
+    Only the rows named in `pairs` are shingled again (`set_jaccard` does the rest).
     """
     if len(pairs) == 0:
         return np.zeros(0)
@@ -47,15 +44,27 @@ def exact_jaccard(words: pl.Series, pairs: np.ndarray, shingle_size: int, step: 
     else:
         word_hashes, lengths = word_hash_arrays(needed)
         hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
-    owner = np.repeat(np.arange(len(rows), dtype=np.uint64), counts)
-    distinct = np.unique((owner << np.uint64(32)) | hashes.astype(np.uint64))  # by row, then hash
-    members = distinct & np.uint64(_MASK32)
-    set_sizes = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(rows))
-    set_starts = np.cumsum(set_sizes) - set_sizes
-    local = inverse.reshape(-1, 2)
+    return set_jaccard(hashes, counts, inverse.reshape(-1, 2), step)
+
+
+def set_jaccard(hashes: np.ndarray, counts: np.ndarray, pairs: np.ndarray, step: int = 1 << 14) -> np.ndarray:
+    """The exact Jaccard of the shingle sets of each pair of texts, given every text's
+    shingle hashes (`hashes`, `counts` per text) and pairs of text indices.
+
+    Vectorised over pairs: each text's shingle set is its sorted distinct hashes; for
+    `step` pairs at a time, both sets of every pair are laid side by side under the pair's
+    number, sorted, and a value met twice under one number is in the intersection.
+    """
     out = np.empty(len(pairs), dtype=np.float64)
-    for lo in range(0, len(local), step):
-        a, b = local[lo : lo + step, 0], local[lo : lo + step, 1]
+    if len(pairs) == 0:
+        return out
+    owner = np.repeat(np.arange(len(counts), dtype=np.uint64), counts)
+    distinct = np.unique((owner << np.uint64(32)) | hashes.astype(np.uint64))  # by text, then hash
+    members = distinct & np.uint64(_MASK32)
+    set_sizes = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(counts))
+    set_starts = np.cumsum(set_sizes) - set_sizes
+    for lo in range(0, len(pairs), step):
+        a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
         sides = np.concatenate([a, b])
         tag = np.repeat(np.tile(np.arange(len(a), dtype=np.uint64), 2), set_sizes[sides])
         values = members[_ragged(set_starts[sides], set_sizes[sides])]
