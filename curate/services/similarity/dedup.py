@@ -38,6 +38,7 @@ import polars as pl
 from curate.services.similarity.banding import (
     band_frame,
     band_keys,
+    band_keys_from_columns,
     band_major_keys,
     candidate_pairs,
     candidate_probability,
@@ -160,11 +161,11 @@ def sign_and_band(
         keys[lo:hi] = span_exact_keys(spans)
         lengths[lo:hi] = spans.counts
         del spans
-        batch_sig = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        columns = signatures_from_shingles(hashes, counts, params.num_perm, params.seed, permutation_major=True)
         if with_sig:
-            sig[lo:hi] = batch_sig
+            sig[lo:hi] = columns.T
         if with_bands:
-            band_keys_[:, lo:hi] = band_major_keys(batch_sig, bands, per_band)
+            band_keys_[:, lo:hi] = band_keys_from_columns(columns, bands, per_band)
 
     starts = range(0, n, batch_rows)
     if params.sign_threads <= 1 or len(starts) <= 1:
@@ -252,7 +253,12 @@ def _verify_texts_chunk(texts: pl.Series, pairs: np.ndarray, params: DedupParams
         return pairs, np.zeros(0)
     rows, inverse = np.unique(pairs.ravel(), return_inverse=True)
     local = inverse.reshape(-1, 2)
-    hashes, counts, _ = text_shingle_hashes(texts.gather(rows), params.shingle_size)
+    needed = texts.gather(rows)
+    # shingled in batches of `SIGN_BATCH` rows, as signing does (temporaries stay small)
+    parts = [text_shingle_hashes(needed.slice(lo, SIGN_BATCH), params.shingle_size)[:2]
+             for lo in range(0, len(rows), SIGN_BATCH)]
+    hashes, counts = np.concatenate([h for h, _ in parts]), np.concatenate([c for _, c in parts])
+    del parts, needed
     sig = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
     estimate = params.verify == "estimate"
     floor = params.threshold if estimate else max(0.0, params.threshold - params.prefilter_margin)

@@ -172,9 +172,12 @@ def fmix32(values: np.ndarray) -> np.ndarray:
 
 
 def signatures_from_shingles(
-    hashes: np.ndarray, counts: np.ndarray, num_perm: int = 128, seed: int = 1
+    hashes: np.ndarray, counts: np.ndarray, num_perm: int = 128, seed: int = 1, *,
+    permutation_major: bool = False,
 ) -> np.ndarray:
-    """MinHash signatures (n_texts x num_perm, uint32) from shingle hashes and counts.
+    """MinHash signatures (n_texts x num_perm, uint32) from shingle hashes and counts;
+    `permutation_major`: as num_perm x n_texts (how they are computed: no transpose; LSH
+    band keys read them so, `banding.band_keys_from_columns`).
 
     Same arithmetic as datasketch's affine32 `update_batch`: fmix32, then a*h+b mod 2^32,
     then the minimum per permutation. A text without shingles keeps the empty value.
@@ -184,7 +187,7 @@ def signatures_from_shingles(
     """
     a, b = permutations(num_perm, seed)
     n = len(counts)
-    sig = np.full((n, num_perm), _EMPTY, dtype=np.uint32)
+    sig = np.full((num_perm, n), _EMPTY, dtype=np.uint32)  # permutation-major
     mixed = fmix32(hashes)
     counts = np.asarray(counts, dtype=np.int64)
     starts = np.cumsum(counts) - counts
@@ -194,7 +197,7 @@ def signatures_from_shingles(
         _signatures_by_permutation(sig, mixed, starts, counts, short, a, b)
     if long.size:
         _signatures_by_segment(sig, mixed, starts, counts, long, a, b)
-    return sig
+    return sig if permutation_major else np.ascontiguousarray(sig.T)
 
 
 def _signatures_by_permutation(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
@@ -221,7 +224,7 @@ def _signatures_by_permutation(sig: np.ndarray, mixed: np.ndarray, starts: np.nd
             np.multiply(shingles, a_values[p], out=cells)
             np.add(cells, b_values[p], out=cells)
             np.minimum.reduce(cells, axis=0, out=mins[p])
-        sig[tile] = mins.T
+        sig[:, tile] = mins
         lo += tile.size
 
 
@@ -251,7 +254,7 @@ def _signatures_by_segment(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarra
         np.multiply(a_col, mixed[None, segments], out=block)
         np.add(block, b_col, out=block)
         offsets = np.concatenate(([0], np.cumsum(counts[batch])[:-1])).astype(np.intp)
-        sig[batch] = np.minimum.reduceat(block, offsets, axis=1).T
+        sig[:, batch] = np.minimum.reduceat(block, offsets, axis=1)
         i = j
 
 
