@@ -39,6 +39,7 @@ class WordSpans:
     starts: np.ndarray  # int64: first byte of each word
     ends: np.ndarray  # int64: one past its last byte
     counts: np.ndarray  # int64, n: words per text
+    word: np.ndarray  # bool per byte of `data`: a word byte
 
 
 def normalised_texts(texts: pl.Series) -> pl.Series:
@@ -69,10 +70,11 @@ def word_spans(texts: pl.Series) -> WordSpans:
     offsets = offsets - base
     data = np.frombuffer(data_buffer, dtype=np.uint8)[base : base + total] if total else np.zeros(0, np.uint8)
     word = _WORD_BYTE[data]
-    changes = np.flatnonzero(word[1:] != word[:-1]) + 1
+    changes = np.flatnonzero(word[1:] != word[:-1])
+    changes += 1
     starts, ends = changes[0::2], changes[1::2]
     counts = np.diff(np.searchsorted(starts, offsets, side="left")).astype(np.int64)
-    return WordSpans(data, offsets, starts, ends, counts)
+    return WordSpans(data, offsets, starts, ends, counts, word)
 
 
 def _rotl(x: np.ndarray, r: int) -> np.ndarray:
@@ -152,7 +154,7 @@ def span_exact_keys(spans: WordSpans) -> np.ndarray:
     not its text's last); one xxh3 call per text, as xxhash has no batch interface.
     """
     n = len(spans.counts)
-    keep = _WORD_BYTE[spans.data]
+    keep = spans.word.copy()
     joined = spans.data.copy()
     first_word = np.cumsum(spans.counts) - spans.counts
     not_last = np.ones(len(spans.ends), dtype=bool)
