@@ -13,7 +13,10 @@ run the per-row steps per batch and shuffle by key between them:
                                    machine, from `band_major_keys`).
 5. `verify_candidates`            per pair batch: estimated Jaccard >= threshold
                                    (`verify_pairs`), or with verify="exact" the estimate as
-                                   a pre-filter and then the exact shingle-set Jaccard.
+                                   a pre-filter and then the exact shingle-set Jaccard
+                                   (`verify_texts`: the same from the texts alone, the
+                                   candidates signed again; `dedup_frame` keeps no
+                                   signature matrix).
 6. `components`                   global: connected components of the verified edges
                                    (scipy.sparse.csgraph), not first-come greedy.
 7. `choose_survivors`             per component: best quality_score, ties by id.
@@ -323,6 +326,7 @@ __all__ = [
     "DedupResult",
     "band_frame",
     "band_keys",
+    "band_keys_from_columns",
     "band_major_keys",
     "candidate_pairs",
     "candidate_probability",
@@ -341,6 +345,7 @@ __all__ = [
     "near_duplicate_edges",
     "near_edges_of",
     "permutations",
+    "set_jaccard",
     "shingle_hash32",
     "shingle_hashes",
     "shingles_of",
@@ -348,6 +353,7 @@ __all__ = [
     "sign_batches",
     "signatures_from_shingles",
     "streamed_candidate_pairs",
+    "text_shingle_hashes",
     "tokenize",
     "verify_candidates",
     "verify_pairs",

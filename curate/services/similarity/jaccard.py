@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from curate.services.similarity.minhash import _MASK32, shingle_hashes, text_shingle_hashes, word_hash_arrays
+from curate.services.similarity.minhash import shingle_hashes, text_shingle_hashes, word_hash_arrays
 
 
 def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray, step: int = 1 << 18) -> np.ndarray:
