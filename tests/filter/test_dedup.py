@@ -168,3 +168,44 @@ def test_exact_verification_matches_true_jaccard() -> None:
     assert np.allclose(sorted(jac), sorted(t for t in truth if t >= 0.8))
     estimated, _, _ = d.near_duplicate_edges(texts, d.DedupParams())
     assert len(estimated) <= len(edges)  # every copy here is above 0.8: the estimate can only miss
+
+
+@settings(max_examples=50, deadline=None)
+@given(sets=st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=12), data=st.data())
+def test_set_jaccard_equals_python_sets(sets: list[list[int]], data: st.DataObject) -> None:
+    """Hashes with repeats and empty texts: the Jaccard of the distinct hashes, 1.0 for two empty sets."""
+    hashes = np.array([h for s in sets for h in s], dtype=np.uint32)
+    counts = np.array([len(s) for s in sets], dtype=np.int64)
+    index = st.integers(0, len(sets) - 1)
+    pairs = np.array(data.draw(st.lists(st.tuples(index, index), min_size=1, max_size=30)), dtype=np.int64)
+    expected = [len(set(sets[a]) & set(sets[b])) / len(set(sets[a]) | set(sets[b])) if sets[a] or sets[b] else 1.0
+                for a, b in pairs.tolist()]
+    assert d.set_jaccard(hashes, counts, pairs, step=4).tolist() == expected
+
+
+def test_verifying_from_texts_equals_verifying_with_signatures() -> None:
+    """`verify_texts` (candidates signed again from their texts, as `dedup_frame` does) keeps
+    the pairs and Jaccard values that `verify_candidates` keeps with every signature at hand."""
+    frame = planted_corpus(3, 120, length=65)
+    texts = frame["t"]
+    sig = d.minhash_signatures(texts)
+    rows = np.arange(len(texts))
+    pairs = d.streamed_candidate_pairs(d.band_major_keys(sig, *d.DedupParams().banding), rows)
+    far = np.array([[i, i + 1] for i in range(0, len(texts) - 1, 3)])  # mostly unrelated texts
+    pairs = np.unique(np.concatenate([pairs, far]), axis=0)
+    for verify in ("estimate", "exact"):
+        params = d.DedupParams(verify=verify)
+        edges, jac = d.verify_texts(texts, pairs, params)
+        ref_edges, ref_jac = d.verify_candidates(sig, pairs, params, words=texts)
+        assert len(edges) > 30 and len(edges) < len(pairs)
+        assert np.array_equal(edges, ref_edges) and np.array_equal(jac, ref_jac)
+
+
+def test_permutation_major_signatures_and_their_band_keys() -> None:
+    rng = random.Random(4)
+    series = pl.Series([text(rng, rng.choice([0, 3, 30, 70, 600])) for _ in range(80)])  # 600 words: the long path
+    hashes, counts, _ = d.text_shingle_hashes(series, 5)
+    rows_major = d.signatures_from_shingles(hashes, counts)
+    columns = d.signatures_from_shingles(hashes, counts, permutation_major=True)
+    assert np.array_equal(columns, rows_major.T)
+    assert np.array_equal(d.band_keys_from_columns(columns, 21, 6), d.band_major_keys(rows_major, 21, 6))

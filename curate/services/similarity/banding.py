@@ -49,19 +49,26 @@ def band_major_keys(sig: np.ndarray, bands: int, rows: int, select: np.ndarray |
     """
     m = sig.shape[0] if select is None else len(select)
     keys = np.empty((bands, m), dtype=np.uint64)
-    prime = np.uint64(_SHINGLE_PRIME)
     for lo in range(0, m, _KEY_CHUNK):
         part = sig[lo : lo + _KEY_CHUNK] if select is None else sig[select[lo : lo + _KEY_CHUNK]]
-        columns = np.ascontiguousarray(part[:, : bands * rows].T).astype(np.uint64)
-        for band in range(bands):
-            h = np.full(columns.shape[1], np.uint64((_SHINGLE_SEED + band) & _MASK64), dtype=np.uint64)
-            for col in range(band * rows, (band + 1) * rows):
-                h ^= columns[col]
-                h *= prime
-            h ^= h >> np.uint64(33)
-            h *= np.uint64(0xFF51AFD7ED558CCD)
-            h ^= h >> np.uint64(33)
-            keys[band, lo : lo + columns.shape[1]] = h
+        keys[:, lo : lo + len(part)] = band_keys_from_columns(np.ascontiguousarray(part[:, : bands * rows].T), bands, rows)
+    return keys
+
+
+def band_keys_from_columns(columns: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """`band_major_keys` of permutation-major signatures (num_perm x m: one array per
+    permutation, as `signatures_from_shingles(..., permutation_major=True)` gives them)."""
+    keys = np.empty((bands, columns.shape[1]), dtype=np.uint64)
+    prime = np.uint64(_SHINGLE_PRIME)
+    for band in range(bands):
+        h = keys[band]
+        h.fill(np.uint64((_SHINGLE_SEED + band) & _MASK64))
+        for col in range(band * rows, (band + 1) * rows):
+            h ^= columns[col]
+            h *= prime
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
     return keys
 
 

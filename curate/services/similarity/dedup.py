@@ -13,7 +13,10 @@ run the per-row steps per batch and shuffle by key between them:
                                    machine, from `band_major_keys`).
 5. `verify_candidates`            per pair batch: estimated Jaccard >= threshold
                                    (`verify_pairs`), or with verify="exact" the estimate as
-                                   a pre-filter and then the exact shingle-set Jaccard.
+                                   a pre-filter and then the exact shingle-set Jaccard
+                                   (`verify_texts`: the same from the texts alone, the
+                                   candidates signed again; `dedup_frame` keeps no
+                                   signature matrix).
 6. `components`                   global: connected components of the verified edges
                                    (scipy.sparse.csgraph), not first-come greedy.
 7. `choose_survivors`             per component: best quality_score, ties by id.
@@ -38,6 +41,7 @@ import polars as pl
 from curate.services.similarity.banding import (
     band_frame,
     band_keys,
+    band_keys_from_columns,
     band_major_keys,
     candidate_pairs,
     candidate_probability,
@@ -53,6 +57,7 @@ from curate.services.similarity.components import (
 from curate.services.similarity.jaccard import (
     estimated_jaccard,
     exact_jaccard,
+    set_jaccard,
     verify_pairs,
 )
 from curate.services.similarity.minhash import (
@@ -138,13 +143,16 @@ def sign_batches(
 
 
 def sign_and_band(
-    texts: pl.Series, params: DedupParams, batch_rows: int = SIGN_BATCH, *, with_bands: bool = True
+    texts: pl.Series, params: DedupParams, batch_rows: int = SIGN_BATCH, *, with_bands: bool = True,
+    with_sig: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`sign_batches`, plus each row's LSH band keys (band-major: bands x n, uint64),
-    computed in the same threads while a batch's signatures are still in cache."""
+    computed in the same threads while a batch's signatures are still in cache.
+    `with_sig=False`: the signatures are not kept (an empty 0 x num_perm array is returned;
+    n x num_perm x 4 B saved: 512 MB at 1M rows), for callers that verify with `verify_texts`."""
     n = len(texts)
     keys = np.empty(n, dtype=np.uint64)
-    sig = np.empty((n, params.num_perm), dtype=np.uint32)
+    sig = np.empty((n if with_sig else 0, params.num_perm), dtype=np.uint32)
     lengths = np.empty(n, dtype=np.int64)
     bands, per_band = params.banding
     band_keys_ = np.empty((bands if with_bands else 0, n), dtype=np.uint64)
@@ -156,9 +164,11 @@ def sign_and_band(
         keys[lo:hi] = span_exact_keys(spans)
         lengths[lo:hi] = spans.counts
         del spans
-        sig[lo:hi] = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+        columns = signatures_from_shingles(hashes, counts, params.num_perm, params.seed, permutation_major=True)
+        if with_sig:
+            sig[lo:hi] = columns.T
         if with_bands:
-            band_keys_[:, lo:hi] = band_major_keys(sig[lo:hi], bands, per_band)
+            band_keys_[:, lo:hi] = band_keys_from_columns(columns, bands, per_band)
 
     starts = range(0, n, batch_rows)
     if params.sign_threads <= 1 or len(starts) <= 1:
@@ -229,6 +239,39 @@ def _verify_chunk(
     return likely[keep], jac[keep]
 
 
+def verify_texts(texts: pl.Series, pairs: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    """`verify_candidates` without the signatures at hand: the rows of `pairs` are signed
+    again from `texts` (the same signatures: they depend on the text alone), and their
+    shingle hashes serve the exact check too. Pairs in contiguous chunks, in threads."""
+    threads = params.sign_threads
+    if threads <= 1 or len(pairs) < 2 * _VERIFY_CHUNK:
+        return _verify_texts_chunk(texts, pairs, params)
+    with ThreadPoolExecutor(threads) as pool:
+        done = list(pool.map(lambda chunk: _verify_texts_chunk(texts, chunk, params), np.array_split(pairs, threads)))
+    return np.concatenate([edges for edges, _ in done]), np.concatenate([jac for _, jac in done])
+
+
+def _verify_texts_chunk(texts: pl.Series, pairs: np.ndarray, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
+    if len(pairs) == 0:
+        return pairs, np.zeros(0)
+    rows, inverse = np.unique(pairs.ravel(), return_inverse=True)
+    local = inverse.reshape(-1, 2)
+    needed = texts.gather(rows)
+    # shingled in batches of `SIGN_BATCH` rows, as signing does (temporaries stay small)
+    parts = [text_shingle_hashes(needed.slice(lo, SIGN_BATCH), params.shingle_size)[:2]
+             for lo in range(0, len(rows), SIGN_BATCH)]
+    hashes, counts = np.concatenate([h for h, _ in parts]), np.concatenate([c for _, c in parts])
+    del parts, needed
+    sig = signatures_from_shingles(hashes, counts, params.num_perm, params.seed)
+    estimate = params.verify == "estimate"
+    floor = params.threshold if estimate else max(0.0, params.threshold - params.prefilter_margin)
+    est = estimated_jaccard(sig, local)
+    likely = np.flatnonzero(est >= floor)
+    jac = est[likely] if estimate else set_jaccard(hashes, counts, local[likely])
+    keep = likely[jac >= params.threshold]
+    return pairs[keep], jac[jac >= params.threshold]
+
+
 def dedup_frame(
     frame: pl.DataFrame, *, text: str, id_col: str = "example_id", score: str = "quality_score",
     params: DedupParams | None = None,
@@ -243,14 +286,17 @@ def dedup_frame(
     params = params or DedupParams()
     ordered = frame.sort(id_col)
     texts = ordered[text]
-    keys, sig, lengths, bands = sign_and_band(texts, params)
+    # band keys only: the candidates' signatures are made again from their texts to verify
+    keys, _, lengths, bands = sign_and_band(texts, params, with_sig=False)
     ex_edges = exact_edges(keys)
     # near duplicates among one representative per exact group (its first row in id order)
     _, first_index = np.unique(keys, return_index=True)
     reps = np.sort(first_index)
     reps = reps[lengths[reps] > 0]
-    near_edges, _, n_candidates = near_edges_of(sig, reps, params, texts, bands)
+    pairs = streamed_candidate_pairs(bands, reps, params.max_bucket, select=reps, threads=params.sign_threads)
     del bands
+    near_edges, _ = verify_texts(texts, pairs, params)
+    n_candidates = len(pairs)
     return finish_dedup(ordered, keys, ex_edges, near_edges, n_candidates, id_col=id_col, score=score)
 
 
@@ -280,6 +326,7 @@ __all__ = [
     "DedupResult",
     "band_frame",
     "band_keys",
+    "band_keys_from_columns",
     "band_major_keys",
     "candidate_pairs",
     "candidate_probability",
@@ -298,6 +345,7 @@ __all__ = [
     "near_duplicate_edges",
     "near_edges_of",
     "permutations",
+    "set_jaccard",
     "shingle_hash32",
     "shingle_hashes",
     "shingles_of",
@@ -305,9 +353,11 @@ __all__ = [
     "sign_batches",
     "signatures_from_shingles",
     "streamed_candidate_pairs",
+    "text_shingle_hashes",
     "tokenize",
     "verify_candidates",
     "verify_pairs",
+    "verify_texts",
     "word_hash32",
     "word_hash_arrays",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from curate.services.similarity.minhash import _MASK32, shingle_hashes, text_shingle_hashes, word_hash_arrays
+from curate.services.similarity.minhash import shingle_hashes, text_shingle_hashes, word_hash_arrays
 
 
 def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray, step: int = 1 << 18) -> np.ndarray:
@@ -33,10 +33,7 @@ def exact_jaccard(words: pl.Series, pairs: np.ndarray, shingle_size: int, step: 
 
     Used to verify candidate pairs: the MinHash estimate has a standard deviation of
     ~0.03 at 128 permutations, so a pair at true 0.85 falls under 0.8 about 7% of the time.
-    Only the rows named in `pairs` are shingled again. Vectorised over pairs: each row's
-    shingle set is its sorted distinct hashes; for `step` pairs at a time, both sets of
-    every pair are laid side by side under the pair's number, sorted, and a value met
-    twice under one number is in the intersection.
+    Only the rows named in `pairs` are shingled again (`set_jaccard` does the rest).
     """
     if len(pairs) == 0:
         return np.zeros(0)
@@ -47,22 +44,40 @@ def exact_jaccard(words: pl.Series, pairs: np.ndarray, shingle_size: int, step: 
     else:
         word_hashes, lengths = word_hash_arrays(needed)
         hashes, counts = shingle_hashes(word_hashes, lengths, shingle_size)
-    owner = np.repeat(np.arange(len(rows), dtype=np.uint64), counts)
-    distinct = np.unique((owner << np.uint64(32)) | hashes.astype(np.uint64))  # by row, then hash
-    members = distinct & np.uint64(_MASK32)
-    set_sizes = np.bincount((distinct >> np.uint64(32)).astype(np.int64), minlength=len(rows))
-    set_starts = np.cumsum(set_sizes) - set_sizes
-    local = inverse.reshape(-1, 2)
+    return set_jaccard(hashes, counts, inverse.reshape(-1, 2), step)
+
+
+def set_jaccard(hashes: np.ndarray, counts: np.ndarray, pairs: np.ndarray, step: int = 1 << 14) -> np.ndarray:
+    """The exact Jaccard of the shingle sets of each pair of texts, given every text's
+    shingle hashes (`hashes`, `counts` per text, repeats allowed) and pairs of text indices.
+
+    Vectorised over pairs, one sort per `step` pairs: every shingle of both texts of a pair
+    becomes one 64-bit value (pair number, hash, side); in sorted order the distinct
+    (pair, hash) values are the union, those met on both sides the intersection.
+    """
     out = np.empty(len(pairs), dtype=np.float64)
-    for lo in range(0, len(local), step):
-        a, b = local[lo : lo + step, 0], local[lo : lo + step, 1]
+    if len(pairs) == 0:
+        return out
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    wide = hashes.astype(np.uint64) << np.uint64(1)
+    for lo in range(0, len(pairs), step):
+        a, b = pairs[lo : lo + step, 0], pairs[lo : lo + step, 1]
+        m = len(a)
         sides = np.concatenate([a, b])
-        tag = np.repeat(np.tile(np.arange(len(a), dtype=np.uint64), 2), set_sizes[sides])
-        values = members[_ragged(set_starts[sides], set_sizes[sides])]
-        merged = np.sort((tag << np.uint64(32)) | values)
-        twice = merged[1:][merged[1:] == merged[:-1]] >> np.uint64(32)
-        common = np.bincount(twice.astype(np.int64), minlength=len(a))
-        union = set_sizes[a] + set_sizes[b] - common
+        sizes = counts[sides]
+        tag = np.repeat(np.arange(2 * m, dtype=np.uint64), sizes)  # pair number, then side
+        pair, side = tag % np.uint64(m), tag // np.uint64(m)
+        merged = np.sort((pair << np.uint64(33)) | wide[_ragged(starts[sides], sizes)] | side)
+        value = merged >> np.uint64(1)  # (pair, hash)
+        new_value = np.ones(len(merged), dtype=bool)
+        new_value[1:] = value[1:] != value[:-1]
+        # a value on both sides: its first side-1 entry follows a side-0 entry of the same value
+        both = np.zeros(len(merged), dtype=bool)
+        both[1:] = ~new_value[1:] & (merged[1:] & np.uint64(1)).astype(bool) & ~(merged[:-1] & np.uint64(1)).astype(bool)
+        owner = (value >> np.uint64(32)).astype(np.int64)
+        union = np.bincount(owner[new_value], minlength=m)
+        common = np.bincount(owner[both], minlength=m)
         out[lo : lo + step] = np.where(union > 0, common / np.maximum(union, 1), 1.0)
     return out
 

@@ -29,11 +29,11 @@ _SHINGLE_PRIME = 0x100000001B3  # FNV-1a 64-bit prime
 _EMPTY = np.uint32(_MASK32)
 # Cells (shingles x permutations) computed at once for long texts: bounds the working memory (~32 MiB).
 _MAX_CELLS = 1 << 23
-# Texts per tile of the slot-wise signature loop: a tile's signatures and one slot's values
-# (2 x 1024 x 128 x 4 B = 1 MiB) stay in cache.
-_TILE = 1024
-# Texts with more shingles than this are signed segment-wise (a slot loop would run
-# once per shingle for only a few texts).
+# Shingles per tile of the permutation-wise signature loop: the tile's shingle matrix and
+# one permutation's values of it (2 x 128k x 4 B = 1 MiB) stay in a core's L2 cache.
+_TILE_CELLS = 1 << 17
+# Texts with more shingles than this are signed segment-wise (a tile would hold only a few
+# texts, and each permutation's pass would do little work per call).
 _LONG_TEXT = 512
 
 
@@ -172,56 +172,60 @@ def fmix32(values: np.ndarray) -> np.ndarray:
 
 
 def signatures_from_shingles(
-    hashes: np.ndarray, counts: np.ndarray, num_perm: int = 128, seed: int = 1
+    hashes: np.ndarray, counts: np.ndarray, num_perm: int = 128, seed: int = 1, *,
+    permutation_major: bool = False,
 ) -> np.ndarray:
-    """MinHash signatures (n_texts x num_perm, uint32) from shingle hashes and counts.
+    """MinHash signatures (n_texts x num_perm, uint32) from shingle hashes and counts;
+    `permutation_major`: as num_perm x n_texts (how they are computed: no transpose; LSH
+    band keys read them so, `banding.band_keys_from_columns`).
 
     Same arithmetic as datasketch's affine32 `update_batch`: fmix32, then a*h+b mod 2^32,
     then the minimum per permutation. A text without shingles keeps the empty value.
-    Texts of up to `_LONG_TEXT` shingles go slot by slot (`_signatures_by_slot`), longer
-    ones through `_signatures_by_segment`; both give the same values.
+    Texts of up to `_LONG_TEXT` shingles go permutation by permutation over tiles of texts
+    (`_signatures_by_permutation`), longer ones through `_signatures_by_segment`; both give
+    the same values.
     """
     a, b = permutations(num_perm, seed)
     n = len(counts)
-    sig = np.full((n, num_perm), _EMPTY, dtype=np.uint32)
+    sig = np.full((num_perm, n), _EMPTY, dtype=np.uint32)  # permutation-major
     mixed = fmix32(hashes)
     counts = np.asarray(counts, dtype=np.int64)
     starts = np.cumsum(counts) - counts
     short = np.flatnonzero((counts > 0) & (counts <= _LONG_TEXT))
     long = np.flatnonzero(counts > _LONG_TEXT)
     if short.size:
-        _signatures_by_slot(sig, mixed, starts, counts, short, a, b)
+        _signatures_by_permutation(sig, mixed, starts, counts, short, a, b)
     if long.size:
         _signatures_by_segment(sig, mixed, starts, counts, long, a, b)
-    return sig
+    return sig if permutation_major else np.ascontiguousarray(sig.T)
 
 
-def _signatures_by_slot(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
-                        docs: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """Texts sorted by shingle count (descending), in tiles of `_TILE`: for the j-th shingle
-    of every text in the tile that has one (a prefix of the tile), one vectorised
-    a*h+b and one element-wise minimum into the tile's signatures. Every numpy call runs
-    over whole (texts x permutations) blocks that stay in cache; no per-text reduction."""
+def _signatures_by_permutation(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                               docs: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Texts sorted by shingle count (descending), in tiles of about `_TILE_CELLS` shingles:
+    a tile's shingles as one (width x texts) matrix, shingle-major (a text with fewer than
+    `width` shingles repeats its first one, which leaves its minimum unchanged); then per
+    permutation one a*h+b over the matrix with scalar a and b and one minimum down its
+    columns (a reduction over contiguous rows). The matrix stays in cache across the
+    permutations; no per-text work."""
     num_perm = len(a)
     order = docs[np.argsort(-counts[docs], kind="stable")]
-    block = np.empty((_TILE, num_perm), dtype=np.uint32)
-    acc = np.empty((_TILE, num_perm), dtype=np.uint32)
-    # a and b laid out as whole tiles: numpy's multiply and add run about twice as fast
-    # over two full arrays (or a full array and a column) as over a row broadcast down a column
-    a_tile = np.ascontiguousarray(np.broadcast_to(a, (_TILE, num_perm)))
-    b_tile = np.ascontiguousarray(np.broadcast_to(b, (_TILE, num_perm)))
-    for lo in range(0, order.size, _TILE):
-        tile = order[lo : lo + _TILE]
-        tile_starts, descending = starts[tile], -counts[tile]
-        tile_acc = acc[: tile.size]
-        tile_acc.fill(_EMPTY)
-        for j in range(int(-descending[0])):
-            k = int(np.searchsorted(descending, -j, side="left"))  # texts with > j shingles
-            slot = block[:k]
-            np.multiply(a_tile[:k], mixed[tile_starts[:k] + j][:, None], out=slot)
-            np.add(slot, b_tile[:k], out=slot)
-            np.minimum(tile_acc[:k], slot, out=tile_acc[:k])
-        sig[tile] = tile_acc
+    a_values, b_values = list(a), list(b)  # numpy scalars: uint32 arithmetic throughout
+    lo = 0
+    while lo < order.size:
+        width = int(counts[order[lo]])
+        tile = order[lo : lo + max(1, _TILE_CELLS // width)]
+        tile_counts = counts[tile]
+        slots = np.minimum(np.arange(width)[:, None], tile_counts[None, :] - 1)
+        shingles = mixed[slots + starts[tile][None, :]]
+        cells = np.empty_like(shingles)
+        mins = np.empty((num_perm, tile.size), dtype=np.uint32)
+        for p in range(num_perm):
+            np.multiply(shingles, a_values[p], out=cells)
+            np.add(cells, b_values[p], out=cells)
+            np.minimum.reduce(cells, axis=0, out=mins[p])
+        sig[:, tile] = mins
+        lo += tile.size
 
 
 def _signatures_by_segment(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarray, counts: np.ndarray,
@@ -250,7 +254,7 @@ def _signatures_by_segment(sig: np.ndarray, mixed: np.ndarray, starts: np.ndarra
         np.multiply(a_col, mixed[None, segments], out=block)
         np.add(block, b_col, out=block)
         offsets = np.concatenate(([0], np.cumsum(counts[batch])[:-1])).astype(np.intp)
-        sig[batch] = np.minimum.reduceat(block, offsets, axis=1).T
+        sig[:, batch] = np.minimum.reduceat(block, offsets, axis=1)
         i = j
 
 

@@ -39,6 +39,7 @@ class WordSpans:
     starts: np.ndarray  # int64: first byte of each word
     ends: np.ndarray  # int64: one past its last byte
     counts: np.ndarray  # int64, n: words per text
+    word: np.ndarray  # bool per byte of `data`: a word byte
 
 
 def normalised_texts(texts: pl.Series) -> pl.Series:
@@ -69,20 +70,33 @@ def word_spans(texts: pl.Series) -> WordSpans:
     offsets = offsets - base
     data = np.frombuffer(data_buffer, dtype=np.uint8)[base : base + total] if total else np.zeros(0, np.uint8)
     word = _WORD_BYTE[data]
-    changes = np.flatnonzero(word[1:] != word[:-1]) + 1
+    changes = np.flatnonzero(word[1:] != word[:-1])
+    changes += 1
     starts, ends = changes[0::2], changes[1::2]
     counts = np.diff(np.searchsorted(starts, offsets, side="left")).astype(np.int64)
-    return WordSpans(data, offsets, starts, ends, counts)
-
-
-def _read32(data: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Little-endian 32-bit values at byte positions `at`."""
-    windows = np.lib.stride_tricks.as_strided(data, shape=(len(data) - 3, 4), strides=(1, 1))
-    return np.ascontiguousarray(windows[at]).view("<u4").ravel().astype(np.uint32, copy=False)
+    return WordSpans(data, offsets, starts, ends, counts, word)
 
 
 def _rotl(x: np.ndarray, r: int) -> np.ndarray:
     return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _words32(data: np.ndarray) -> np.ndarray:
+    """The little-endian 32-bit value at every byte position of `data` (an unaligned view:
+    one gather reads four bytes)."""
+    if len(data) < 4:
+        data = np.concatenate([data, np.zeros(4, dtype=np.uint8)])
+    return np.ndarray((len(data) - 3,), dtype="<u4", buffer=data, strides=(1,))
+
+
+def _round(h: np.ndarray, value: np.ndarray, prime: np.uint32, shift: int, prime2: np.uint32) -> None:
+    """h = rotl(h + value * prime, shift) * prime2, in place (`value` is overwritten)."""
+    value *= prime
+    h += value
+    np.right_shift(h, np.uint32(32 - shift), out=value)
+    h <<= np.uint32(shift)
+    h |= value
+    h *= prime2
 
 
 def xxh32_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -91,40 +105,45 @@ def xxh32_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nd
     out = np.empty(len(starts), dtype=np.uint32)
     if len(starts) == 0:
         return out
+    words32 = _words32(data)
     # a stable sort of 16-bit lengths is a radix sort
     order = np.argsort(lengths.astype(np.uint16) if lengths.max() < 1 << 16 else lengths, kind="stable")
     sorted_lengths = lengths[order]
     bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
     for group in np.split(order, bounds):
-        out[group] = _xxh32_one_length(data, starts[group], int(lengths[group[0]]))
+        out[group] = _xxh32_one_length(data, words32, starts[group], int(lengths[group[0]]))
     return out
 
 
-def _xxh32_one_length(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """xxHash32 of words that all have `length` bytes (XXH32 and XXH32_finalize, vectorised)."""
+def _xxh32_one_length(data: np.ndarray, words32: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """xxHash32 of words that all have `length` bytes (XXH32 and XXH32_finalize, vectorised;
+    every step in place on the group's arrays)."""
     with np.errstate(over="ignore"):
         pos = 0
         if length >= 16:
-            v: list[np.ndarray] = [np.full(len(starts), seed, dtype=np.uint32) for seed in _LANE_SEEDS]
+            v = [np.full(len(starts), seed, dtype=np.uint32) for seed in _LANE_SEEDS]
             while pos + 16 <= length:
                 for lane in range(4):
-                    v[lane] = _rotl(v[lane] + _read32(data, starts + pos + 4 * lane) * _P2, 13) * _P1
+                    _round(v[lane], words32[starts + (pos + 4 * lane)], _P2, 13, _P1)
                 pos += 16
             h = _rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)
         else:
             h = np.full(len(starts), _P5, dtype=np.uint32)
         h += np.uint32(length & 0xFFFFFFFF)
         while pos + 4 <= length:
-            h = _rotl(h + _read32(data, starts + pos) * _P3, 17) * _P4
+            _round(h, words32[starts + pos], _P3, 17, _P4)
             pos += 4
         while pos < length:
-            h = _rotl(h + data[starts + pos].astype(np.uint32) * _P5, 11) * _P1
+            _round(h, data[starts + pos].astype(np.uint32), _P5, 11, _P1)
             pos += 1
-        h ^= h >> np.uint32(15)
+        value = h >> np.uint32(15)
+        h ^= value
         h *= _P2
-        h ^= h >> np.uint32(13)
+        np.right_shift(h, np.uint32(13), out=value)
+        h ^= value
         h *= _P3
-        h ^= h >> np.uint32(16)
+        np.right_shift(h, np.uint32(16), out=value)
+        h ^= value
     return h
 
 
@@ -135,7 +154,7 @@ def span_exact_keys(spans: WordSpans) -> np.ndarray:
     not its text's last); one xxh3 call per text, as xxhash has no batch interface.
     """
     n = len(spans.counts)
-    keep = _WORD_BYTE[spans.data]
+    keep = spans.word.copy()
     joined = spans.data.copy()
     first_word = np.cumsum(spans.counts) - spans.counts
     not_last = np.ones(len(spans.ends), dtype=bool)
