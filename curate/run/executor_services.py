@@ -17,7 +17,7 @@ def services_for(executor: object, config: RunSettings) -> StageServices:
     if isinstance(executor, LocalExecutor):
         return LocalServices(workers=executor.workers)
     if isinstance(executor, RayExecutor):
-        return RayServices(address=executor.address, workers=executor.workers)
+        return RayServices(address=executor.address, workers=executor.workers, init_kwargs=executor.init_kwargs)
     settings = config.executor
     if settings.kind == "ray":
         return RayServices(address=settings.ray_address, workers=settings.workers)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -98,12 +98,14 @@ class RayServices:
 
     address: str | None = None
     workers: int = 1
+    #: the executor's own `ray.init` options: a stage that connects first starts the same cluster
+    init_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def _connect(self) -> None:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(address=self.address, **{"ignore_reinit_error": True, "log_to_driver": False, **self.init_kwargs})
 
     @contextlib.contextmanager
     def pool(self) -> Iterator[WorkerPool]:

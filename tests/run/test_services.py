@@ -30,6 +30,9 @@ def test_each_executor_lends_its_own_services(tmp_path: Path) -> None:
     config = toy_config(tmp_path)
     assert services_for(LocalExecutor(workers=3), config) == LocalServices(workers=3)
     assert services_for(RayExecutor(address="auto", workers=4), config) == RayServices(address="auto", workers=4)
+    # a stage that connects to Ray first starts the cluster the executor would have started
+    started_as = RayExecutor(workers=2, init_kwargs={"num_cpus": 2})
+    assert services_for(started_as, config).init_kwargs == {"num_cpus": 2}
     # an executor of its own kind (a test's): the config's executor decides
     ray_config = toy_config(tmp_path, executor={"kind": "ray", "workers": 2})
     assert services_for(object(), ray_config) == RayServices(address=None, workers=2)
