@@ -251,6 +251,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "quantized": quantized,
         "gradient_checkpointing": checkpointing,
         "packed_attention": attention,
+        "packing": resolve_packing(cfg.packing, backend),
         "data": str(cfg.data_path.resolve()),
         "dataset_sha256": dataset_hash(cfg.data_path),
         "examples": {"train": len(train_enc), "validation": len(val_enc)},
