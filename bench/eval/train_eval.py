@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+#: --packing -> the training config's `packing` (auto: on with the unsloth backend)
+PACKING = {"auto": None, "on": True, "off": False}
 
 
 def _limit(export: Path, out: Path, max_train: int | None) -> Path:
@@ -41,6 +43,7 @@ def train_and_evaluate(
     max_test: int | None = None,
     max_train: int | None = None,
     train_only: bool = False,
+    packing: str = "auto",
 ) -> dict[str, Any]:
     from train.config import parse_config
     from train.evaluate.config import EvalConfig
@@ -64,6 +67,7 @@ def train_and_evaluate(
             "gradient_checkpointing": False,
             "export_gguf": False,
             "early_stopping_patience": None,
+            "packing": PACKING[packing],
         }
     )
     train_report = run_training(cfg)
@@ -137,6 +141,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--max-train", type=int, default=None, help="first N training rows only (CPU runs)")
     parser.add_argument("--train-only", action="store_true", help="train and stop: no evaluation")
+    parser.add_argument("--packing", choices=sorted(PACKING), default="auto", help="the config's packing")
 
 
 def run_from_args(export: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,6 +155,7 @@ def run_from_args(export: Path, out: Path, args: argparse.Namespace) -> dict[str
         max_test=args.max_test,
         max_train=args.max_train,
         train_only=args.train_only,
+        packing=args.packing,
     )
 
 
