@@ -26,7 +26,7 @@ from curate.services.similarity.banding import band_keys
 from curate.services.similarity.dedup import DedupParams, dedup_frame
 from curate.services.similarity.minhash import minhash_signatures
 from curate.services.similarity.steps import (
-    BAND_SCHEMA,
+    band_schema,
     cross_group_pairs,
     dedup_steps,
     sign_rows,
@@ -160,7 +160,7 @@ def test_signing_without_the_matrix_gives_the_same_keys_and_band_keys(
     corpus: pl.DataFrame, workers: int, batch_rows: int | None,
 ) -> None:
     """`keep_sig=False` returns no signature matrix, and the same exact keys, word counts and
-    band keys (compact: `BAND_SCHEMA`) as signing with it; the band keys are those of the
+    band keys (compact: `band_schema`) as signing with it; the band keys are those of the
     rows' MinHash signatures."""
     params = DedupParams()
     texts = corpus.sort("example_id")["text"]
@@ -170,14 +170,14 @@ def test_signing_without_the_matrix_gives_the_same_keys_and_band_keys(
     assert (lean.keys == kept.keys).all() and (lean.lengths == kept.lengths).all()
     sort = ["band", "key", "row"]
     lean_bands = pl.concat([frame for part in lean.bands for frame in part]).sort(sort)
-    assert lean_bands.schema == pl.Schema(BAND_SCHEMA)
+    assert lean_bands.schema == pl.Schema(band_schema())
     assert lean_bands.equals(pl.concat([frame for part in kept.bands for frame in part]).sort(sort))
     rows = np.flatnonzero(kept.lengths > 0)
     bands = params.banding[0]
     reference = pl.DataFrame({
         "row": np.repeat(rows, bands).astype(np.uint32), "band": np.tile(np.arange(bands, dtype=np.uint8), len(rows)),
         "key": band_keys(minhash_signatures(texts.gather(rows)), *params.banding).ravel(),
-    }, schema=BAND_SCHEMA).sort(sort)
+    }, schema=band_schema()).sort(sort)
     assert lean_bands.equals(reference)
     assert int((kept.lengths == 0).sum()) > 0  # empty texts: no band keys
 

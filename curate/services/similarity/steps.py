@@ -50,7 +50,9 @@ VERIFY_MIN_PAIRS = 20_000  # candidate pairs per verify task at least (when ther
 # ------------------------------------------------------------------ 1. sign (map)
 # The band keys travel as (row, band, key) frames of 13 bytes a row and band: row as
 # UInt32 (a candidate pair holds two rows in 64 bits: `unique_pairs`), band as UInt8.
-BAND_SCHEMA = {"row": pl.UInt32, "band": pl.UInt8, "key": pl.UInt64}
+def band_schema() -> dict[str, pl.DataType]:
+    """The columns of a band frame: an intermediate of the steps, not an artifact."""
+    return {"row": pl.UInt32(), "band": pl.UInt8(), "key": pl.UInt64()}
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def sign_step(task: SignTask) -> Signed:
 
 
 def split_bands(major: np.ndarray, rows: np.ndarray, partitions: int) -> list[pl.DataFrame]:
-    """Band-major keys (bands x m) of `rows` as (row, band, key) frames (`BAND_SCHEMA`),
+    """Band-major keys (bands x m) of `rows` as (row, band, key) frames (`band_schema`),
     split by key into `partitions`."""
     bands, m = major.shape
     if len(rows) and int(rows.max()) >= 1 << 32:
@@ -95,7 +97,7 @@ def split_bands(major: np.ndarray, rows: np.ndarray, partitions: int) -> list[pl
         "row": np.tile(np.asarray(rows, dtype=np.uint32), bands),
         "band": np.repeat(np.arange(bands, dtype=np.uint8), m),
         "key": major.ravel(),
-    }, schema=BAND_SCHEMA)
+    }, schema=band_schema())
     if partitions <= 1:
         return [frame]
     bucket = (frame["key"] % partitions).cast(pl.Int64).alias("__p")
@@ -146,7 +148,7 @@ def sign_rows(
     tasks = [SignTask(texts.slice(lo, batch), lo, params, partitions, keep_sig) for lo in range(0, n, max(batch, 1))]
     signed = sorted(pool.map(sign_step, tasks), key=lambda part: part.start)
     if not signed:
-        empty = pl.DataFrame(schema=BAND_SCHEMA)
+        empty = pl.DataFrame(schema=band_schema())
         return SignedRows(np.zeros(0, dtype=np.uint64), np.zeros((0, params.num_perm), dtype=np.uint32),
                           np.zeros(0, dtype=np.int64), [[empty] for _ in range(partitions)])
     sig = np.concatenate([part.sig for part in signed]) if keep_sig else np.zeros((0, params.num_perm), np.uint32)
