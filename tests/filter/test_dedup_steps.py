@@ -22,7 +22,7 @@ from curate.filter.dedup_index import DedupIndex
 from curate.filter.stages import EXAMPLE_COLUMNS, dedup_examples
 from curate.run.services import SerialPool
 from curate.services.similarity import steps
-from curate.services.similarity.banding import band_keys
+from curate.services.similarity.banding import band_keys, candidate_pairs, streamed_candidate_pairs
 from curate.services.similarity.dedup import DedupParams, dedup_frame
 from curate.services.similarity.minhash import minhash_signatures
 from curate.services.similarity.steps import (
@@ -211,3 +211,29 @@ def test_dedup_steps_keep_no_signature_matrix(corpus: pl.DataFrame) -> None:
         run(pool)
         signed = [r for r in pool.results if isinstance(r, steps.Signed)]
         assert len(signed) >= 1 and all(part.sig.size == 0 and part.bands for part in signed)
+
+
+def test_candidate_pairs_band_by_band_are_the_buckets_pairs() -> None:
+    """`candidate_pairs` (one band at a time) gives every pair of a (band, key) bucket, a
+    large bucket's rows each paired with its next `max_bucket - 1`, no pair across bands
+    that happen to share a key value, as a brute-force count of the buckets does."""
+    rng = np.random.default_rng(3)
+    bands, n, max_bucket = 4, 300, 8
+    keys = rng.integers(0, 40, size=(bands, n)).astype(np.uint64)  # many small buckets
+    keys[2, :30] = 999  # one bucket larger than max_bucket
+    keys[3, 100:103] = 999  # the same key value in another band: a bucket of its own
+    rows = rng.permutation(np.arange(1000, 1000 + n))
+    frame = pl.DataFrame({"row": np.tile(rows, bands).astype(np.uint32),
+                          "band": np.repeat(np.arange(bands, dtype=np.uint8), n), "key": keys.ravel()},
+                         schema=band_schema()).sample(fraction=1.0, shuffle=True, seed=1)
+    expected: set[tuple[int, int]] = set()
+    for band in range(bands):
+        for key in np.unique(keys[band]):
+            members = np.sort(rows[keys[band] == key])
+            for i in range(len(members)):
+                expected.update((int(members[i]), int(members[j])) for j in range(i + 1, min(len(members), i + max_bucket)))
+    got = candidate_pairs(frame, max_bucket)
+    assert {tuple(pair) for pair in got.tolist()} == expected and len(got) == len(expected)
+    assert np.array_equal(got, np.unique(got, axis=0))  # distinct, sorted
+    assert np.array_equal(got, streamed_candidate_pairs(keys, rows, max_bucket))
+    assert candidate_pairs(frame.clear(), max_bucket).shape == (0, 2)
