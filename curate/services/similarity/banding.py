@@ -90,13 +90,17 @@ def candidate_pairs(bands: pl.DataFrame, max_bucket: int = 64) -> np.ndarray:
     Buckets of up to `max_bucket` rows give all their pairs; a larger bucket (many
     near-identical texts) pairs each row with its next `max_bucket - 1` rows in row order,
     which keeps the bucket connected in the graph at linear cost.
+
+    One band at a time (a band's shared keys, sorted by (key, row)), as
+    `streamed_candidate_pairs` does: a window count over (band, key) of all rows at once
+    took ~20x the frame's size in working memory (1 GiB for 4.2M rows), this ~2x.
     """
-    shared = bands.filter(pl.len().over("band", "key") > 1).sort("band", "key", "row")
-    if shared.height == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    return unique_pairs([
-        bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy(), shared["band"].to_numpy())
-    ])
+    found = []
+    for part in bands.select("band", "key", "row").partition_by("band", include_key=False):
+        shared = part.filter(pl.col("key").is_duplicated()).sort("key", "row")
+        if shared.height:
+            found.append(bucket_window_pairs(shared["row"].to_numpy(), max_bucket, shared["key"].to_numpy()))
+    return unique_pairs(found)
 
 
 def streamed_candidate_pairs(
