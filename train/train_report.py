@@ -48,11 +48,10 @@ def packing_note(report: dict[str, Any]) -> str | None:
     left SmolLM2-135M at chance on 18 labels; 123 unpacked steps had reached 57.6% (bench/eval).
     """
     m, examples = report["metrics"], report["examples"]["train"]
-    steps = int(m["global_step"]) - int(m.get("resumed_at_step") or 0)
-    if not report.get("packing") or steps <= 0 or not examples:
+    if not report.get("packing") or not m["global_step"] or not examples:
         return None
     effective = int(report["config"]["effective_batch_size"])
-    per_step = examples * float(m["epochs_done"]) / max(int(m["global_step"]), 1)
+    per_step = examples * float(m["epochs_done"]) / int(m["global_step"])
     if per_step <= PACKED_STEP_RATIO * effective:
         return None
     unpacked = round(examples * float(m["epochs_done"]) / effective)
@@ -65,10 +64,8 @@ def packing_note(report: dict[str, Any]) -> str | None:
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
-    note = packing_note(report)
-    if note:
-        report["notes"] = [*report.get("notes", []), note]
-    write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2, default=str))
+    notes = [note for note in (packing_note(report),) if note]
+    write_text_atomic(run_dir / "report.json", json.dumps({**report, "notes": notes}, indent=2, default=str))
     m = report["metrics"]
     curves = report["curves"]
     lines = [
@@ -101,7 +98,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
         f"| stopped early | {m['stopped_early']} |",
         f"| resumed from | {report.get('resumed_from')} |",
         "",
-        *(f"> Note: {n}\n" for n in report.get("notes", [])),
+        *(f"> Note: {n}\n" for n in notes),
         "![loss](loss.png)",
         "",
         "## Outputs",
