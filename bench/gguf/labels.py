@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.gguf.run import percent_ci  # noqa: E402
 from train.evaluate.intervals import mean_interval, paired_difference  # noqa: E402
 
 TYPES = ("f16", "q8_0", "Q5_K_M", "Q4_K_M", "Q4_1")
@@ -150,12 +151,6 @@ def measure(run_dir: Path, export: Path, types: list[str], batch_size: int, runt
     return result
 
 
-def _ci(interval: dict[str, float], signed: bool = False) -> str:
-    fmt = "{:+.1f}" if signed else "{:.1f}"
-    return " ".join((fmt.format(interval["estimate"] * 100), f"[{fmt.format(interval['low'] * 100)},",
-                     f"{fmt.format(interval['high'] * 100)}]"))
-
-
 def table(result: dict[str, Any]) -> str:
     merged = result["merged"]
     lines = [
@@ -165,12 +160,12 @@ def table(result: dict[str, Any]) -> str:
         "| model | file MiB | valid JSON % | exact match % [95% CI] | change vs merged, points [95% CI] "
         "| same label % | same answer % |",
         "|---|---|---|---|---|---|---|",
-        f"| merged (bf16 safetensors) | | {merged['parsed'] * 100:.1f} | {_ci(merged['exact_match'])} | | | |",
+        f"| merged (bf16 safetensors) | | {merged['parsed'] * 100:.1f} | {percent_ci(merged['exact_match'])} | | | |",
     ]
     for name, row in result["types"].items():
         lines.append(
-            f"| GGUF {name} | {row['bytes'] / 2**20:.1f} | {row['parsed'] * 100:.1f} | {_ci(row['exact_match'])} "
-            f"| {_ci(row['change'], signed=True)} | {_ci(row['same_label'])} | {_ci(row['same_answer'])} |"
+            f"| GGUF {name} | {row['bytes'] / 2**20:.1f} | {row['parsed'] * 100:.1f} | {percent_ci(row['exact_match'])} "
+            f"| {percent_ci(row['change'], signed=True)} | {percent_ci(row['same_label'])} | {percent_ci(row['same_answer'])} |"
         )
     return "\n".join(lines)
 

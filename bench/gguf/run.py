@@ -88,9 +88,10 @@ def measure(run_dir: Path, out_dir: Path, types: list[str], batch_size: int) -> 
     return result
 
 
-def _ci(interval: dict[str, float], scale: float = 100.0, signed: bool = False) -> str:
+def percent_ci(interval: dict[str, float], signed: bool = False) -> str:
+    """An interval of shares as percent: "5.9 [1.2, 11.8]" (signed: "+1.2 [-2.4, +4.7]")."""
     fmt = "{:+.1f}" if signed else "{:.1f}"
-    return f"{fmt.format(interval['estimate'] * scale)} [{fmt.format(interval['low'] * scale)}, {fmt.format(interval['high'] * scale)}]"
+    return f"{fmt.format(interval['estimate'] * 100)} [{fmt.format(interval['low'] * 100)}, {fmt.format(interval['high'] * 100)}]"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -106,9 +107,9 @@ def table(result: dict[str, Any]) -> str:
         test = row["test"]
         kinds = ", ".join(f"{k} {v}" for k, v in row["tensor_types"].items())
         lines.append(
-            f"| {name} | {row['bytes'] / 2**20:.1f} | {kinds} | {_ci(row['agreement_all'])} | {_ci(test['agreement'])} "
-            f"| {_ci(test['exact_match_merged'])} | {_ci(test['exact_match_gguf'])} "
-            f"| {_ci(test['exact_match_change'], signed=True)} |"
+            f"| {name} | {row['bytes'] / 2**20:.1f} | {kinds} | {percent_ci(row['agreement_all'])} | {percent_ci(test['agreement'])} "
+            f"| {percent_ci(test['exact_match_merged'])} | {percent_ci(test['exact_match_gguf'])} "
+            f"| {percent_ci(test['exact_match_change'], signed=True)} |"
         )
     return "\n".join(lines)
 
