@@ -98,7 +98,15 @@ class TrainConfig(BaseModel):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: epochs)")
     per_device_batch_size: int = Field(4, gt=0, description="Micro-batch size")
     effective_batch_size: int = Field(
-        16, gt=0, description="Sequences per optimizer step (gradient accumulation fills the gap)"
+        16, gt=0, description="Examples per optimizer step (gradient accumulation fills the gap)"
+    )
+    packed_batch_unit: Literal["examples", "rows"] = Field(
+        "examples",
+        description=(
+            "What effective_batch_size counts when packing. examples: the packed rows per step are "
+            "chosen to hold about that many examples, so packing changes the speed, not the "
+            "optimizer steps. rows: trl's meaning (fewer, fuller steps: 4x fewer on short examples)"
+        ),
     )
     max_seq_len: int = Field(2048, gt=0, description="Longer examples are truncated")
     packing: bool | None = Field(

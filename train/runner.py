@@ -34,6 +34,8 @@ from train.distributed import accumulation_steps, barrier, is_main_process, worl
 from train.export import ADAPTER, export_run
 from train.speed import (
     DeferredTokenCount,
+    packed_batch,
+    packed_row_count,
     resolve_optimizer,
     resolve_packing,
     token_flush_callback,
@@ -81,11 +83,32 @@ def _peak_memory_gib(device: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process peak RSS"
 
 
+def batch_plan(cfg: TrainConfig, backend: str, train_ds: Any) -> dict[str, Any]:
+    """Rows per micro-batch and accumulation: examples per step, packed or not (train.speed)."""
+    per_device = cfg.per_device_batch_size
+    plan: dict[str, Any] = {"per_device_rows": per_device, "packed_rows": None}
+    if resolve_packing(cfg.packing, backend) and cfg.packed_batch_unit == "examples":
+        rows = packed_row_count(train_ds, cfg.max_seq_len)
+        per_device, accumulation = packed_batch(
+            cfg.effective_batch_size, per_device, len(train_ds) / max(rows, 1), world_size()
+        )
+        plan.update(per_device_rows=per_device, packed_rows=rows)
+    else:
+        accumulation = accumulation_steps(cfg.effective_batch_size, per_device)
+    plan["accumulation"] = accumulation
+    plan["rows_per_step"] = per_device * accumulation * world_size()
+    packed = plan["packed_rows"]
+    per_row = len(train_ds) / packed if packed else 1.0
+    plan["examples_per_step"] = round(plan["rows_per_step"] * per_row, 1)
+    return plan
+
+
 def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any) -> Any:
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     on_cuda = loaded.device == "cuda"
+    plan = batch_plan(cfg, loaded.backend, train_ds)
     evaluate = eval_ds is not None
     patience = cfg.early_stopping_patience
     early = evaluate and patience is not None
@@ -93,9 +116,9 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         output_dir=str(cfg.run_path / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_train_batch_size=plan["per_device_rows"],
         per_device_eval_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=accumulation_steps(cfg.effective_batch_size, cfg.per_device_batch_size),
+        gradient_accumulation_steps=plan["accumulation"],
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a share of the steps in transformers 5
@@ -132,6 +155,7 @@ def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any)
         callbacks=callbacks,
     )
     trainer.add_callback(token_flush_callback(trainer))
+    trainer.assay_batch_plan = plan  # for the run report
     return trainer
 
 
@@ -235,6 +259,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "processes": world_size(),
     }
     quantized, checkpointing, attention = loaded.quantized, loaded.gradient_checkpointing, loaded.packed_attention
+    batch = trainer.assay_batch_plan
     del trainer, loaded
     gc.collect()
     outputs: dict[str, Any] = {"adapter": str(adapter_dir), "checkpoints": str(run_dir / CHECKPOINTS)}
@@ -252,6 +277,7 @@ def run_training(cfg: TrainConfig, export: bool = True) -> dict[str, Any]:
         "gradient_checkpointing": checkpointing,
         "packed_attention": attention,
         "packing": resolve_packing(cfg.packing, backend),
+        "batch": batch,
         "data": str(cfg.data_path.resolve()),
         "dataset_sha256": dataset_hash(cfg.data_path),
         "examples": {"train": len(train_enc), "validation": len(val_enc)},

@@ -42,10 +42,12 @@ PACKED_STEP_RATIO = 2.0
 
 
 def packing_note(report: dict[str, Any]) -> str | None:
-    """Why a packed run may learn less: packing counts rows per step, so small data gets few steps.
+    """Why a packed run may learn less: a step that holds many examples leaves small data few steps.
 
     bench/gguf (2026-12-03): 656 examples packed into 163 rows took 33 steps at lr 1e-3 and
     left SmolLM2-135M at chance on 18 labels; 123 unpacked steps had reached 57.6% (bench/eval).
+    With `packed_batch_unit: examples` (the default) a packed step holds ~`effective_batch_size`
+    examples, so this fires for `rows`, or where one packed row already holds more than asked.
     """
     m, examples = report["metrics"], report["examples"]["train"]
     if not report.get("packing") or not m["global_step"] or not examples:
@@ -55,12 +57,25 @@ def packing_note(report: dict[str, Any]) -> str | None:
     if per_step <= PACKED_STEP_RATIO * effective:
         return None
     unpacked = round(examples * float(m["epochs_done"]) / effective)
+    unit = report["config"].get("packed_batch_unit", "rows")
     return (
         f"packing put ~{per_step:.0f} examples into each optimizer step (`effective_batch_size` "
-        f"{effective} counts packed rows): {m['global_step']} steps where unpacked training takes "
-        f"~{unpacked}. On a small dataset the model may learn less; `packing: false` or a smaller "
-        "`effective_batch_size` gives more steps (bench/gguf/README.md)."
+        f"{effective}, counting {unit}): {m['global_step']} steps where unpacked training takes "
+        f"~{unpacked}. On a small dataset the model may learn less; `packed_batch_unit: examples`, "
+        "`packing: false` or a smaller `effective_batch_size` gives more steps (bench/gguf/README.md)."
     )
+
+
+def batch_rows(batch: dict[str, Any] | None) -> list[str]:
+    """The report's line on what one optimizer step held (rows, accumulation, packed examples)."""
+    if not batch:
+        return []
+    packed = batch.get("packed_rows")
+    how = f", packed into {packed} rows" if packed else ""
+    return [
+        f"| batch per step | {batch['rows_per_step']} rows ({batch['per_device_rows']} per micro-batch x "
+        f"{batch['accumulation']} accumulation), ~{batch['examples_per_step']} examples{how} |"
+    ]
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
@@ -89,6 +104,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
         f"| examples (train / validation) | {report['examples']['train']} / "
         f"{report['examples']['validation']} |",
         f"| optimizer steps | {m['global_step']} (epochs {m['epochs_done']:.2f}) |",
+        *batch_rows(report.get("batch")),
         f"| first / last train loss | {m['first_train_loss']:.4f} / {m['last_train_loss']:.4f} |",
         f"| best validation loss | {m['best_eval_loss']} |",
         f"| tokens seen (non-padding) | {m['tokens_seen']} |",

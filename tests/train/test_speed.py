@@ -12,6 +12,7 @@ import pytest
 
 from train.speed import (
     activation_bytes,
+    packed_batch,
     resolve_gradient_checkpointing,
     resolve_optimizer,
     resolve_packing,
@@ -44,6 +45,15 @@ def test_checkpointing_auto_is_off_only_where_the_activations_fit() -> None:
     assert resolve_gradient_checkpointing("auto", "peft", act, 130 * gib) is True  # CPU / peft: memory first
     assert resolve_gradient_checkpointing(True, "unsloth", act, 130 * gib) is True  # an explicit choice stays
     assert resolve_gradient_checkpointing(False, "peft", None, None) is False
+
+
+def test_a_packed_step_holds_the_examples_effective_batch_size_asks_for() -> None:
+    # bench/gguf's GPU run: 656 examples in 163 rows; 16 rows a step had held ~64 examples
+    assert packed_batch(16, 16, 656 / 163) == (4, 1)
+    assert packed_batch(64, 4, 4.0) == (4, 4)  # the micro-batch stays at the configured rows
+    assert packed_batch(16, 4, 1.0) == (4, 4)  # one example a row: as unpacked
+    assert packed_batch(4, 4, 20.0) == (1, 1)  # a row holds more than asked: one row, never zero
+    assert packed_batch(16, 4, 2.0, processes=2) == (4, 1)  # 8 rows over two processes
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +130,30 @@ def test_training_run_counts_every_real_token(tiny_run: dict[str, Any]) -> None:
     per_epoch = sum(len(e["input_ids"]) for e in encoded)
     metrics = tiny_run["report"]["metrics"]
     assert metrics["tokens_seen"] == round(metrics["epochs_done"]) * per_epoch
+
+
+def test_packed_trainer_steps_hold_the_effective_batch_in_examples(
+    random_init_trainer: Any, chat_export: Path, tmp_path: Path
+) -> None:
+    """Packing on (peft backend, CPU): trl's own packed rows, and ~4 examples in each step."""
+    from tests.train.helpers import tiny_config
+    from train.backends import Loaded
+    from train.runner import batch_plan, build_trainer
+
+    config = tiny_config(chat_export, tmp_path / "run").model_copy(
+        update={"packing": True, "per_device_batch_size": 4, "effective_batch_size": 4}
+    )
+    examples = random_init_trainer.train_dataset.select_columns(["input_ids", "labels"])
+    same_model = Loaded(
+        model=random_init_trainer.model, tokenizer=random_init_trainer.processing_class,
+        backend="peft", device="cpu", quantized=False, gradient_checkpointing=False,
+    )  # fmt: skip
+    trainer = build_trainer(config, same_model, examples, None)
+    plan = trainer.assay_batch_plan
+    assert trainer.args.packing is True
+    assert len(trainer.train_dataset) == plan["packed_rows"] < len(examples)  # trl packed as counted
+    args = trainer.args
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == plan["rows_per_step"]
+    assert plan["rows_per_step"] == max(1, round(4 * plan["packed_rows"] / len(examples)))
+    rows_plan = batch_plan(config.model_copy(update={"packed_batch_unit": "rows"}), "peft", examples)
+    assert rows_plan["rows_per_step"] == 4 and rows_plan["packed_rows"] is None  # trl's meaning

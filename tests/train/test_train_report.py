@@ -18,7 +18,7 @@ def report_of(*, packing: bool, examples: int, steps: int, epochs: float = 3.0, 
     return {
         "name": "t", "base_model": "m", "backend": "unsloth", "device": "d", "quantized": True, "data": "x",
         "dataset_sha256": "0" * 64, "examples": {"train": examples, "validation": 0}, "packing": packing,
-        "config": {"effective_batch_size": effective}, "metrics": metrics, "curves": {"train": [], "eval": []},
+        "config": {"effective_batch_size": effective, "packed_batch_unit": "rows"}, "metrics": metrics, "curves": {"train": [], "eval": []},
         "outputs": {},
     }  # fmt: skip
 
@@ -41,3 +41,12 @@ def test_the_note_reaches_report_json_and_md(tmp_path: Path) -> None:
     write_report(tmp_path, report_of(packing=True, examples=656, steps=33))
     assert "packing put" in json.loads((tmp_path / "report.json").read_text())["notes"][0]
     assert "> Note: packing put" in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_says_what_a_step_held(tmp_path: Path) -> None:
+    report = report_of(packing=True, examples=656, steps=123)
+    batch = {"per_device_rows": 4, "accumulation": 1, "rows_per_step": 4, "packed_rows": 163, "examples_per_step": 16.1}
+    write_report(tmp_path, {**report, "batch": batch})
+    md = (tmp_path / "report.md").read_text()
+    assert "| batch per step | 4 rows (4 per micro-batch x 1 accumulation), ~16.1 examples, packed into 163 rows |" in md
+    assert "Note:" not in md  # ~16 examples a step: nothing to warn about
