@@ -164,7 +164,9 @@ def run_one(
         "name": "bench-scale",
         "run_dir": str(run_dir),
         "executor": {"kind": executor_kind, "workers": workers, "partitions": 4 * workers},
-        "ingest": {"paths": [str(corpus)], "include": ["*.jsonl"], "text_column": "text", "id_column": "id"},
+        # 20M chunks in 64 files is ~120 MB a file, over the default 50 MB guard
+        "ingest": {"paths": [str(corpus)], "include": ["*.jsonl"], "text_column": "text", "id_column": "id",
+                   "max_file_mb": 4096},
         "chunk": {"max_tokens": 80, "min_tokens": 8, "overlap_tokens": 0},
         "task": {"type": "freeform", "instruction": "bench"},
     }, base_dir=out)
