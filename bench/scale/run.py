@@ -188,6 +188,8 @@ def run_one(
     stages_peak = peak_mb()[0]  # the driver's peak through discover, ingest and chunk
     manifest = json.loads((run_dir / "manifest.json").read_text())
     chunk_entry = manifest["stages"]["chunk"]
+    if not chunk_entry["rows"]["chunks"]:  # e.g. every file over ingest.max_file_mb: say so, not "0 chunks/s"
+        raise SystemExit(f"no chunks came out of {corpus}; see {run_dir}/discover/errors.parquet and ingest/errors.parquet")
     base = {
         "workers": workers, "executor": executor_kind, "chunks": chunk_entry["rows"]["chunks"],
         "chunks_hash": chunk_entry["output_hashes"]["chunks"], "chunk_parts": len(chunk_entry["artifacts"]["chunks"]["parts"]),
