@@ -209,6 +209,9 @@ def bench_config(args: argparse.Namespace, backend: str, **kw: Any) -> Any:
         effective_batch_size=args.batch * args.accum,
         output_dir=str(Path(args.workdir) / f"run-{args.size}-{args.worker}"),
         eval_each_epoch=False,
+        # the plain loop's batch shape (4 packed rows x 4): a throughput comparison, so the step
+        # counts rows here; the product's default counts examples (fewer rows a step when packed)
+        packed_batch_unit="rows",
         **{**({"packing": True} if args.pack == "on" else {}), **kw},
     )
 
