@@ -53,6 +53,19 @@ class Output:
 
 
 StageFn = Callable[[pl.DataFrame, "StageContext"], Mapping[str, pl.DataFrame]]
+# a stage's report over its outputs, given as lazy scans (see `Stage`)
+Summarize = Callable[[Mapping[str, pl.LazyFrame]], dict[str, Any]]
+
+
+def collect(query: pl.LazyFrame) -> pl.DataFrame:
+    """A summary query's result, computed by Polars' streaming engine: the scan reads only
+    the columns the query uses, a batch of rows at a time."""
+    return query.collect(engine="streaming")
+
+
+def count(frame: pl.LazyFrame | pl.DataFrame) -> int:
+    """Rows of a frame (of a Parquet scan: from the files' footers)."""
+    return int(collect(frame.lazy().select(pl.len())).item())
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,10 @@ class Stage:
     carries whole (refine's examples: filter's plus the repaired ones): the function
     returns only its new rows and the executor adds the side input once, so the stage
     still splits into batches. `summarize` turns the outputs into a small JSON-able report
-    (a funnel, counts per reason, cost) stored in the manifest.
+    (a funnel, counts per reason, cost) stored in the manifest. It gets each output as a
+    `pl.LazyFrame` (a scan of the artifact's parts, in no particular row order) and is
+    written as lazy queries run by `collect`: only the columns it names are read, a batch
+    at a time, so its memory does not grow with the corpus (issue 19).
     """
 
     name: str
@@ -76,7 +92,7 @@ class Stage:
     outputs: tuple[Artifact | Output, ...]  # handles, or `Output`s for ad-hoc stages
     config_sections: tuple[str, ...] = ()
     key: str | None = None
-    summarize: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]] | None = None
+    summarize: Summarize | None = None
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
     passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input
