@@ -152,16 +152,24 @@ def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestC
     return docs, errs
 
 
-def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
-    """Last run's documents of files that gave no error, by (path, file_hash), if read with these settings."""
-    previous = ctx.previous(DOCUMENTS)
-    if previous is None or previous.height == 0 or CONFIG_COLUMN not in previous.columns:
+def _previous_by_file(
+    ctx: StageContext[IngestSettings], config_hash: str, batch: pl.DataFrame
+) -> dict[tuple[str, str], pl.DataFrame]:
+    """Last run's documents of this batch's files that gave no error, by (path, file_hash), if
+    read with these settings. Only those documents are read (streamed), not the last run's all."""
+    scan = ctx.previous(DOCUMENTS)
+    if scan is None or CONFIG_COLUMN not in scan.collect_schema().names():
         return {}
-    previous = previous.filter(pl.col(CONFIG_COLUMN) == config_hash)
+    files = batch.select(pl.col("path").alias("source_path"), "file_hash").lazy()
+    previous = collect(
+        scan.filter(pl.col(CONFIG_COLUMN) == config_hash).join(files, on=["source_path", "file_hash"], how="semi")
+    )
+    if previous.height == 0:
+        return {}
     errors = ctx.previous(INGEST_ERRORS)
     failed: set[str] = set()
     if errors is not None:  # a file with any error (a bad record: "path:line") is read again
-        sources = errors["source"].to_list()
+        sources = collect(errors.select("source"))["source"].to_list()
         failed = set(sources) | {source.rsplit(":", 1)[0] for source in sources}
     groups = previous.partition_by(["source_path", "file_hash"], as_dict=True)
     return {
@@ -174,7 +182,7 @@ def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> di
 def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, pl.DataFrame]:
     """Read each file with its format's reader; reuse unchanged files' documents."""
     config_hash = reader_config_hash(ctx)
-    reuse = _previous_by_file(ctx, config_hash)
+    reuse = _previous_by_file(ctx, config_hash, batch)
     docs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     reused: list[pl.DataFrame] = []

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from assay.errors import AssayError
 from curate.run.config import RateLimits, RunSettings
+from curate.run.dataset import scan_dataset
 from curate.run.rundir import atomic_write_text, path_exists, read_parquet  # local paths or s3:// URLs
 from curate.run.services import Limiter, LocalServices, StageServices, WorkerPool
 from schemas.artifacts import Artifact, SideFile
@@ -191,12 +192,13 @@ class StageContext(Generic[C]):
             self._side_cache[artifact] = read_parquet(self.path(artifact))
         return self._side_cache[artifact]
 
-    def previous(self, output: Artifact | str) -> pl.DataFrame | None:
+    def previous(self, output: Artifact | str) -> pl.LazyFrame | None:
         """This stage's own output (its handle, or its name) from the last completed run, for
-        incremental work."""
+        incremental work: a lazy scan of its parts (in no row order), so that a task reads only
+        the rows and columns it asks for, not the whole artifact."""
         name = output.name if isinstance(output, Artifact) else output
         location = self.path(f"{self.stage}/{name}")
-        return read_parquet(location) if path_exists(location) else None
+        return scan_dataset(location) if path_exists(location) else None
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over `items` (rich), silent on workers and in quiet runs."""
