@@ -41,7 +41,7 @@ from curate.dataset.validation import (
     validation_view,
 )
 from curate.run.rundir import RunDir, run_location, staged_folder
-from curate.run.stage import Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind, collect, count
 from curate.services.pii.mapping import restore_placeholders
 from schemas.artifacts import (
     EXPORT_DIVERSITY,
@@ -86,15 +86,15 @@ def validate_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -
     return {"examples": frame, "results": results}
 
 
-def summarize_validate(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    results = outputs["results"]
+def summarize_validate(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    results = collect(outputs["results"])  # one row per check
     return {
         "summary": {
             "evaluated": results.height,
             "passed": int(results.get_column("success").sum()),
             "warnings": ", ".join(results.filter(~pl.col("success")).get_column("check").to_list()),
             "rejected_dropped": int(results.get_column("rejected_dropped")[0]) if results.height else 0,
-            "examples": outputs["examples"].height,
+            "examples": count(outputs["examples"]),
         },
         "checks": results.drop("rejected_dropped").to_dicts(),
     }
@@ -176,8 +176,8 @@ def split_examples(batch: pl.DataFrame, ctx: StageContext[DatasetSettings]) -> d
     }
 
 
-def summarize_split(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    report: dict[str, Any] = json.loads(outputs["report"].get_column("json")[0])
+def summarize_split(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(collect(outputs["report"].select("json")).item(0, 0))
     return report
 
 
@@ -263,9 +263,9 @@ def export_digest(config: DatasetSettings) -> str:
     return sha256_hex(json.dumps(payload, sort_keys=True, default=str))
 
 
-def summarize_export(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    manifest = outputs["manifest"]
-    diversity = json.loads(outputs["diversity"].get_column("json")[0]) if "diversity" in outputs else {}
+def summarize_export(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    manifest = collect(outputs["manifest"])  # one row per exported file
+    diversity = json.loads(collect(outputs["diversity"].select("json")).item(0, 0)) if "diversity" in outputs else {}
     return {
         "summary": {"dir": manifest.get_column("export_dir")[0] if manifest.height else None,
                     "files": manifest.height},

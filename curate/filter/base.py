@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import polars as pl
 from pydantic import BaseModel
 
+from curate.run.stage import collect, count
 from schemas.artifacts import STEP_FUNNEL
 from schemas.records import Evidence, Message, Rejection, frame_of
 
@@ -139,14 +140,16 @@ def aggregate_funnel(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def reason_counts(rejected: pl.DataFrame) -> list[dict[str, Any]]:
-    if rejected.height == 0:
+def reason_counts(rejected: pl.DataFrame | pl.LazyFrame) -> list[dict[str, Any]]:
+    """Rejections per (filter, reason), most frequent first; of a lazy scan, only those
+    three columns are read, a batch at a time."""
+    frame = rejected.lazy()
+    if count(frame) == 0:
         return []
-    return (
-        rejected.group_by("filter", "reason", "repairable").agg(pl.len().alias("count"))
+    return collect(
+        frame.group_by("filter", "reason", "repairable").agg(pl.len().alias("count"))
         .sort(["count", "filter", "reason"], descending=[True, False, False])
-        .to_dicts()
-    )
+    ).to_dicts()
 
 
 def records_frame(model: type[BaseModel], rows: Sequence[BaseModel]) -> pl.DataFrame:

@@ -16,7 +16,7 @@ from curate.filter.config import FilterSettings
 from curate.filter.dedup_index import index_location
 from curate.filter.refine import recovery_rate
 from curate.run.rundir import path_exists, read_parquet
-from curate.run.stage import StageContext
+from curate.run.stage import StageContext, collect, count
 from schemas.artifacts import (
     FILTER_FUNNEL,
     JUDGE_REJECTED,
@@ -129,10 +129,12 @@ def funnel_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def label_counts(examples: pl.DataFrame) -> dict[str, int]:
-    if examples.height == 0 or examples["label"].null_count() == examples.height:
+def label_counts(examples: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
+    """Examples per label (of a lazy scan, only `label` is read)."""
+    frame = examples.lazy()
+    if count(frame) == 0:
         return {}
-    counts = examples.drop_nulls("label").group_by("label").len().sort("label")
+    counts = collect(frame.drop_nulls("label").group_by("label").len().sort("label"))
     return dict(zip(counts["label"].to_list(), counts["len"].to_list(), strict=True))
 
 

@@ -30,7 +30,7 @@ from curate.filter.judge import judge
 from curate.filter.refine import recovery_rate, refine, repair_targets
 from curate.filter.similarity_steps import decontaminate_step, eval_sets_digest, semantic_dedup_step
 from curate.run.services import SerialPool, WorkerPool
-from curate.run.stage import Stage, StageContext, StageStopped, StepKind
+from curate.run.stage import Stage, StageContext, StageStopped, StepKind, collect, count
 from curate.services.similarity.dedup import DedupParams
 from curate.services.similarity.steps import dedup_steps
 from schemas.artifacts import (
@@ -87,9 +87,10 @@ def filter_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict
     }
 
 
-def summarize_filter(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def summarize_filter(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    funnel = collect(outputs["funnel"])  # a few rows per task
     return {
-        "funnel": [row for row in funnel_rows(aggregate_funnel(outputs["funnel"])) if row["step"] != "render"],
+        "funnel": [row for row in funnel_rows(aggregate_funnel(funnel)) if row["step"] != "render"],
         "reasons": reason_counts(outputs["rejected"]),
         "labels": label_counts(outputs["examples"]),
     }
@@ -145,8 +146,9 @@ def _repair_row(attempted: int, recovered: int, skipped: int, cost: float) -> pl
     return frame.with_columns(pl.lit(skipped).alias("skipped"), pl.lit(cost).alias("cost_usd")).cast(REFINE_FUNNEL.schema)
 
 
-def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    funnel = outputs["funnel"]
+def summarize_refine(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    funnel = collect(outputs["funnel"])  # a few rows per task
+    samples = collect(outputs["samples"].select(pl.len().alias("rows"), pl.col("cost_usd").sum())).row(0, named=True)
     repair = funnel.filter(pl.col("step") == "repair")
     attempted = int(repair["rows_in"].sum()) if repair.height else 0
     recovered = int(repair["rows_out"].sum()) if repair.height else 0
@@ -155,8 +157,8 @@ def summarize_refine(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
         "refine": {
             "chunks_attempted": attempted, "chunks_recovered": recovered,
             "recovery_rate": recovery_rate(attempted, recovered),
-            "unanswered_requests": skipped, "repair_samples": outputs["samples"].height,
-            "cost_usd": round(float(outputs["samples"]["cost_usd"].sum() or 0.0), 6),
+            "unanswered_requests": skipped, "repair_samples": samples["rows"],
+            "cost_usd": round(float(samples["cost_usd"] or 0.0), 6),
         },
         "funnel": funnel_rows(aggregate_funnel(funnel.filter(pl.col("step") != "repair").select(STEP_FUNNEL.names()))),
     }
@@ -194,13 +196,18 @@ def judge_stage(batch: pl.DataFrame, ctx: StageContext[FilterSettings]) -> dict[
     return outputs
 
 
-def summarize_judge(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    judgments = outputs["judgments"]
+def summarize_judge(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    judged = count(outputs["judgments"])
+    if judged == 0:
+        return {"judge": {"judged": 0, "passed": 0, "mean_score": None, "cost_usd": 0.0}}
+    sums = collect(outputs["judgments"].select(
+        pl.col("passed").sum(), pl.col("mean_score").mean(), pl.col("cost_usd").sum()
+    )).row(0, named=True)
     return {"judge": {
-        "judged": judgments.height,
-        "passed": int(judgments["passed"].sum()) if judgments.height else 0,
-        "mean_score": round(float(judgments["mean_score"].mean()), 3) if judgments.height else None,  # type: ignore[arg-type]
-        "cost_usd": round(float(judgments["cost_usd"].sum()), 6) if judgments.height else 0.0,
+        "judged": judged,
+        "passed": int(sums["passed"]),
+        "mean_score": round(float(sums["mean_score"]), 3),
+        "cost_usd": round(float(sums["cost_usd"]), 6),
     }}
 
 
@@ -284,14 +291,15 @@ def dedup_external(config: FilterSettings) -> str | None:
     return None if parts == [None, None] else "|".join(p or "-" for p in parts)
 
 
-def summarize_dedup(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    summary = outputs["summary"].to_dicts()[0] if outputs["summary"].height else {}
-    similarity = outputs.get("similarity")
+def summarize_dedup(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    # dedup runs on the driver: these are its small report frames, in memory already
+    summaries = collect(outputs["summary"]).to_dicts()
+    similarity = collect(outputs["similarity"].select("json")) if "similarity" in outputs else None
     return {
-        "funnel": outputs["funnel"].to_dicts(),
-        "reasons": outputs["reasons"].to_dicts(),
-        "summary": summary,
-        **(json.loads(similarity["json"][0]) if similarity is not None and similarity.height else {}),
+        "funnel": collect(outputs["funnel"]).to_dicts(),
+        "reasons": collect(outputs["reasons"]).to_dicts(),
+        "summary": summaries[0] if summaries else {},
+        **(json.loads(similarity.item(0, 0)) if similarity is not None and similarity.height else {}),
     }
 
 

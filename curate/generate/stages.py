@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from curate.run.config import RunSettings
-from curate.run.stage import Stage, StageContext, StageStopped, StepKind
+from curate.run.stage import Stage, StageContext, StageStopped, StepKind, collect, count
 from curate.services.teacher import prompts
 from curate.services.teacher.factory import TeacherSettings, open_teacher
 from curate.services.teacher.failures import TeacherFatal
@@ -152,27 +152,36 @@ def stop_message(
     return f"teacher requests failed after {config.teacher.max_retries} retries (first: {first}): {resume}"
 
 
-def usage_report(samples: pl.DataFrame) -> dict[str, Any]:
-    """Tokens and cost of a samples frame (cached answers: paid in an earlier run)."""
-    if samples.height == 0:
+def usage_report(samples: pl.LazyFrame) -> dict[str, Any]:
+    """Tokens and cost of a samples frame (cached answers: paid in an earlier run); the
+    backend and model of its first sample in key order."""
+    answers = count(samples)
+    if answers == 0:
         return {"answers": 0}
     token_cols = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd"]
-    total = samples.select(pl.col(token_cols).sum()).row(0, named=True)
-    paid_now = samples.filter(~pl.col("cached")).select(pl.col("cost_usd").sum()).item()
+    total = collect(samples.select(
+        pl.col(token_cols).sum(), pl.col("cached").sum().alias("_cached"),
+        pl.col("cost_usd").filter(~pl.col("cached")).sum().alias("_paid"),
+    )).row(0, named=True)
+    cached, paid_now = total.pop("_cached"), total.pop("_paid")
+    key = str(SAMPLES.key)
+    first = collect(samples.select(key, "backend", "model").bottom_k(1, by=key)).row(0, named=True)
     return {
-        "answers": samples.height,
-        "cached_answers": int(samples["cached"].sum()),
+        "answers": answers,
+        "cached_answers": int(cached),
         **{k: (round(v, 6) if k == "cost_usd" else int(v)) for k, v in total.items()},
         "cost_usd_paid_this_run": round(float(paid_now or 0.0), 6),
-        "backend": samples["backend"][0],
-        "model": samples["model"][0],
+        "backend": first["backend"],
+        "model": first["model"],
     }
 
 
-def pending_report(pending: pl.DataFrame | None) -> dict[str, Any]:
-    """`curate status`: how many requests are not done, and why (the first error of each kind)."""
-    if pending is None or pending.height == 0:
+def pending_report(requests: pl.LazyFrame | None) -> dict[str, Any]:
+    """`curate status`: how many requests are not done, and why (the first error of each
+    kind, in key order)."""
+    if requests is None or count(requests) == 0:
         return {}
+    pending = collect(requests).sort(str(PENDING.key), maintain_order=True)  # the requests not done: few
     by_reason = pending.group_by("reason").agg(pl.len().alias("requests"), pl.col("error").first())
     return {
         "requests": pending.height,
@@ -181,14 +190,15 @@ def pending_report(pending: pl.DataFrame | None) -> dict[str, Any]:
     }
 
 
-def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def summarize(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
     samples = outputs["samples"]
-    statuses = Counter(samples["status"].to_list()) if samples.height else Counter()
-    chunks = samples["chunk_id"].n_unique() if samples.height else 0
+    rows = count(samples)
+    statuses: dict[str, int] = dict(collect(samples.group_by("status").len()).iter_rows()) if rows else {}
+    chunks = collect(samples.select(pl.col("chunk_id").n_unique())).item() if rows else 0
     return {
         "funnel": [
             {"step": "chunks asked", "rows": chunks},
-            {"step": "samples", "rows": samples.height},
+            {"step": "samples", "rows": rows},
             {"step": "samples ok", "rows": statuses.get("ok", 0)},
             {"step": "schema errors", "rows": statuses.get("schema_error", 0)},
             {"step": "failed", "rows": statuses.get("failed", 0)},

@@ -22,7 +22,7 @@ from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
 from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
-from curate.run.stage import Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind, collect, count
 from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
 from schemas.ids import content_id, file_sha256, sha256_hex
 from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
@@ -95,19 +95,21 @@ def discover(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str
     return {"files": frame, "errors": frame_of(ErrorRecord, errors)}
 
 
-def summarize_discover(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    files = outputs["files"]
-    by_format = files.group_by("format").agg(pl.len().alias("files"), pl.col("size_bytes").sum().alias("bytes")).sort("format")
+def summarize_discover(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    by_format = (
+        outputs["files"].group_by("format")
+        .agg(pl.len().alias("files"), pl.col("size_bytes").sum().alias("bytes")).sort("format")
+    )
     return {
-        "files by format": by_format.to_dicts(),
+        "files by format": collect(by_format).to_dicts(),
         "errors by reason": _reasons(outputs["errors"]),
     }
 
 
-def _reasons(errors: pl.DataFrame) -> dict[str, int]:
-    if errors.height == 0:
+def _reasons(errors: pl.LazyFrame) -> dict[str, int]:
+    if count(errors) == 0:
         return {}
-    counts = errors.group_by("reason").len().sort("reason")
+    counts = collect(errors.group_by("reason").len().sort("reason"))
     return {row["reason"]: row["len"] for row in counts.iter_rows(named=True)}
 
 
@@ -150,16 +152,24 @@ def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestC
     return docs, errs
 
 
-def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
-    """Last run's documents of files that gave no error, by (path, file_hash), if read with these settings."""
-    previous = ctx.previous(DOCUMENTS)
-    if previous is None or previous.height == 0 or CONFIG_COLUMN not in previous.columns:
+def _previous_by_file(
+    ctx: StageContext[IngestSettings], config_hash: str, batch: pl.DataFrame
+) -> dict[tuple[str, str], pl.DataFrame]:
+    """Last run's documents of this batch's files that gave no error, by (path, file_hash), if
+    read with these settings. Only those documents are read (streamed), not the last run's all."""
+    scan = ctx.previous(DOCUMENTS)
+    if scan is None or CONFIG_COLUMN not in scan.collect_schema().names():
         return {}
-    previous = previous.filter(pl.col(CONFIG_COLUMN) == config_hash)
+    files = batch.select(pl.col("path").alias("source_path"), "file_hash").lazy()
+    previous = collect(
+        scan.filter(pl.col(CONFIG_COLUMN) == config_hash).join(files, on=["source_path", "file_hash"], how="semi")
+    )
+    if previous.height == 0:
+        return {}
     errors = ctx.previous(INGEST_ERRORS)
     failed: set[str] = set()
     if errors is not None:  # a file with any error (a bad record: "path:line") is read again
-        sources = errors["source"].to_list()
+        sources = collect(errors.select("source"))["source"].to_list()
         failed = set(sources) | {source.rsplit(":", 1)[0] for source in sources}
     groups = previous.partition_by(["source_path", "file_hash"], as_dict=True)
     return {
@@ -172,7 +182,7 @@ def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> di
 def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, pl.DataFrame]:
     """Read each file with its format's reader; reuse unchanged files' documents."""
     config_hash = reader_config_hash(ctx)
-    reuse = _previous_by_file(ctx, config_hash)
+    reuse = _previous_by_file(ctx, config_hash, batch)
     docs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     reused: list[pl.DataFrame] = []
@@ -194,10 +204,10 @@ def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, 
     return {"documents": documents, "errors": frame_of(ErrorRecord, errors)}
 
 
-def summarize_ingest(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    docs = outputs["documents"]
+def summarize_ingest(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    # the one summary that reads `text` (for the characters): a batch at a time, streamed
     by_format = (
-        docs.group_by("format")
+        outputs["documents"].group_by("format")
         .agg(
             pl.col("source_path").n_unique().alias("files"),
             pl.len().alias("documents"),
@@ -205,7 +215,7 @@ def summarize_ingest(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
         )
         .sort("format")
     )
-    return {"documents by format": by_format.to_dicts(), "errors by reason": _reasons(outputs["errors"])}
+    return {"documents by format": collect(by_format).to_dicts(), "errors by reason": _reasons(outputs["errors"])}
 
 
 # --------------------------------------------------------------------------- chunk
@@ -247,20 +257,26 @@ def chunk(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, p
     return {"chunks": chunks}
 
 
-def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def summarize_chunk(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
     chunks = outputs["chunks"]
-    if chunks.height == 0:
+    rows = count(chunks)
+    if rows == 0:
         return {"chunks": {"chunks": 0}}
-    tokens = chunks["n_tokens"]
+    tokens = pl.col("n_tokens")
+    merged = pl.col(MERGED_COLUMN).sum() if MERGED_COLUMN in chunks.collect_schema().names() else pl.lit(0)
+    stats = collect(chunks.select(
+        pl.col("doc_id").n_unique().alias("documents"), tokens.sum().alias("total"), tokens.mean().alias("mean"),
+        tokens.max().alias("max"), tokens.min().alias("min"), merged.alias("merged"),
+    )).row(0, named=True)
     return {
         "chunks": {
-            "chunks": chunks.height,
-            "documents": chunks["doc_id"].n_unique(),
-            "tokens_total": int(tokens.sum()),
-            "tokens_mean": round(float(tokens.mean() or 0), 1),  # type: ignore[arg-type]
-            "tokens_max": int(tokens.max() or 0),  # type: ignore[arg-type]
-            "tokens_min": int(tokens.min() or 0),  # type: ignore[arg-type]
-            "small_pieces_merged": int(chunks[MERGED_COLUMN].sum()) if MERGED_COLUMN in chunks.columns else 0,
+            "chunks": rows,
+            "documents": stats["documents"],
+            "tokens_total": int(stats["total"]),
+            "tokens_mean": round(float(stats["mean"] or 0), 1),
+            "tokens_max": int(stats["max"] or 0),
+            "tokens_min": int(stats["min"] or 0),
+            "small_pieces_merged": int(stats["merged"]),
         }
     }
 

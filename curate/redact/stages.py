@@ -17,7 +17,6 @@ With `redact.enabled: false` the chunks pass through unchanged (same ids, empty 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -25,7 +24,8 @@ from typing import Any, Protocol
 import polars as pl
 
 from curate.run.config import RunSettings
-from curate.run.stage import Stage, StageContext, StepKind
+from curate.run.dataset import canonical_order
+from curate.run.stage import Stage, StageContext, StepKind, collect, count
 from curate.services.pii.config import PiiSettings
 from schemas.artifacts import CHUNKS, FINDINGS, RECOGNIZERS, REDACTED_CHUNKS, REDACTION, REDACTION_MAPPING
 
@@ -92,15 +92,20 @@ def redact_chunks(batch: pl.DataFrame, ctx: StageContext[RedactSettings]) -> dic
     }
 
 
-def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    """Counts per entity type and policy applied, and the recognizers that were active."""
+def summarize(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+    """Counts per entity type and policy applied, and the recognizers that were active
+    (the chunks are counted only: their text is not read)."""
     findings = outputs["findings"]
-    chunks = outputs["chunks"]
+    found = count(findings)
     per_entity = [
-        {"entity_type": entity, "action": action, "count": count}
-        for entity, action, count in findings.group_by("entity_type", "action").len().sort("entity_type", "action").iter_rows()
+        {"entity_type": entity, "action": action, "count": n}
+        for entity, action, n in collect(findings.group_by("entity_type", "action").len().sort("entity_type", "action")).iter_rows()
     ]
-    recognizers = outputs["recognizers"].unique("name", maintain_order=True).sort("name") if "recognizers" in outputs else None
+    per_action = collect(findings.group_by("action").len().sort("action")).iter_rows()
+    recognizers = (  # a few rows per task; the first of each name in the artifact's canonical order
+        canonical_order(collect(outputs["recognizers"]), RECOGNIZERS.key).unique("name", maintain_order=True).sort("name")
+        if "recognizers" in outputs else None
+    )
     active = [] if recognizers is None else [
         {"recognizer": name, "source": source, "entities": ", ".join(entities)} for name, entities, source in recognizers.iter_rows()
     ]
@@ -110,13 +115,13 @@ def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
     return {
         "summary": {
             "enabled": bool(active),
-            "chunks": chunks.height,
-            "chunks_with_findings": findings["chunk_id"].n_unique() if findings.height else 0,
-            "findings": int(findings.height),
+            "chunks": count(outputs["chunks"]),
+            "chunks_with_findings": collect(findings.select(pl.col("chunk_id").n_unique())).item() if found else 0,
+            "findings": found,
             "ner": "active" if ner else f"NOT active: {without}ORGANIZATION/LOCATION not detected (no spaCy NER model configured)",
         },
         "per_entity": per_entity,
-        "per_action": dict(sorted(Counter(findings["action"].to_list()).items())),
+        "per_action": dict(per_action),
         "active_recognizers": active,
     }
 

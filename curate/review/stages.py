@@ -23,7 +23,7 @@ import polars as pl
 from curate.review.config import ReviewSettings
 from curate.review.merge import apply_review
 from curate.review.sync import STATE_DIR, read_decisions, read_pushed
-from curate.run.stage import Stage, StageContext, StepKind
+from curate.run.stage import Stage, StageContext, StepKind, collect
 from schemas.artifacts import (
     DEDUPED,
     REVIEW_DECISIONS,
@@ -52,10 +52,11 @@ def decisions_digest(config: ReviewSettings) -> str:
                                for side in (REVIEW_DECISIONS, REVIEW_PUSHED)))
 
 
-def summarize(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+def summarize(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
     """The review counts (accepted, corrected, rejected, pending, never sent), what was left
     out, and the audit: the figures `curate status`, report.md and the dataset card show."""
-    report = json.loads(outputs["summary"]["report_json"][0]) if outputs["summary"].height else {}
+    summary = collect(outputs["summary"].select("report_json"))
+    report = json.loads(summary.item(0, 0)) if summary.height else {}
     return {
         "counts": report.get("counts", {}),
         "left out": report.get("left_out", {}),

@@ -175,6 +175,18 @@ def read_dataset(location: str, columns: list[str] | None = None) -> pl.DataFram
     return frame if columns is None else frame.select(columns)
 
 
+def scan_dataset(location: str) -> pl.LazyFrame:
+    """An artifact as a lazy scan over its parts, in no particular row order: a query reads
+    only the columns it uses and, collected with the streaming engine, holds a bounded part
+    of the rows. Object-store parts are read eagerly, one file at a time (fsspec paths such
+    as `memory://` have no lazy reader)."""
+    files = part_files(location)
+    if not files:
+        raise FileNotFoundError(location)
+    scans = [read_parquet_file(f).lazy() if is_url(f) else pl.scan_parquet(f) for f in files]
+    return scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")
+
+
 def read_slice(location: str, offset: int, length: int) -> pl.DataFrame:
     """Rows [offset, offset + length) of one Parquet file (only the row groups needed)."""
     if is_url(location):

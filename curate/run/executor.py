@@ -27,8 +27,16 @@ from typing import Any, Protocol, TypeVar
 import polars as pl
 import xxhash
 
-from curate.run.dataset import PartInfo, dataset_key, parquet_footer, part_files, row_digest, write_part
-from curate.run.rundir import RunDir, file_size, read_parquet, read_parquet_file
+from curate.run.dataset import (
+    PartInfo,
+    dataset_key,
+    parquet_footer,
+    part_files,
+    row_digest,
+    scan_dataset,
+    write_part,
+)
+from curate.run.rundir import RunDir, file_size, read_parquet_file
 from curate.run.stage import Stage, StageContext, StageStopped, StepKind
 from curate.run.tasks import (
     BucketJob,
@@ -205,9 +213,9 @@ class SummaryJob:
 
 
 def run_summary(job: SummaryJob) -> dict[str, Any]:
-    """A stage's `summarize` over its committed outputs, read whole on a worker."""
+    """A stage's `summarize` over lazy scans of its committed outputs, on a worker."""
     assert job.stage.summarize is not None
-    return job.stage.summarize({name: read_parquet(location) for name, location in job.locations.items()})
+    return job.stage.summarize({name: scan_dataset(location) for name, location in job.locations.items()})
 
 
 @dataclasses.dataclass

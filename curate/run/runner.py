@@ -235,10 +235,10 @@ class Runner:
 
     def _summary(self, stage: Stage, outcome: StageOutcome) -> dict[str, Any]:
         """The stage's report: from its frames when it ran on the driver, else on a worker
-        (which reads the outputs whole; the driver does not)."""
+        (over lazy scans of the outputs: only the columns the report uses, a batch at a time)."""
         assert stage.summarize is not None
         if outcome.frames is not None:
-            return stage.summarize(outcome.frames)
+            return stage.summarize({name: frame.lazy() for name, frame in outcome.frames.items()})
         job = SummaryJob(stage, {n: self.run_dir.artifact_location(f"{stage.name}/{n}") for n in stage.output_names})
         return self.executor.map_tasks(run_summary, [job])[0]
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from assay.errors import AssayError
 from curate.run.config import RateLimits, RunSettings
+from curate.run.dataset import scan_dataset
 from curate.run.rundir import atomic_write_text, path_exists, read_parquet  # local paths or s3:// URLs
 from curate.run.services import Limiter, LocalServices, StageServices, WorkerPool
 from schemas.artifacts import Artifact, SideFile
@@ -53,6 +54,19 @@ class Output:
 
 
 StageFn = Callable[[pl.DataFrame, "StageContext"], Mapping[str, pl.DataFrame]]
+# a stage's report over its outputs, given as lazy scans (see `Stage`)
+Summarize = Callable[[Mapping[str, pl.LazyFrame]], dict[str, Any]]
+
+
+def collect(query: pl.LazyFrame) -> pl.DataFrame:
+    """A summary query's result, computed by Polars' streaming engine: the scan reads only
+    the columns the query uses, a batch of rows at a time."""
+    return query.collect(engine="streaming")
+
+
+def count(frame: pl.LazyFrame | pl.DataFrame) -> int:
+    """Rows of a frame (of a Parquet scan: from the files' footers)."""
+    return int(collect(frame.lazy().select(pl.len())).item())
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,10 @@ class Stage:
     carries whole (refine's examples: filter's plus the repaired ones): the function
     returns only its new rows and the executor adds the side input once, so the stage
     still splits into batches. `summarize` turns the outputs into a small JSON-able report
-    (a funnel, counts per reason, cost) stored in the manifest.
+    (a funnel, counts per reason, cost) stored in the manifest. It gets each output as a
+    `pl.LazyFrame` (a scan of the artifact's parts, in no particular row order) and is
+    written as lazy queries run by `collect`: only the columns it names are read, a batch
+    at a time, so its memory does not grow with the corpus (issue 19).
     """
 
     name: str
@@ -76,7 +93,7 @@ class Stage:
     outputs: tuple[Artifact | Output, ...]  # handles, or `Output`s for ad-hoc stages
     config_sections: tuple[str, ...] = ()
     key: str | None = None
-    summarize: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]] | None = None
+    summarize: Summarize | None = None
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
     passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input
@@ -175,12 +192,13 @@ class StageContext(Generic[C]):
             self._side_cache[artifact] = read_parquet(self.path(artifact))
         return self._side_cache[artifact]
 
-    def previous(self, output: Artifact | str) -> pl.DataFrame | None:
+    def previous(self, output: Artifact | str) -> pl.LazyFrame | None:
         """This stage's own output (its handle, or its name) from the last completed run, for
-        incremental work."""
+        incremental work: a lazy scan of its parts (in no row order), so that a task reads only
+        the rows and columns it asks for, not the whole artifact."""
         name = output.name if isinstance(output, Artifact) else output
         location = self.path(f"{self.stage}/{name}")
-        return read_parquet(location) if path_exists(location) else None
+        return scan_dataset(location) if path_exists(location) else None
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """A progress bar over `items` (rich), silent on workers and in quiet runs."""

@@ -87,7 +87,7 @@ def test_corpus_split_is_grouped_and_stratified(examples: pl.DataFrame, families
     outputs = split_examples(examples, ctx)
     frame = outputs["examples"]
     assert_disjoint(frame, "doc_id")
-    report = summarize_split(outputs)
+    report = summarize_split({name: frame.lazy() for name, frame in outputs.items()})
     assert sum(report["rows"].values()) == frame.height
     ac = next(row for row in report["distribution"] if row["class"] == "AC")
     assert ac["train"] == frame.filter((pl.col("split") == "train") & (pl.col("label") == "AC")).height
@@ -123,7 +123,7 @@ def test_planted_near_duplicates_across_splits_are_found(
     ctx = StageContext(config=config, run_dir=str(tmp_path), stage="split", show_progress=False)
     outputs = split_examples(frame, ctx)
     out, leaks = outputs["examples"], outputs["leaks"]
-    report = summarize_split(outputs)
+    report = summarize_split({name: frame.lazy() for name, frame in outputs.items()})
     # every planted copy whose original landed in another split is a reported pair
     before = split_frame(frame, ratios=RATIOS, seed=13, group_by="doc_id", stratify_by="label")
     where = dict(zip(before["example_id"], before["split"], strict=True))

@@ -18,7 +18,7 @@ def sample(index: int, cost: float, cached: bool) -> Sample:
 
 def test_cost_per_1k_from_a_real_generate_report(tmp_path: Path) -> None:
     samples = frame_of(Sample, [sample(0, 0.002, False), sample(1, 0.004, False), sample(2, 0.003, True)])
-    report = summarize({"samples": samples})
+    report = summarize({"samples": samples.lazy()})
     run = tmp_path / "run"
     (run / "dataset").mkdir(parents=True)
     (run / "manifest.json").write_text(json.dumps({"stages": {"generate": {"report": report}}}))

@@ -46,7 +46,7 @@ def test_generate_stage_over_openai_compatible_server(tmp_path, server):
     assert first["label"] == "access-control" and first["quote"] in chunks["text"].to_list()[0]
     # sample ids: content ids, one per (chunk, sample index)
     assert samples["sample_id"].n_unique() == 12
-    report = summarize(out)["usage"]["generate"]
+    report = summarize({name: frame.lazy() for name, frame in out.items()})["usage"]["generate"]
     assert report["answers"] == 12 and report["input_tokens"] == int(samples["input_tokens"].sum()) > 0
     # a re-run is answered from the response cache: no request leaves the machine
     again = generate(chunks, _ctx(config))

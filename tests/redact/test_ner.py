@@ -59,7 +59,7 @@ def test_names_are_replaced_when_an_ner_model_is_configured(memorised_ner_stand_
     out = redact_chunks(chunks, ctx)
     texts = out["chunks"].sort("start")["text"].to_list()
     assert texts == ["Escalate to <PERSON_1> in <LOCATION_1> today. ", "<PERSON_1> approved the change."]
-    report = summarize(out)
+    report = summarize({name: frame.lazy() for name, frame in out.items()})
     assert report["summary"]["ner"] == "active"
     assert any(r["source"] == "spacy-ner" and "PERSON" in r["entities"] for r in report["active_recognizers"])
     assert set(out["findings"].filter(pl.col("recognizer") == "SpacyRecognizer")["entity_type"]) == {"PERSON", "LOCATION"}

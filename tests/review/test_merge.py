@@ -183,7 +183,7 @@ def test_stage_reads_decisions_from_the_run(review_run: PipelineConfig, examples
     assert stage.external(review_run) != no_decisions  # new decisions re-run the stage
     out = review_stage(examples_frame, ctx)
     assert victim not in set(out["examples"]["example_id"])
-    summary = summarize(out)
+    summary = summarize({name: frame.lazy() for name, frame in out.items()})
     assert summary["counts"]["rejected"] == 1 and summary["left out"]["rejected"] == 1
     assert sum(summary["counts"].values()) == examples_frame.height
     assert summary["audit"]["status"] == "undecided"
