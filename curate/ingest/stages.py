@@ -7,15 +7,19 @@ chunk    (SHUFFLE on doc_id, so that identical documents meet and are chunked on
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.ingest import errors as E
-from curate.ingest.chunker import HEADED_FORMATS, chunk_text
+from curate.ingest.chunker import HEADED_FORMATS, Span, chunk_text
 from curate.ingest.config import IngestConfig, IngestSettings
 from curate.ingest.errors import IngestError
 from curate.ingest.preflight import no_input_message
@@ -24,8 +28,17 @@ from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
 from curate.run.stage import Stage, StageContext, StepKind
 from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
-from schemas.ids import content_id, file_sha256, sha256_hex
-from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
+from schemas.ids import content_id, content_ids, file_sha256, sha256_hex
+from schemas.records import (
+    Chunk,
+    Document,
+    ErrorRecord,
+    PageSpan,
+    SourceFile,
+    empty_frame,
+    frame_of,
+    polars_schema,
+)
 
 READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
@@ -218,33 +231,46 @@ def chunk(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, p
     if batch.height:
         sort_cols = [c for c in ("doc_id", "source_path", "record_key") if c in batch.columns]
         batch = batch.sort(sort_cols, nulls_last=True).unique("doc_id", keep="first", maintain_order=True)
-    rows: list[dict[str, Any]] = []
-    merged: list[int] = []
-    columns = ["doc_id", "source_path", "format", "text", "pages"]
-    for doc_id, source, fmt, text, pages in ctx.track(
-        batch.select(columns).iter_rows(), "chunk", total=batch.height
-    ):
+    # the spans of every document, then the frame column by column (no row dicts)
+    owner: list[int] = []
+    spans: list[Span] = []
+    texts: list[str] = []
+    columns = ["text", "format", "pages"]
+    for index, (text, fmt, pages) in enumerate(ctx.track(batch.select(columns).iter_rows(), "chunk", total=batch.height)):
         page_spans = [(p["page"], p["start"], p["end"]) for p in pages or []]
-        for span in chunk_text(text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=page_spans):
-            rows.append(
-                {
-                    "chunk_id": content_id(doc_id, span.start, span.end),
-                    "doc_id": doc_id,
-                    "source_path": source,
-                    "text": text[span.start:span.end],
-                    "start": span.start,
-                    "end": span.end,
-                    "heading_path": list(span.heading_path),
-                    "page": span.page,
-                    "page_start": span.page,
-                    "page_end": span.page_end,
-                    "n_tokens": span.n_tokens,
-                }
-            )
-            merged.append(span.merged)
-    # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
-    chunks = frame_of(Chunk, rows).with_columns(pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32))
-    return {"chunks": chunks}
+        found = chunk_text(text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=page_spans)
+        owner += [index] * len(found)
+        spans += found
+        texts += [text[span.start:span.end] for span in found]
+    if not spans:
+        return {"chunks": empty_frame(Chunk).with_columns(pl.Series(MERGED_COLUMN, [], dtype=pl.Int32))}
+    starts, ends, paths, pages_from, pages_to, n_tokens, merged = zip(*map(_SPAN_FIELDS, spans), strict=True)
+    rows = batch.select("doc_id", "source_path")[owner]
+    spans_frame = pl.DataFrame(
+        {"text": texts, "start": starts, "end": ends, "heading_path": _string_lists(paths), "page": pages_from, "page_end": pages_to, "n_tokens": n_tokens},
+        schema_overrides={"page": pl.Int64, "page_end": pl.Int64},
+    )
+    chunks = pl.concat([rows, spans_frame], how="horizontal")
+    chunks = chunks.with_columns(
+        pl.Series("chunk_id", content_ids(chunks["doc_id"], chunks["start"], chunks["end"]), dtype=pl.String),
+        pl.col("page").alias("page_start"),
+        # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
+        pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32),
+    )
+    schema = polars_schema(Chunk)
+    return {"chunks": chunks.select(*schema, MERGED_COLUMN).cast(dict(schema))}  # type: ignore[arg-type]
+
+
+_SPAN_FIELDS = operator.attrgetter("start", "end", "heading_path", "page", "page_end", "n_tokens", "merged")
+
+
+def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
+    """A List(String) column from Python sequences: one flat array and offsets, where a
+    Series of lists converts each list on its own."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(item) for item in lists], out=offsets[1:])
+    values = pa.array(list(itertools.chain.from_iterable(lists)), type=pa.large_string())
+    return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), values))
 
 
 def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:

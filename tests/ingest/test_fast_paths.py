@@ -53,3 +53,17 @@ def test_normalize_text_equals_its_plain_definition(text: str) -> None:
 @given(text=texts)
 def test_words_tokenizer_equals_a_per_character_scan(text: str) -> None:
     assert WordsTokenizer().starts(text).tolist() == starts_reference(text)
+
+
+@given(st.lists(st.tuples(st.text(max_size=200), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**63 - 1)), max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_content_ids_equal_content_id_row_by_row(rows: list[tuple[str, int, int]]) -> None:
+    import polars as pl
+
+    from schemas.ids import content_id, content_ids
+
+    doc_ids = pl.Series([r[0] for r in rows], dtype=pl.String)
+    starts = pl.Series([r[1] for r in rows], dtype=pl.Int64)
+    ends = pl.Series([r[2] for r in rows], dtype=pl.Int64)
+    assert content_ids(doc_ids, starts, ends) == [content_id(*r) for r in rows]
+    assert content_ids(doc_ids) == [content_id(r[0]) for r in rows]
