@@ -10,9 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import polars as pl
 import xxhash
 
 
@@ -26,27 +24,28 @@ def content_id(*parts: Any) -> str:
     return hasher.hexdigest()
 
 
-def content_ids(*columns: Any) -> list[str]:
-    """`content_id(*row)` of each row of the given columns (equal-length polars Series or
-    pyarrow arrays of strings or integers; no nulls): the same values, with the framed
-    messages (8-byte little-endian length, then the UTF-8 bytes, of each part) joined by
-    pyarrow for all rows at once and one xxh3 call per row."""
-    framed: list[pa.Array] = []
-    for column in columns:
-        array = column.to_arrow() if hasattr(column, "to_arrow") else column
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            array = array.cast(pa.large_string())  # an integer's text is json.dumps's (_canonical)
-        array = array.cast(pa.large_binary())
-        lengths = np.asarray(pc.binary_length(array), dtype="<u8")
-        prefix = pa.Array.from_buffers(pa.binary(8), len(array), [None, pa.py_buffer(lengths.tobytes())])
-        framed += [prefix.cast(pa.large_binary()), array]
-    if not framed or len(framed[0]) == 0:
+def content_ids(*columns: pl.Series) -> list[str]:
+    """`content_id(*row)` of each row of the given equal-length columns (strings or
+    integers, no nulls): the same values. The framed message of a row (each part: its
+    UTF-8 length as 8 little-endian bytes, then its bytes) is built by polars for all rows
+    at once where every part is under 128 bytes (its length bytes are then one character
+    and seven NULs); longer parts are framed row by row. One xxh3 call per row."""
+    texts = [column if column.dtype == pl.String else column.cast(pl.String) for column in columns]
+    if not texts or texts[0].len() == 0:
         return []
-    messages = pc.binary_join_element_wise(*framed, pa.scalar(b"", pa.large_binary()))
     digest = xxhash.xxh3_64_hexdigest
-    return [digest(message) for message in messages.to_pylist()]
+    lengths = [text.str.len_bytes() for text in texts]
+    if all((length < 128).all() for length in lengths):
+        pieces: list[pl.Series] = []
+        for text, length in zip(texts, lengths, strict=True):
+            pieces += [length.replace_strict(_SHORT_FRAMES, return_dtype=pl.String), text]
+        messages = pl.select(pl.concat_str(pieces)).to_series().cast(pl.Binary)
+        return [digest(message) for message in messages.to_list()]
+    blobs = zip(*(text.cast(pl.Binary).to_list() for text in texts), strict=True)
+    return [digest(b"".join(len(part).to_bytes(8, "little") + part for part in row)) for row in blobs]
+
+
+_SHORT_FRAMES = {n: chr(n) + "\0" * 7 for n in range(128)}
 
 
 def sha256_hex(data: bytes | str) -> str:

@@ -148,19 +148,45 @@ def document_row(extracted: Extracted, source: str, file_hash: str, fmt: str) ->
 
 def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Documents and error rows of one file; never raises for bad input."""
+    rows, table, errs = read_file(path, source, file_hash, fmt, ctx_cfg)
+    return rows + (table.to_dicts() if table is not None else []), errs
+
+
+def read_file(
+    path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestConfig
+) -> tuple[list[dict[str, Any]], pl.DataFrame | None, list[dict[str, str]]]:
+    """(document rows, documents a reader gave as columns, error rows) of one file; never
+    raises for bad input."""
     try:
         result = reader_for(fmt)(path, source, ctx_cfg)
     except IngestError as error:
-        return [], [_error("ingest", source, error.reason, error.message)]
+        return [], None, [_error("ingest", source, error.reason, error.message)]
     except FileNotFoundError:
-        return [], [_error("ingest", source, E.PATH_NOT_FOUND, f"{source}: the file disappeared after discovery")]
+        return [], None, [_error("ingest", source, E.PATH_NOT_FOUND, f"{source}: the file disappeared after discovery")]
     except Exception as error:  # a reader bug or an exotic file: named, never fatal
-        return [], [_error("ingest", source, E.READ_FAILED, f"{source}: {type(error).__name__}: {error}")]
+        return [], None, [_error("ingest", source, E.READ_FAILED, f"{source}: {type(error).__name__}: {error}")]
     docs = [document_row(item, source, file_hash, fmt) for item in result.documents]
+    table = None if result.table is None else _documents_of(result.table, source, file_hash, fmt)
     errs = [_error("ingest", where, reason, message) for where, reason, message in result.errors]
-    if not docs and not errs:
+    if not docs and (table is None or table.height == 0) and not errs:
         errs.append(_error("ingest", source, E.NO_TEXT, f"{source}: no document could be read from it"))
-    return docs, errs
+    return docs, table, errs
+
+
+def _documents_of(table: pl.DataFrame, source: str, file_hash: str, fmt: str) -> pl.DataFrame:
+    """`document_row` over a reader's columns (text, title, record_key, metadata_json)."""
+    schema = polars_schema(Document)
+    return table.select(
+        pl.Series("doc_id", content_ids(table["text"]), dtype=pl.String),
+        pl.lit(source).alias("source_path"),
+        pl.lit(file_hash).alias("file_hash"),
+        pl.lit(fmt).alias("format"),
+        "record_key",
+        "title",
+        "text",
+        pl.lit([], dtype=schema["pages"]).alias("pages"),
+        "metadata_json",
+    ).cast(dict(schema))  # type: ignore[arg-type]
 
 
 def _previous_by_file(ctx: StageContext[IngestSettings], config_hash: str) -> dict[tuple[str, str], pl.DataFrame]:
@@ -189,16 +215,18 @@ def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, 
     docs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     reused: list[pl.DataFrame] = []
+    tables: list[pl.DataFrame] = []
     for row in ctx.track(batch.iter_rows(named=True), "ingest", total=batch.height):
         key = (row["path"], row["file_hash"])
         if key in reuse:
             reused.append(reuse[key])
             continue
         path = ctx.config.resolve(row["path"])
-        file_docs, file_errors = read_one(path, row["path"], row["file_hash"], row["format"], ctx.config.ingest)
+        file_docs, table, file_errors = read_file(path, row["path"], row["file_hash"], row["format"], ctx.config.ingest)
         docs.extend(file_docs)
+        tables += [table] if table is not None else []
         errors.extend(file_errors)
-    fresh = frame_of(Document, docs).with_columns(pl.lit(config_hash).alias(CONFIG_COLUMN))
+    fresh = pl.concat([frame_of(Document, docs), *tables]).with_columns(pl.lit(config_hash).alias(CONFIG_COLUMN))
     documents = pl.concat([fresh, *(f.select(fresh.columns).cast(fresh.schema) for f in reused)])
     ctx.write_json(
         f"incremental.{ctx.shard}.json",
