@@ -294,11 +294,13 @@ _SPAN_FIELDS = operator.attrgetter("start", "end", "heading_path", "page", "page
 
 def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
     """A List(String) column from Python sequences: one flat array and offsets, where a
-    Series of lists converts each list on its own."""
+    Series of lists converts each list on its own. (Arrow arrays from buffers: `pa.array`
+    on Python objects imports pandas, a second per worker process.)"""
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum([len(item) for item in lists], out=offsets[1:])
-    values = pa.array(list(itertools.chain.from_iterable(lists)), type=pa.large_string())
-    return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), values))
+    values = pl.Series(list(itertools.chain.from_iterable(lists)), dtype=pl.String).to_arrow().cast(pa.large_string())
+    positions = pa.Array.from_buffers(pa.int64(), len(offsets), [None, pa.py_buffer(offsets)])
+    return pl.Series(pa.LargeListArray.from_arrays(positions, values))
 
 
 def summarize_chunk(outputs: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
