@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from curate.ingest import errors as E
 from curate.ingest.chunker import HEADED_FORMATS, Span, chunk_text
@@ -294,8 +293,13 @@ _SPAN_FIELDS = ("start", "end", "heading_path", "page", "page_end", "n_tokens", 
 
 def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
     """A List(String) column from Python sequences: one flat array and offsets, where a
-    Series of lists converts each list on its own. (Arrow arrays from buffers: `pa.array`
-    on Python objects imports pandas, a second per worker process.)"""
+    Series of lists converts each list on its own. (pyarrow is imported only here, where a
+    list is not empty: a worker that never needs it does not load it; its arrays are built
+    from buffers, since `pa.array` on Python objects imports pandas.)"""
+    if not any(lists):
+        return pl.select(pl.repeat(pl.lit([], dtype=pl.List(pl.String)), len(lists))).to_series()
+    import pyarrow as pa
+
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum([len(item) for item in lists], out=offsets[1:])
     values = pl.Series(list(itertools.chain.from_iterable(lists)), dtype=pl.String).to_arrow().cast(pa.large_string())
