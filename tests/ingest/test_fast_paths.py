@@ -122,3 +122,15 @@ def test_jsonl_fast_path_takes_plain_string_records(rows: list[dict[str, str]], 
     both = _both(content, IngestConfig(id_column=id_column))
     assert both is not None, content  # no reason to decline: string fields in every record, no control characters
     assert both[0] == both[1]
+
+
+def test_jsonl_fast_path_with_odd_metadata_keys() -> None:
+    from curate.ingest.config import IngestConfig
+
+    keys = ["a&b~c", 'q"z', "t\tab", "%", "`!@=<>,;:/", "é", "x y", "(.*)"]
+    rows = [{"text": f"record {i}", **{key: f"{key} {i}" for key in keys}} for i in range(3)]
+    content = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    both = _both(content, IngestConfig())
+    assert both is not None
+    assert both[0] == both[1]
+    assert len(both[0][0]) == 3
