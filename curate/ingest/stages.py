@@ -7,15 +7,18 @@ chunk    (SHUFFLE on doc_id, so that identical documents meet and are chunked on
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from curate.ingest import errors as E
-from curate.ingest.chunker import HEADED_FORMATS, chunk_text
+from curate.ingest.chunker import HEADED_FORMATS, Span, chunk_text
 from curate.ingest.config import IngestConfig, IngestSettings
 from curate.ingest.errors import IngestError
 from curate.ingest.preflight import no_input_message
@@ -24,8 +27,17 @@ from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
 from curate.run.stage import Stage, StageContext, StepKind, collect, count
 from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
-from schemas.ids import content_id, file_sha256, sha256_hex
-from schemas.records import Chunk, Document, ErrorRecord, PageSpan, SourceFile, frame_of
+from schemas.ids import content_id, content_ids, file_sha256, sha256_hex
+from schemas.records import (
+    Chunk,
+    Document,
+    ErrorRecord,
+    PageSpan,
+    SourceFile,
+    empty_frame,
+    frame_of,
+    polars_schema,
+)
 
 READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
@@ -137,19 +149,45 @@ def document_row(extracted: Extracted, source: str, file_hash: str, fmt: str) ->
 
 def read_one(path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Documents and error rows of one file; never raises for bad input."""
+    rows, table, errs = read_file(path, source, file_hash, fmt, ctx_cfg)
+    return rows + (table.to_dicts() if table is not None else []), errs
+
+
+def read_file(
+    path: Path, source: str, file_hash: str, fmt: str, ctx_cfg: IngestConfig
+) -> tuple[list[dict[str, Any]], pl.DataFrame | None, list[dict[str, str]]]:
+    """(document rows, documents a reader gave as columns, error rows) of one file; never
+    raises for bad input."""
     try:
         result = reader_for(fmt)(path, source, ctx_cfg)
     except IngestError as error:
-        return [], [_error("ingest", source, error.reason, error.message)]
+        return [], None, [_error("ingest", source, error.reason, error.message)]
     except FileNotFoundError:
-        return [], [_error("ingest", source, E.PATH_NOT_FOUND, f"{source}: the file disappeared after discovery")]
+        return [], None, [_error("ingest", source, E.PATH_NOT_FOUND, f"{source}: the file disappeared after discovery")]
     except Exception as error:  # a reader bug or an exotic file: named, never fatal
-        return [], [_error("ingest", source, E.READ_FAILED, f"{source}: {type(error).__name__}: {error}")]
+        return [], None, [_error("ingest", source, E.READ_FAILED, f"{source}: {type(error).__name__}: {error}")]
     docs = [document_row(item, source, file_hash, fmt) for item in result.documents]
+    table = None if result.table is None else _documents_of(result.table, source, file_hash, fmt)
     errs = [_error("ingest", where, reason, message) for where, reason, message in result.errors]
-    if not docs and not errs:
+    if not docs and (table is None or table.height == 0) and not errs:
         errs.append(_error("ingest", source, E.NO_TEXT, f"{source}: no document could be read from it"))
-    return docs, errs
+    return docs, table, errs
+
+
+def _documents_of(table: pl.DataFrame, source: str, file_hash: str, fmt: str) -> pl.DataFrame:
+    """`document_row` over a reader's columns (text, title, record_key, metadata_json)."""
+    schema = polars_schema(Document)
+    return table.select(
+        pl.Series("doc_id", content_ids(table["text"]), dtype=pl.String),
+        pl.lit(source).alias("source_path"),
+        pl.lit(file_hash).alias("file_hash"),
+        pl.lit(fmt).alias("format"),
+        "record_key",
+        "title",
+        "text",
+        pl.lit([], dtype=schema["pages"]).alias("pages"),
+        "metadata_json",
+    ).cast(dict(schema))  # type: ignore[arg-type]
 
 
 def _previous_by_file(
@@ -186,16 +224,18 @@ def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, 
     docs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     reused: list[pl.DataFrame] = []
+    tables: list[pl.DataFrame] = []
     for row in ctx.track(batch.iter_rows(named=True), "ingest", total=batch.height):
         key = (row["path"], row["file_hash"])
         if key in reuse:
             reused.append(reuse[key])
             continue
         path = ctx.config.resolve(row["path"])
-        file_docs, file_errors = read_one(path, row["path"], row["file_hash"], row["format"], ctx.config.ingest)
+        file_docs, table, file_errors = read_file(path, row["path"], row["file_hash"], row["format"], ctx.config.ingest)
         docs.extend(file_docs)
+        tables += [table] if table is not None else []
         errors.extend(file_errors)
-    fresh = frame_of(Document, docs).with_columns(pl.lit(config_hash).alias(CONFIG_COLUMN))
+    fresh = pl.concat([frame_of(Document, docs), *tables]).with_columns(pl.lit(config_hash).alias(CONFIG_COLUMN))
     documents = pl.concat([fresh, *(f.select(fresh.columns).cast(fresh.schema) for f in reused)])
     ctx.write_json(
         f"incremental.{ctx.shard}.json",
@@ -228,33 +268,53 @@ def chunk(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, p
     if batch.height:
         sort_cols = [c for c in ("doc_id", "source_path", "record_key") if c in batch.columns]
         batch = batch.sort(sort_cols, nulls_last=True).unique("doc_id", keep="first", maintain_order=True)
-    rows: list[dict[str, Any]] = []
-    merged: list[int] = []
-    columns = ["doc_id", "source_path", "format", "text", "pages"]
-    for doc_id, source, fmt, text, pages in ctx.track(
-        batch.select(columns).iter_rows(), "chunk", total=batch.height
-    ):
+    # the spans of every document, then the frame column by column (no row dicts)
+    owner: list[int] = []
+    spans: list[Span] = []
+    texts: list[str] = []
+    columns = ["text", "format", "pages"]
+    for index, (text, fmt, pages) in enumerate(ctx.track(batch.select(columns).iter_rows(), "chunk", total=batch.height)):
         page_spans = [(p["page"], p["start"], p["end"]) for p in pages or []]
-        for span in chunk_text(text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=page_spans):
-            rows.append(
-                {
-                    "chunk_id": content_id(doc_id, span.start, span.end),
-                    "doc_id": doc_id,
-                    "source_path": source,
-                    "text": text[span.start:span.end],
-                    "start": span.start,
-                    "end": span.end,
-                    "heading_path": list(span.heading_path),
-                    "page": span.page,
-                    "page_start": span.page,
-                    "page_end": span.page_end,
-                    "n_tokens": span.n_tokens,
-                }
-            )
-            merged.append(span.merged)
-    # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
-    chunks = frame_of(Chunk, rows).with_columns(pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32))
-    return {"chunks": chunks}
+        found = chunk_text(text, tokenizer, ccfg, headed=fmt in HEADED_FORMATS, pages=page_spans)
+        owner += [index] * len(found)
+        spans += found
+        texts += [text[span.start:span.end] for span in found]
+    if not spans:
+        return {"chunks": empty_frame(Chunk).with_columns(pl.Series(MERGED_COLUMN, [], dtype=pl.Int32))}
+    starts, ends, paths, pages_from, pages_to, n_tokens, merged = (list(map(operator.attrgetter(name), spans)) for name in _SPAN_FIELDS)
+    rows = batch.select("doc_id", "source_path")[owner]
+    spans_frame = pl.DataFrame(
+        {"text": texts, "start": starts, "end": ends, "heading_path": _string_lists(paths), "page": pages_from, "page_end": pages_to, "n_tokens": n_tokens},
+        schema_overrides={"page": pl.Int64, "page_end": pl.Int64},
+    )
+    chunks = pl.concat([rows, spans_frame], how="horizontal")
+    chunks = chunks.with_columns(
+        pl.Series("chunk_id", content_ids(chunks["doc_id"], chunks["start"], chunks["end"]), dtype=pl.String),
+        pl.col("page").alias("page_start"),
+        # beside the schema (like ingest's reader_config): how many pieces under chunk.min_tokens joined each
+        pl.Series(MERGED_COLUMN, merged, dtype=pl.Int32),
+    )
+    schema = polars_schema(Chunk)
+    return {"chunks": chunks.select(*schema, MERGED_COLUMN).cast(dict(schema))}  # type: ignore[arg-type]
+
+
+_SPAN_FIELDS = ("start", "end", "heading_path", "page", "page_end", "n_tokens", "merged")  # one C-level pass each
+
+
+def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
+    """A List(String) column from Python sequences: one flat array and offsets, where a
+    Series of lists converts each list on its own. (pyarrow is imported only here, where a
+    list is not empty: a worker that never needs it does not load it; its arrays are built
+    from buffers, since `pa.array` on Python objects imports pandas.)"""
+    if not any(lists):
+        return pl.select(pl.repeat(pl.lit([], dtype=pl.List(pl.String)), len(lists))).to_series()
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(item) for item in lists], out=offsets[1:])
+    values = pl.Series(list(itertools.chain.from_iterable(lists)), dtype=pl.String).to_arrow().cast(pa.large_string())
+    positions = pa.Array.from_buffers(pa.int64(), len(offsets), [None, pa.py_buffer(offsets)])
+    return pl.Series(pa.LargeListArray.from_arrays(positions, values))
 
 
 def summarize_chunk(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import polars as pl
+
 
 @dataclass
 class Extracted:
@@ -24,3 +26,6 @@ class Extracted:
 class ReadResult:
     documents: list[Extracted]
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reason, message)
+    # documents read as columns (text, title, record_key, metadata_json, line) by a reader's
+    # fast path, besides `documents`
+    table: pl.DataFrame | None = None

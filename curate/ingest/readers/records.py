@@ -4,6 +4,8 @@ A bad record (a line that is not JSON, not an object, without the text column or
 empty text) becomes an error naming the file and the line (JSONL) or row (CSV); the
 other records of the file still become documents. The record key is the value of
 `ingest.id_column` when set, else `line-N` / `row-N`. Other columns go to metadata.
+A JSONL file is read whole by polars where that gives the same documents and errors
+(`jsonl_frame`: the conditions are there), else line by line.
 CSV is parsed with polars (all columns as strings); a CSV polars refuses (ragged rows,
 broken quoting) is re-read with the standard library to name the bad rows.
 """
@@ -22,6 +24,7 @@ from curate.ingest import errors as E
 from curate.ingest.config import IngestConfig
 from curate.ingest.normalize import encoding_notes, normalize_text, read_text_file
 from curate.ingest.readers.base import Extracted, ReadResult
+from curate.ingest.readers.jsonl_frame import jsonl_table
 
 
 def _record(
@@ -55,6 +58,16 @@ def read_jsonl(path: Path, source: str, cfg: IngestConfig) -> ReadResult:
     decoded = read_text_file(path, source, cfg)
     content = decoded.text
     out = ReadResult([], encoding_notes(decoded, source)[1])
+    fast = jsonl_table(content, source, cfg)
+    if fast is not None:  # the whole file at once; else (a file it declines) line by line
+        out.table, errors = fast
+        out.errors.extend(errors)
+        return out
+    return read_jsonl_lines(content, source, cfg, out)
+
+
+def read_jsonl_lines(content: str, source: str, cfg: IngestConfig, out: ReadResult) -> ReadResult:
+    """The per-line reader: each line parsed by json.loads, a bad one named by its number."""
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
