@@ -67,6 +67,10 @@ class Executor(Protocol):
         """How many tasks a stage's primary input of `rows` rows is cut into."""
         ...
 
+    def close(self) -> None:
+        """Release what the executor keeps between stages (the runner calls it after a run)."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class InputSource:
@@ -228,6 +232,10 @@ class LocalExecutor:
     driver) holds metadata only. `checkpoint`: reuse the finished tasks of a killed run
     (resume at partition grain).
 
+    The process pool lives from the first pooled stage to `close()` (the runner closes it
+    after its run): each stage and each stage summary used to start its own pool, and with
+    8 workers every start re-imports polars and the pipeline in 8 fresh processes.
+
     Robustness: a worker process that dies (killed for memory, a segfault in a native
     library) breaks the pool; the tasks it took are run again in a fresh pool, up to
     `max_pool_restarts` times, while the tasks already finished are kept. An exception
@@ -241,6 +249,23 @@ class LocalExecutor:
     isolate: bool = False
     max_pool_restarts: int = 2
     max_tasks_per_child: int | None = None
+    _pool: ProcessPoolExecutor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pool": None}  # a pool does not travel; a copy starts its own
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _shared_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=self.max_tasks_per_child,
+            )
+        return self._pool
 
     def task_count(self, stage: Stage, rows: int) -> int:
         if stage.kind is StepKind.IO_POOL:
@@ -264,19 +289,20 @@ class LocalExecutor:
         results: dict[int, R] = {}
         pending = list(range(len(jobs)))
         restarts = 0
-        pool_ctx = multiprocessing.get_context("spawn")
         while pending:
             broken: list[int] = []
-            with ProcessPoolExecutor(
-                max_workers=min(self.workers, len(pending)), mp_context=pool_ctx,
-                max_tasks_per_child=self.max_tasks_per_child,
-            ) as pool:
-                futures: dict[int, Future[R]] = {i: pool.submit(fn, jobs[i]) for i in pending}
-                for index, future in futures.items():
-                    try:
-                        results[index] = future.result()
-                    except BrokenProcessPool:
-                        broken.append(index)
+            try:
+                futures: dict[int, Future[R]] = {i: self._shared_pool().submit(fn, jobs[i]) for i in pending}
+            except BrokenProcessPool:  # broken by an earlier call's dying worker
+                self.close()
+                futures = {i: self._shared_pool().submit(fn, jobs[i]) for i in pending}
+            for index, future in futures.items():
+                try:
+                    results[index] = future.result()
+                except BrokenProcessPool:
+                    broken.append(index)
+            if broken:
+                self.close()  # a broken pool takes no more work: the retry gets a fresh one
             if broken and restarts >= self.max_pool_restarts:
                 raise RuntimeError(
                     f"worker processes died {restarts + 1} times "

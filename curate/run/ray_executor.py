@@ -89,6 +89,9 @@ class RayExecutor:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return max(self.workers, cpus)
 
+    def close(self) -> None:
+        """Nothing to release: the Ray cluster outlives a run (``ray.shutdown`` is the caller's)."""
+
     def map_tasks(
         self, fn: Callable[[J], R], jobs: Sequence[J], *, io: bool = False,
         stop: Callable[[R], bool] | None = None,

@@ -138,13 +138,16 @@ class Runner:
         selected = [stage for stage in self.stages if not only or stage.name in only]
         check_graph(selected, manifest, self.run_dir.exists)  # before anything runs
         results: list[StageResult] = []
-        for stage in self.stages:
-            if only and stage.name not in only:
-                continue
-            result = self._run_stage(stage, manifest)
-            results.append(result)
-            if result.status in {"partial", "failed"}:
-                break
+        try:
+            for stage in self.stages:
+                if only and stage.name not in only:
+                    continue
+                result = self._run_stage(stage, manifest)
+                results.append(result)
+                if result.status in {"partial", "failed"}:
+                    break
+        finally:
+            self.executor.close()  # the worker pool lives for one run
         manifest["updated_at"] = dt.datetime.now(dt.UTC).isoformat()
         self.run_dir.save_manifest(manifest)
         return RunResult(results)

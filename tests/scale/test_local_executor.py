@@ -40,6 +40,25 @@ def test_pool_gives_up_after_repeated_deaths(tmp_path: Path) -> None:
         Runner(config, [SOURCE, DIES], executor=executor, show_progress=False).run()
 
 
+def _worker_pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_one_pool_serves_every_stage_until_closed(tmp_path: Path) -> None:
+    """Stages and summaries reuse the run's pool; a runner closes it; a closed executor starts anew."""
+    executor = LocalExecutor(workers=2, isolate=True)
+    first = set(executor.map_tasks(_worker_pid, range(8)))
+    second = set(executor.map_tasks(_worker_pid, range(8)))
+    assert first == second and len(first) <= 2  # the same processes: no new pool per call
+    executor.close()
+    assert not set(executor.map_tasks(_worker_pid, range(4))) & first  # a fresh pool after close
+    run = tmp_path / "run"
+    Runner(toy_config(run, n=20), [SOURCE], executor=executor, show_progress=False).run()
+    assert executor._pool is None  # the runner closed it
+
+
 def test_frame_digest_and_canonical_hash() -> None:
     frame = pl.DataFrame({"id": ["a", "b", "c"], "xs": [[1, 2], [3], []], "s": [{"k": 1}, {"k": 2}, {"k": 3}]})
     assert frame_digest(frame) == frame_digest(frame.clone())
