@@ -85,22 +85,21 @@ def _peak_memory_gib(device: str) -> tuple[float, str]:
 
 def batch_plan(cfg: TrainConfig, backend: str, train_ds: Any) -> dict[str, Any]:
     """Rows per micro-batch and accumulation: examples per step, packed or not (train.speed)."""
-    per_device = cfg.per_device_batch_size
-    plan: dict[str, Any] = {"per_device_rows": per_device, "packed_rows": None}
+    per_device, packed_rows, examples_per_row = cfg.per_device_batch_size, None, 1.0
     if resolve_packing(cfg.packing, backend) and cfg.packed_batch_unit == "examples":
-        rows = packed_row_count(train_ds, cfg.max_seq_len)
-        per_device, accumulation = packed_batch(
-            cfg.effective_batch_size, per_device, len(train_ds) / max(rows, 1), world_size()
-        )
-        plan.update(per_device_rows=per_device, packed_rows=rows)
+        packed_rows = packed_row_count(train_ds, cfg.max_seq_len)
+        examples_per_row = len(train_ds) / max(packed_rows, 1)
+        per_device, accumulation = packed_batch(cfg.effective_batch_size, per_device, examples_per_row, world_size())
     else:
         accumulation = accumulation_steps(cfg.effective_batch_size, per_device)
-    plan["accumulation"] = accumulation
-    plan["rows_per_step"] = per_device * accumulation * world_size()
-    packed = plan["packed_rows"]
-    per_row = len(train_ds) / packed if packed else 1.0
-    plan["examples_per_step"] = round(plan["rows_per_step"] * per_row, 1)
-    return plan
+    rows_per_step = per_device * accumulation * world_size()
+    return {
+        "per_device_rows": per_device,
+        "accumulation": accumulation,
+        "rows_per_step": rows_per_step,
+        "packed_rows": packed_rows,
+        "examples_per_step": round(rows_per_step * examples_per_row, 1),
+    }
 
 
 def build_trainer(cfg: TrainConfig, loaded: Loaded, train_ds: Any, eval_ds: Any) -> Any:

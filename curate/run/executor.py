@@ -303,11 +303,11 @@ class LocalExecutor:
                     broken.append(index)
             if broken:
                 self.close()  # a broken pool takes no more work: the retry gets a fresh one
-            if broken and restarts >= self.max_pool_restarts:
-                raise RuntimeError(
-                    f"worker processes died {restarts + 1} times "
-                    f"({len(broken)} tasks unfinished; out of memory? try more partitions)"
-                )
-            restarts += 1 if broken else 0
+                if restarts >= self.max_pool_restarts:
+                    raise RuntimeError(
+                        f"worker processes died {restarts + 1} times "
+                        f"({len(broken)} tasks unfinished; out of memory? try more partitions)"
+                    )
+                restarts += 1
             pending = broken
         return [results[i] for i in range(len(jobs))]
