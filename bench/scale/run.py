@@ -145,7 +145,8 @@ def peak_mb() -> tuple[float, float]:
 
 
 def run_one(
-    corpus: Path, workers: int, out: Path, executor_kind: str = "local", stages_only: bool = False
+    corpus: Path, workers: int, out: Path, executor_kind: str = "local", stages_only: bool = False,
+    threads_per_worker: int | None = 1,
 ) -> dict[str, Any]:
     """One configuration, in this (fresh) process."""
     import polars as pl
@@ -163,7 +164,8 @@ def run_one(
     config = parse_config({
         "name": "bench-scale",
         "run_dir": str(run_dir),
-        "executor": {"kind": executor_kind, "workers": workers, "partitions": 4 * workers},
+        "executor": {"kind": executor_kind, "workers": workers, "partitions": 4 * workers,
+                     "threads_per_worker": threads_per_worker},
         # 20M chunks in 64 files is ~120 MB a file, over the default 50 MB guard
         "ingest": {"paths": [str(corpus)], "include": ["*.jsonl"], "text_column": "text", "id_column": "id",
                    "max_file_mb": 4096},
@@ -173,7 +175,8 @@ def run_one(
     stages = [s for s in STAGES if s.name in {"discover", "ingest", "chunk"}]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    executor: Executor = LocalExecutor(workers=workers, partitions=4 * workers, isolate=True)
+    executor: Executor = LocalExecutor(workers=workers, partitions=4 * workers, isolate=True,
+                                       threads_per_worker=threads_per_worker)
     if executor_kind == "ray":  # a local Ray cluster of `workers` CPUs, started here (timed)
         import ray
 
@@ -194,6 +197,9 @@ def run_one(
         "workers": workers, "executor": executor_kind, "chunks": chunk_entry["rows"]["chunks"],
         "chunks_hash": chunk_entry["output_hashes"]["chunks"], "chunk_parts": len(chunk_entry["artifacts"]["chunks"]["parts"]),
         "peak_mb_driver_stages": stages_peak,
+        "threads_per_worker": threads_per_worker,
+        # per stage: planning + running its tasks, commit, summary; the tasks' own seconds
+        "timing": {name: manifest["stages"][name].get("timing") for name in ("discover", "ingest", "chunk")},
     }
     if stages_only:
         timings["total"] = round(time.perf_counter() - started, 2)
@@ -225,12 +231,22 @@ def run_one(
     }
 
 
+def busy(result: dict[str, Any]) -> str:
+    """The share of `workers x wall time` of ingest and chunk that the tasks ran for (the rest:
+    planning, starting processes, waiting for the slowest task, commit, summaries)."""
+    timing = [t for t in (result.get("timing") or {}).values() if t]
+    wall = sum(t["run"] + t["commit"] + t["summary"] for t in timing)
+    if not wall:
+        return "-"
+    return f"{sum(t['task_sum'] for t in timing) / (result['workers'] * wall):.0%}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = [
         "| workers | ingest s | chunk s | dedup s | total s | chunks/s | speed-up | efficiency "
-        "| peak MiB driver, stages | peak MiB driver | peak MiB worker | same output |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| workers busy | threads/worker | peak MiB driver, stages | peak MiB driver | peak MiB worker | same output |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         s = r["seconds"]
@@ -242,6 +258,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['workers']}{' (ray)' if r.get('executor') == 'ray' else ''} | {s['discover'] + s['ingest']:.1f} "
             f"| {s['chunk']:.1f} | {dedup} | {s['total']:.1f} "
             f"| {r['chunks'] / s['total']:,.0f} | {speedup:.2f}x | {speedup / r['workers'] * base['workers']:.0%} "
+            f"| {busy(r)} | {r.get('threads_per_worker') or 'default'} "
             f"| {r.get('peak_mb_driver_stages', float('nan')):,.0f} | {r['peak_mb_driver']:,.0f} | {worker} "
             f"| {'yes' if same else 'NO'} |"
         )
@@ -263,6 +280,9 @@ def main() -> int:
     parser.add_argument("--corpus-only", action="store_true", help="write the corpus (if missing) and exit")
     parser.add_argument("--stages-only", action="store_true", help="skip dedup (which reads every chunk into "
                         "the driver): time and measure the driver through the streaming stages only")
+    parser.add_argument("--threads-per-worker", type=int, default=1,
+                        help="native (polars) threads per worker process; 1 (default): a worker is one CPU, "
+                        "so efficiency compares CPUs; 0: the executor's default (the CPUs divided among the workers)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.merge:
@@ -270,7 +290,8 @@ def main() -> int:
     corpus = args.out / "corpus"
     results_path = args.results or args.out / "results.json"
     if args.one:
-        print(json.dumps(run_one(corpus, args.one, args.out, args.executor, args.stages_only)))
+        print(json.dumps(run_one(corpus, args.one, args.out, args.executor, args.stages_only,
+                                 args.threads_per_worker or None)))
         return 0
     meta = make_corpus(corpus, args.chunks, args.files)
     print(f"corpus: {meta}", flush=True)
@@ -281,6 +302,7 @@ def main() -> int:
         proc = subprocess.run(
             [sys.executable, __file__, "--one", str(workers), "--out", str(args.out),
              "--chunks", str(args.chunks), "--files", str(args.files), "--executor", args.executor,
+             "--threads-per-worker", str(args.threads_per_worker),
              *(["--stages-only"] if args.stages_only else [])],
             capture_output=True, text=True, check=False,
         )

@@ -21,6 +21,11 @@ class ExecutorConfig(BaseModel):
     kind: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1, description="Processes (local) or workers (ray)")
     partitions: int | None = Field(None, ge=1, description="Shards per stage (default: workers)")
+    threads_per_worker: int | None = Field(
+        None, ge=1,
+        description="Threads each worker's native libraries (polars, BLAS) may use "
+        "(default: the machine's CPUs divided among the workers; on ray, 1 per task CPU)",
+    )
     ray_address: str | None = Field(None, description='"auto", "ray://host:port", or none for a local cluster')
 
 

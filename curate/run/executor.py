@@ -50,6 +50,7 @@ from curate.run.tasks import (
     run_task,
     slices_id,
 )
+from curate.run.worker_threads import local_worker_threads, spawn_environment, thread_env
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -116,6 +117,7 @@ class StageOutcome:
     tasks: int = 0
     reused: int = 0
     frames: dict[str, pl.DataFrame] | None = None  # a GLOBAL stage's outputs (it ran on the driver)
+    task_seconds: list[float] = dataclasses.field(default_factory=list)  # each task run (not reused)
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
@@ -184,7 +186,8 @@ def execute_stage(
     )
     _raise_first(stage, results)
     stopped = next((r for r in results if r.stopped is not None), None)
-    outcome = StageOutcome({}, tasks=len(tasks), reused=sum(r.reused for r in results))
+    outcome = StageOutcome({}, tasks=len(tasks), reused=sum(r.reused for r in results),
+                           task_seconds=[r.seconds for r in results if not r.reused])
     if stopped is not None:
         outcome.stopped = StageStopped(stopped.stopped or "stopped", {}, exit_code=stopped.exit_code)
     for output in stage.output_names:
@@ -249,6 +252,7 @@ class LocalExecutor:
     isolate: bool = False
     max_pool_restarts: int = 2
     max_tasks_per_child: int | None = None
+    threads_per_worker: int | None = None  # native threads per worker process (None: its share of the CPUs)
     _pool: ProcessPoolExecutor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -283,7 +287,8 @@ class LocalExecutor:
                 if stop is not None and stop(results[-1]):
                     break
             return results
-        return self._run_pool(fn, jobs)
+        with spawn_environment(thread_env(local_worker_threads(self.workers, self.threads_per_worker))):
+            return self._run_pool(fn, jobs)
 
     def _run_pool(self, fn: Callable[[J], R], jobs: Sequence[J]) -> list[R]:
         results: dict[int, R] = {}

@@ -15,10 +15,12 @@ from curate.run.services import LocalServices, RayServices, StageServices
 def services_for(executor: object, config: RunSettings) -> StageServices:
     """The services of the executor that runs a stage (the config's executor for any other)."""
     if isinstance(executor, LocalExecutor):
-        return LocalServices(workers=executor.workers)
+        return LocalServices(workers=executor.workers, threads_per_worker=executor.threads_per_worker)
     if isinstance(executor, RayExecutor):
-        return RayServices(address=executor.address, workers=executor.workers, init_kwargs=executor.init_kwargs)
+        return RayServices(address=executor.address, workers=executor.workers,
+                           threads_per_worker=executor.threads_per_worker, init_kwargs=executor.init_kwargs)
     settings = config.executor
     if settings.kind == "ray":
-        return RayServices(address=settings.ray_address, workers=settings.workers)
-    return LocalServices(workers=settings.workers)
+        return RayServices(address=settings.ray_address, workers=settings.workers,
+                           threads_per_worker=settings.threads_per_worker)
+    return LocalServices(workers=settings.workers, threads_per_worker=settings.threads_per_worker)

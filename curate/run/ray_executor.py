@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from curate.run.stage import Stage, StepKind
+from curate.run.worker_threads import thread_env
 
 if TYPE_CHECKING:
     from curate.run.config import RunSettings
@@ -58,12 +59,14 @@ class RayExecutor:
     batch_size: int | None = None
     checkpoint: bool = True
     max_retries: int = 3
+    threads_per_worker: int | None = None  # native threads per task (None: 1, the CPU a task holds)
     init_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: RunSettings) -> RayExecutor:
         executor = config.executor
-        return cls(address=executor.ray_address, workers=executor.workers, partitions=executor.partitions)
+        return cls(address=executor.ray_address, workers=executor.workers, partitions=executor.partitions,
+                   threads_per_worker=executor.threads_per_worker)
 
     def connect(self) -> None:
         """Connect to the cluster (or start a local one) unless already connected."""
@@ -104,6 +107,7 @@ class RayExecutor:
         # SPREAD: tasks go round the nodes (the default packs the driver's node first)
         remote = ray.remote(fn).options(
             num_cpus=0 if io else 1, max_retries=self.max_retries, scheduling_strategy="SPREAD",
+            runtime_env={"env_vars": thread_env(self.threads_per_worker or 1)},
         )
         limit = max(1, self.workers) if io else len(jobs)
         refs: list[Any] = []

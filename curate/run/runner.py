@@ -91,12 +91,29 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def stage_timing(
+    started: float, executed: float, committed: float, finished: float, task_seconds: list[float]
+) -> dict[str, float]:
+    """Where a stage's wall time went: planning and running its tasks, committing their parts,
+    its summary; and the tasks' own times (their sum against workers x the run's wall time
+    says how busy the workers were; their max, how long the slowest held the stage)."""
+    return {
+        "run": round(executed - started, 3),
+        "commit": round(committed - executed, 3),
+        "summary": round(finished - committed, 3),
+        "task_sum": round(sum(task_seconds), 3),
+        "task_max": round(max(task_seconds, default=0.0), 3),
+        "task_min": round(min(task_seconds, default=0.0), 3),
+    }
+
+
 def make_executor(config: RunSettings) -> Executor:
     if config.executor.kind == "ray":
         from curate.run.ray_executor import RayExecutor
 
         return RayExecutor.from_config(config)
-    return LocalExecutor(workers=config.executor.workers, partitions=config.executor.partitions)
+    return LocalExecutor(workers=config.executor.workers, partitions=config.executor.partitions,
+                         threads_per_worker=config.executor.threads_per_worker)
 
 
 class Runner:
@@ -179,6 +196,7 @@ class Runner:
         store = ShardStore(self.run_dir.location, stage.name, stage_token(stage, ctx, manifest))
         try:
             outcome = self._execute(stage, source, ctx, store)
+            executed = time.perf_counter()
             entries = commit_parts(self.run_dir.location, stage.name, outcome.parts,
                                    {o.name: o.key for o in stage.declared_outputs})
         except Exception as error:  # recorded in the manifest, previous outputs kept, then raised
@@ -208,9 +226,11 @@ class Runner:
             "output_hashes": {name: e["hash"] for name, e in entries.items()},
             "artifacts": entries,
         }
+        committed = time.perf_counter()
         if stage.summarize is not None:
             entry["report"] = self._summary(stage, outcome)
         entry["seconds"] = round(time.perf_counter() - started, 3)
+        entry["timing"] = stage_timing(started, executed, committed, time.perf_counter(), outcome.task_seconds)
         entry["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         if stage.side_files and not is_url(self.run_dir.location):
             entry["side_files"] = {

@@ -24,6 +24,8 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from curate.run.worker_threads import local_worker_threads, spawn_environment, thread_env
+
 if TYPE_CHECKING:
     from curate.run.config import RateLimits
 
@@ -77,6 +79,7 @@ class LocalServices:
     """The local executor's services: `workers` spawn-started processes, no shared limiter."""
 
     workers: int = 1
+    threads_per_worker: int | None = None  # native threads per process (None: its share of the CPUs)
 
     @contextlib.contextmanager
     def pool(self) -> Iterator[WorkerPool]:
@@ -85,7 +88,10 @@ class LocalServices:
             return
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        env = thread_env(local_worker_threads(self.workers, self.threads_per_worker))
+        with spawn_environment(env), ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             yield _WrappedPool(self.workers, pool)
 
     def limiter(self, name: str, limits: RateLimits) -> Limiter | None:
@@ -98,6 +104,7 @@ class RayServices:
 
     address: str | None = None
     workers: int = 1
+    threads_per_worker: int | None = None  # native threads per pool process (None: 1)
     #: the executor's own `ray.init` options: a stage that connects first starts the same cluster
     init_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -116,7 +123,8 @@ class RayServices:
             yield SerialPool()  # inside a Ray task (the streaming executor's): pools never nest
             return
         self._connect()
-        ray_pool = Pool(processes=max(1, self.workers))
+        ray_pool = Pool(processes=max(1, self.workers),
+                        ray_remote_args={"runtime_env": {"env_vars": thread_env(self.threads_per_worker or 1)}})
         try:
             yield _WrappedPool(max(1, self.workers), ray_pool)
         finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,6 +81,7 @@ class TaskResult:
     error: bytes | None = None  # the function's exception, pickled, with its traceback as a note
     reused: bool = False  # found finished in the store (a resumed run)
     buckets: tuple[str | None, ...] = ()  # bucketing tasks: the file of each bucket (None: empty)
+    seconds: float = 0.0  # the worker's wall time for the task (read, run, write)
 
 
 def plan_slices(parts: Sequence[InputPart], tasks: int) -> list[tuple[Slice, ...]]:
@@ -213,6 +215,7 @@ def run_task(job: TaskJob) -> TaskResult:
         marker = store.marker(task.id)
         parts = {name: PartInfo.from_json(info) for name, info in marker["parts"].items()}
         return TaskResult(task.index, parts, reused=True)
+    started = time.perf_counter()
     result = TaskResult(task.index)
     try:
         outputs = dict(job.stage.fn(read_task_input(task, job.input_key), job.ctx))
@@ -226,6 +229,7 @@ def run_task(job: TaskJob) -> TaskResult:
         result.parts[name] = write_part(frame, f"{store.folder(task.id)}/{name}.parquet", keys.get(name))
     if result.stopped is None:
         store.finish(task.id, {"parts": {n: p.to_json() for n, p in result.parts.items()}})
+    result.seconds = time.perf_counter() - started
     return result
 
 
