@@ -11,6 +11,7 @@ import itertools
 import json
 import operator
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
 from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
-from curate.run.stage import Stage, StageContext, StepKind, collect, count
+from curate.run.stage import PartwiseSummary, Stage, StageContext, StepKind, collect, count
 from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
 from schemas.ids import content_id, content_ids, file_sha256, sha256_hex
 from schemas.records import (
@@ -74,11 +75,9 @@ def discover(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str
             candidates.extend((path, False) for path in iter_files(root, icfg.include, icfg.exclude))
         else:
             errors.append(_error("discover", given, E.PATH_NOT_FOUND, f"{given}: no such file or folder (resolved to {root})"))
-    files: list[dict[str, Any]] = []
+    accepted: list[tuple[Path, str, str, int]] = []  # path, shown, format, size
     seen_paths: set[str] = set()
-    seen_hashes: dict[str, str] = {}
-    duplicates = 0
-    for path, explicit in ctx.track(candidates, "discover", total=len(candidates)):
+    for path, explicit in candidates:
         shown = _display_path(path, base)
         if shown in seen_paths:
             continue
@@ -94,7 +93,14 @@ def discover(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str
                 _error("discover", shown, E.FILE_TOO_LARGE, f"{shown}: {size / 1048576:.1f} MB is over ingest.max_file_mb = {icfg.max_file_mb:g}")
             )
             continue
-        digest = file_sha256(str(path))
+        accepted.append((path, shown, fmt, size))
+    # hashing is most of discover's time; hashlib releases the GIL, so the files hash side by side
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(accepted)))) as hashers:
+        digests = list(ctx.track(hashers.map(file_sha256, [str(a[0]) for a in accepted]), "discover", total=len(accepted)))
+    files: list[dict[str, Any]] = []
+    seen_hashes: dict[str, str] = {}
+    duplicates = 0
+    for (_, shown, fmt, size), digest in zip(accepted, digests, strict=True):
         if icfg.skip_duplicate_files and size > 0 and digest in seen_hashes:  # empty files: each an error
             duplicates += 1
             continue
@@ -244,18 +250,32 @@ def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, 
     return {"documents": documents, "errors": frame_of(ErrorRecord, errors)}
 
 
-def summarize_ingest(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
-    # the one summary that reads `text` (for the characters): a batch at a time, streamed
-    by_format = (
-        outputs["documents"].group_by("format")
-        .agg(
-            pl.col("source_path").n_unique().alias("files"),
-            pl.len().alias("documents"),
-            pl.col("text").str.len_chars().sum().alias("chars"),
-        )
-        .sort("format")
+def _ingest_part(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    # the one summary that reads `text` (for the characters): on the workers, a part each;
+    # a file's documents never span two parts (a file is one row of ingest's input)
+    by_format = outputs["documents"].group_by("format").agg(
+        pl.col("source_path").n_unique().cast(pl.Int64).alias("files"),
+        pl.len().cast(pl.Int64).alias("documents"),
+        pl.col("text").str.len_chars().cast(pl.Int64).sum().alias("chars"),
     )
-    return {"documents by format": collect(by_format).to_dicts(), "errors by reason": _reasons(outputs["errors"])}
+    return {"by_format": collect(by_format), "errors": _reason_counts(outputs["errors"])}
+
+
+def _ingest_combine(parts: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    by_format = parts["by_format"].group_by("format").agg(pl.col("files", "documents", "chars").sum()).sort("format")
+    return {"documents by format": by_format.to_dicts(), "errors by reason": _combined_reasons(parts["errors"])}
+
+
+def _reason_counts(errors: pl.LazyFrame) -> pl.DataFrame:
+    return collect(errors.group_by("reason").agg(pl.len().cast(pl.Int64).alias("len")))
+
+
+def _combined_reasons(counts: pl.DataFrame) -> dict[str, int]:
+    totals = counts.group_by("reason").agg(pl.col("len").sum()).sort("reason")
+    return {row["reason"]: int(row["len"]) for row in totals.iter_rows(named=True)}
+
+
+summarize_ingest = PartwiseSummary(_ingest_part, _ingest_combine)
 
 
 # --------------------------------------------------------------------------- chunk
@@ -317,28 +337,38 @@ def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
     return pl.Series(pa.LargeListArray.from_arrays(positions, values))
 
 
-def summarize_chunk(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+def _chunk_part(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    # a document's chunks never span two parts (chunk is keyed by doc_id)
     chunks = outputs["chunks"]
-    rows = count(chunks)
+    tokens = pl.col("n_tokens").cast(pl.Int64)
+    merged = pl.col(MERGED_COLUMN).cast(pl.Int64).sum() if MERGED_COLUMN in chunks.collect_schema().names() else pl.lit(0, pl.Int64)
+    return {"chunks": collect(chunks.select(
+        pl.len().cast(pl.Int64).alias("chunks"), pl.col("doc_id").n_unique().cast(pl.Int64).alias("documents"),
+        tokens.sum().alias("total"), tokens.max().alias("max"), tokens.min().alias("min"), merged.alias("merged"),
+    ))}
+
+
+def _chunk_combine(parts: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
+    stats = parts["chunks"].select(
+        pl.col("chunks", "documents", "total", "merged").sum(), pl.col("max").max(), pl.col("min").min()
+    ).row(0, named=True)
+    rows = int(stats["chunks"])
     if rows == 0:
         return {"chunks": {"chunks": 0}}
-    tokens = pl.col("n_tokens")
-    merged = pl.col(MERGED_COLUMN).sum() if MERGED_COLUMN in chunks.collect_schema().names() else pl.lit(0)
-    stats = collect(chunks.select(
-        pl.col("doc_id").n_unique().alias("documents"), tokens.sum().alias("total"), tokens.mean().alias("mean"),
-        tokens.max().alias("max"), tokens.min().alias("min"), merged.alias("merged"),
-    )).row(0, named=True)
     return {
         "chunks": {
             "chunks": rows,
-            "documents": stats["documents"],
+            "documents": int(stats["documents"]),
             "tokens_total": int(stats["total"]),
-            "tokens_mean": round(float(stats["mean"] or 0), 1),
+            "tokens_mean": round(stats["total"] / rows, 1),
             "tokens_max": int(stats["max"] or 0),
             "tokens_min": int(stats["min"] or 0),
             "small_pieces_merged": int(stats["merged"]),
         }
     }
+
+
+summarize_chunk = PartwiseSummary(_chunk_part, _chunk_combine)
 
 
 STAGES: list[Stage] = [

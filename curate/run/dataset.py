@@ -183,8 +183,13 @@ def scan_dataset(location: str) -> pl.LazyFrame:
     files = part_files(location)
     if not files:
         raise FileNotFoundError(location)
-    scans = [read_parquet_file(f).lazy() if is_url(f) else pl.scan_parquet(f) for f in files]
+    scans = [scan_part(f) for f in files]
     return scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")
+
+
+def scan_part(file: str) -> pl.LazyFrame:
+    """One part file as a lazy scan (an object-store part: read eagerly)."""
+    return read_parquet_file(file).lazy() if is_url(file) else pl.scan_parquet(file)
 
 
 def read_slice(location: str, offset: int, length: int) -> pl.DataFrame:

@@ -34,10 +34,11 @@ from curate.run.dataset import (
     part_files,
     row_digest,
     scan_dataset,
+    scan_part,
     write_part,
 )
 from curate.run.rundir import RunDir, file_size, read_parquet_file
-from curate.run.stage import Stage, StageContext, StageStopped, StepKind
+from curate.run.stage import PartwiseSummary, Stage, StageContext, StageStopped, StepKind
 from curate.run.tasks import (
     BucketJob,
     InputPart,
@@ -70,6 +71,11 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor keeps between stages (the runner calls it after a run)."""
+        ...
+
+    def warm_up(self) -> None:
+        """Start the workers now, without waiting for them (the runner calls it before a run
+        whose stages will need them, so that they start while the first stages run)."""
         ...
 
 
@@ -225,6 +231,34 @@ def run_summary(job: SummaryJob) -> dict[str, Any]:
     return job.stage.summarize({name: scan_dataset(location) for name, location in job.locations.items()})
 
 
+def run_part_summary(job: SummaryJob) -> dict[str, pl.DataFrame]:
+    """A `PartwiseSummary`'s aggregates of one part of each output (`locations`: part files)."""
+    assert isinstance(job.stage.summarize, PartwiseSummary)
+    return dict(job.stage.summarize.part({name: scan_part(file) for name, file in job.locations.items()}))
+
+
+def summarize_outcome(
+    executor: Executor, stage: Stage, outputs: Mapping[str, str], parts: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """A stage's report over its committed outputs (`outputs`: each artifact's location,
+    `parts`: its part files): a `PartwiseSummary` as a job per part and a combine here when
+    every output has the same number of parts, else the whole scans in one job."""
+    summary = stage.summarize
+    counts = {len(files) for files in parts.values()}
+    if isinstance(summary, PartwiseSummary) and len(counts) == 1 and counts != {0}:
+        jobs = [SummaryJob(stage, {name: files[i] for name, files in parts.items()}) for i in range(counts.pop())]
+        aggregates = executor.map_tasks(run_part_summary, jobs)
+        return summary.combine(
+            {name: pl.concat([a[name] for a in aggregates], how="diagonal_relaxed") for name in aggregates[0]}
+        )
+    return executor.map_tasks(run_summary, [SummaryJob(stage, dict(outputs))])[0]
+
+
+def _import_worker_modules() -> None:
+    """What every task needs, imported by a fresh worker while the driver still plans."""
+    import curate.run.tasks  # noqa: F401
+
+
 @dataclasses.dataclass
 class LocalExecutor:
     """Runs tasks in this process (one worker, or an IO_POOL stage: its concurrency is
@@ -262,6 +296,14 @@ class LocalExecutor:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def warm_up(self) -> None:
+        if not (self.workers > 1 or self.isolate):
+            return
+        with spawn_environment(thread_env(local_worker_threads(self.workers, self.threads_per_worker))):
+            pool = self._shared_pool()
+            for _ in range(self.workers):  # each submission spawns a process (up to `workers`)
+                pool.submit(_import_worker_modules)
 
     def _shared_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

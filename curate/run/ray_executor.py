@@ -92,6 +92,9 @@ class RayExecutor:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return max(self.workers, cpus)
 
+    def warm_up(self) -> None:
+        """Nothing ahead: Ray starts its workers with the cluster (connecting is timed by the first stage)."""
+
     def close(self) -> None:
         """Nothing to release: the Ray cluster outlives a run (``ray.shutdown`` is the caller's)."""
 

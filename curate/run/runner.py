@@ -29,11 +29,10 @@ from curate.run.executor import (
     InputSource,
     LocalExecutor,
     StageOutcome,
-    SummaryJob,
     execute_stage,
     input_source,
     run_global,
-    run_summary,
+    summarize_outcome,
 )
 from curate.run.executor_services import services_for
 from curate.run.graph import check_graph, side_file_hash
@@ -156,6 +155,8 @@ class Runner:
         check_graph(selected, manifest, self.run_dir.exists)  # before anything runs
         results: list[StageResult] = []
         try:
+            if any(stage.kind in (StepKind.MAP, StepKind.SHUFFLE) for stage in selected):
+                self.executor.warm_up()  # workers start while the first (driver) stages run
             for stage in self.stages:
                 if only and stage.name not in only:
                     continue
@@ -228,7 +229,7 @@ class Runner:
         }
         committed = time.perf_counter()
         if stage.summarize is not None:
-            entry["report"] = self._summary(stage, outcome)
+            entry["report"] = self._summary(stage, outcome, entries)
         entry["seconds"] = round(time.perf_counter() - started, 3)
         entry["timing"] = stage_timing(started, executed, committed, time.perf_counter(), outcome.task_seconds)
         entry["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
@@ -256,14 +257,16 @@ class Runner:
             outcome.parts[output] = [*self._parts(side).part_infos(), *outcome.parts[output]]
         return outcome
 
-    def _summary(self, stage: Stage, outcome: StageOutcome) -> dict[str, Any]:
-        """The stage's report: from its frames when it ran on the driver, else on a worker
-        (over lazy scans of the outputs: only the columns the report uses, a batch at a time)."""
+    def _summary(self, stage: Stage, outcome: StageOutcome, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The stage's report: from its frames when it ran on the driver, else on the workers
+        (over lazy scans of the outputs: only the columns the report uses, a batch at a time;
+        a `PartwiseSummary` a part per job)."""
         assert stage.summarize is not None
         if outcome.frames is not None:
             return stage.summarize({name: frame.lazy() for name, frame in outcome.frames.items()})
-        job = SummaryJob(stage, {n: self.run_dir.artifact_location(f"{stage.name}/{n}") for n in stage.output_names})
-        return self.executor.map_tasks(run_summary, [job])[0]
+        locations = {n: self.run_dir.artifact_location(f"{stage.name}/{n}") for n in stage.output_names}
+        parts = {n: [f"{locations[n]}/{p['file']}" for p in entries[n]["parts"]] for n in stage.output_names}
+        return summarize_outcome(self.executor, stage, locations, parts)
 
     def _print_done(self, stage: Stage, entry: dict[str, Any], source: InputSource | None) -> None:
         colour = "green" if entry["status"] == "complete" else "yellow"

@@ -58,6 +58,23 @@ StageFn = Callable[[pl.DataFrame, "StageContext"], Mapping[str, pl.DataFrame]]
 Summarize = Callable[[Mapping[str, pl.LazyFrame]], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class PartwiseSummary:
+    """A report computed where the data is: `part` aggregates one part of the outputs (a few
+    rows per output), on the workers, a part each; `combine` merges every part's aggregates,
+    concatenated, into the report, on the driver. For stages whose outputs are large (ingest's
+    documents, chunk's chunks): the report then costs no serial pass over the whole artifact
+    after the stage. `part`'s aggregates must combine exactly: sums, counts, min/max, and
+    distinct counts only of values that never span two parts (a shuffle's key, a file).
+    Called like a `Summarize` it reports over the outputs as one part."""
+
+    part: Callable[[Mapping[str, pl.LazyFrame]], Mapping[str, pl.DataFrame]]
+    combine: Callable[[Mapping[str, pl.DataFrame]], dict[str, Any]]
+
+    def __call__(self, outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
+        return self.combine(dict(self.part(outputs)))
+
+
 def collect(query: pl.LazyFrame) -> pl.DataFrame:
     """A summary query's result, computed by Polars' streaming engine: the scan reads only
     the columns the query uses, a batch of rows at a time."""
@@ -83,7 +100,8 @@ class Stage:
     (a funnel, counts per reason, cost) stored in the manifest. It gets each output as a
     `pl.LazyFrame` (a scan of the artifact's parts, in no particular row order) and is
     written as lazy queries run by `collect`: only the columns it names are read, a batch
-    at a time, so its memory does not grow with the corpus (issue 19).
+    at a time, so its memory does not grow with the corpus (issue 19). A `PartwiseSummary`
+    is computed part by part on the workers, then combined.
     """
 
     name: str
@@ -93,7 +111,7 @@ class Stage:
     outputs: tuple[Artifact | Output, ...]  # handles, or `Output`s for ad-hoc stages
     config_sections: tuple[str, ...] = ()
     key: str | None = None
-    summarize: Summarize | None = None
+    summarize: Summarize | PartwiseSummary | None = None
     description: str = ""
     always_run: bool = False  # for steps that look outside the run (file discovery)
     passthrough: Mapping[str, str] = field(default_factory=dict, compare=False)  # output -> side input

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from curate.config import load_config, parse_config
 from curate.ingest.stages import STAGES
+from curate.run.dataset import scan_dataset
 from curate.run.executor import LocalExecutor
 from curate.run.runner import Runner
 
@@ -179,6 +180,14 @@ def test_same_output_whatever_the_sharding(demo_config_path: Path, tmp_path: Pat
     chunks = read(tmp_path / "run", "chunk/chunks").sort("source_path", "start")
     got = [f"{r['chunk_id']} {r['source_path']} {r['start']} {r['end']}" for r in chunks.iter_rows(named=True)]
     assert got == (HERE / "demo_chunk_ids.txt").read_text(encoding="utf-8").splitlines()
+    # the reports were computed a part at a time on the workers, then combined: the same as over
+    # the whole artifacts (a file's documents and a document's chunks never span two parts)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert len(manifest["stages"]["chunk"]["artifacts"]["chunks"]["parts"]) > 1
+    for stage in (s for s in STAGES if s.name in {"ingest", "chunk"}):
+        whole = {name: scan_dataset(str(tmp_path / "run" / stage.name / f"{name}.parquet")) for name in stage.output_names}
+        assert stage.summarize is not None
+        assert manifest["stages"][stage.name]["report"] == stage.summarize(whole) != {}
 
 
 def test_explicit_file_without_reader_is_an_error(tmp_path: Path) -> None:
