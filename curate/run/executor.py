@@ -254,7 +254,7 @@ def summarize_outcome(
     return executor.map_tasks(run_summary, [SummaryJob(stage, dict(outputs))])[0]
 
 
-def _import_worker_modules() -> None:
+def import_worker_modules() -> None:
     """What every task needs, imported by a fresh worker while the driver still plans."""
     import curate.run.tasks  # noqa: F401
 
@@ -303,7 +303,7 @@ class LocalExecutor:
         with spawn_environment(thread_env(local_worker_threads(self.workers, self.threads_per_worker))):
             pool = self._shared_pool()
             for _ in range(self.workers):  # each submission spawns a process (up to `workers`)
-                pool.submit(_import_worker_modules)
+                pool.submit(import_worker_modules)
 
     def _shared_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

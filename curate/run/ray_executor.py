@@ -61,6 +61,7 @@ class RayExecutor:
     max_retries: int = 3
     threads_per_worker: int | None = None  # native threads per task (None: 1, the CPU a task holds)
     init_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _warming: list[Any] = dataclasses.field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, config: RunSettings) -> RayExecutor:
@@ -93,10 +94,27 @@ class RayExecutor:
         return max(self.workers, cpus)
 
     def warm_up(self) -> None:
-        """Nothing ahead: Ray starts its workers with the cluster (connecting is timed by the first stage)."""
+        """Start a task worker per CPU of the cluster now, without waiting: a task's worker is
+        a process of its own runtime environment (`_task_options`), which Ray starts at the
+        first such task; started here, they import while the driver runs the first stages."""
+        import ray
+
+        from curate.run.executor import import_worker_modules
+
+        self.connect()
+        remote = ray.remote(import_worker_modules).options(**self._task_options(io=False))
+        self._warming = [remote.remote() for _ in range(self._default_partitions())]
+
+    def _task_options(self, io: bool) -> dict[str, Any]:
+        # SPREAD: tasks go round the nodes (the default packs the driver's node first)
+        return {
+            "num_cpus": 0 if io else 1, "max_retries": self.max_retries, "scheduling_strategy": "SPREAD",
+            "runtime_env": {"env_vars": thread_env(self.threads_per_worker or 1)},
+        }
 
     def close(self) -> None:
         """Nothing to release: the Ray cluster outlives a run (``ray.shutdown`` is the caller's)."""
+        self._warming = []
 
     def map_tasks(
         self, fn: Callable[[J], R], jobs: Sequence[J], *, io: bool = False,
@@ -107,11 +125,7 @@ class RayExecutor:
         import ray
 
         self.connect()
-        # SPREAD: tasks go round the nodes (the default packs the driver's node first)
-        remote = ray.remote(fn).options(
-            num_cpus=0 if io else 1, max_retries=self.max_retries, scheduling_strategy="SPREAD",
-            runtime_env={"env_vars": thread_env(self.threads_per_worker or 1)},
-        )
+        remote = ray.remote(fn).options(**self._task_options(io))
         limit = max(1, self.workers) if io else len(jobs)
         refs: list[Any] = []
         waiting: list[Any] = []

@@ -146,3 +146,15 @@ def test_ray_run_killed_midway_resumes(ray_cluster, tmp_path: Path) -> None:
     Runner(config, [SOURCE, FLAKY], executor=RayExecutor(partitions=6), show_progress=False).run()
     assert len(_calls(run)) - first_calls == 6 - finished
     assert pl.read_parquet(run / "flaky/rows.parquet").height == 60
+
+
+def test_ray_tasks_and_pools_get_one_native_thread_per_cpu_they_hold(ray_cluster) -> None:
+    """Ray's task workers would start a Polars thread per CPU of the node each; they get the
+    CPU their task holds (or `threads_per_worker`), through the task's runtime environment."""
+    from curate.run.services import RayServices
+    from tests.run.test_worker_threads import polars_threads
+
+    assert RayExecutor(workers=2).map_tasks(polars_threads, [0, 1, 2]) == [(1, "1")] * 3
+    assert RayExecutor(workers=2, threads_per_worker=2).map_tasks(polars_threads, [0, 1]) == [(2, "2")] * 2
+    with RayServices(workers=2).pool() as pool:
+        assert list(pool.map(polars_threads, [0, 1])) == [(1, "1")] * 2
