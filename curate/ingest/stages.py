@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from curate.ingest.config import IngestConfig, IngestSettings
 from curate.ingest.errors import IngestError
 from curate.ingest.preflight import no_input_message
 from curate.ingest.readers import Extracted, format_of, reader_for
+from curate.ingest.summaries import MERGED_COLUMN, summarize_chunk, summarize_discover, summarize_ingest
 from curate.ingest.tokenize import get_tokenizer
 from curate.ingest.walk import iter_files
-from curate.run.stage import PartwiseSummary, Stage, StageContext, StepKind, collect, count
+from curate.run.stage import Stage, StageContext, StepKind, collect
 from schemas.artifacts import CHUNKS, DISCOVER_ERRORS, DOCUMENTS, FILES, INGEST_ERRORS
 from schemas.ids import content_id, content_ids, file_sha256, sha256_hex
 from schemas.records import (
@@ -42,7 +43,6 @@ from schemas.records import (
 
 READER_VERSION = "2"  # bump when a reader's output changes: previous documents are then re-read
 CONFIG_COLUMN = "reader_config"  # extra column of ingest/documents: which settings read it
-MERGED_COLUMN = "merged_small"  # extra column of chunk/chunks: small sections or pieces joined into it
 
 
 def _error(stage: str, source: str, reason: str, message: str) -> dict[str, str]:
@@ -111,24 +111,6 @@ def discover(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str
     frame = frame_of(SourceFile, files)
     ctx.write_json("discover.json", {"duplicate_files_skipped": duplicates, "files": len(files)})
     return {"files": frame, "errors": frame_of(ErrorRecord, errors)}
-
-
-def summarize_discover(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, Any]:
-    by_format = (
-        outputs["files"].group_by("format")
-        .agg(pl.len().alias("files"), pl.col("size_bytes").sum().alias("bytes")).sort("format")
-    )
-    return {
-        "files by format": collect(by_format).to_dicts(),
-        "errors by reason": _reasons(outputs["errors"]),
-    }
-
-
-def _reasons(errors: pl.LazyFrame) -> dict[str, int]:
-    if count(errors) == 0:
-        return {}
-    counts = collect(errors.group_by("reason").len().sort("reason"))
-    return {row["reason"]: row["len"] for row in counts.iter_rows(named=True)}
 
 
 # --------------------------------------------------------------------------- ingest
@@ -250,34 +232,6 @@ def ingest(batch: pl.DataFrame, ctx: StageContext[IngestSettings]) -> dict[str, 
     return {"documents": documents, "errors": frame_of(ErrorRecord, errors)}
 
 
-def _ingest_part(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    # the one summary that reads `text` (for the characters): on the workers, a part each;
-    # a file's documents never span two parts (a file is one row of ingest's input)
-    by_format = outputs["documents"].group_by("format").agg(
-        pl.col("source_path").n_unique().cast(pl.Int64).alias("files"),
-        pl.len().cast(pl.Int64).alias("documents"),
-        pl.col("text").str.len_chars().cast(pl.Int64).sum().alias("chars"),
-    )
-    return {"by_format": collect(by_format), "errors": _reason_counts(outputs["errors"])}
-
-
-def _ingest_combine(parts: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    by_format = parts["by_format"].group_by("format").agg(pl.col("files", "documents", "chars").sum()).sort("format")
-    return {"documents by format": by_format.to_dicts(), "errors by reason": _combined_reasons(parts["errors"])}
-
-
-def _reason_counts(errors: pl.LazyFrame) -> pl.DataFrame:
-    return collect(errors.group_by("reason").agg(pl.len().cast(pl.Int64).alias("len")))
-
-
-def _combined_reasons(counts: pl.DataFrame) -> dict[str, int]:
-    totals = counts.group_by("reason").agg(pl.col("len").sum()).sort("reason")
-    return {row["reason"]: int(row["len"]) for row in totals.iter_rows(named=True)}
-
-
-summarize_ingest = PartwiseSummary(_ingest_part, _ingest_combine)
-
-
 # --------------------------------------------------------------------------- chunk
 
 
@@ -335,40 +289,6 @@ def _string_lists(lists: Sequence[Sequence[str]]) -> pl.Series:
     values = pl.Series(list(itertools.chain.from_iterable(lists)), dtype=pl.String).to_arrow().cast(pa.large_string())
     positions = pa.Array.from_buffers(pa.int64(), len(offsets), [None, pa.py_buffer(offsets)])
     return pl.Series(pa.LargeListArray.from_arrays(positions, values))
-
-
-def _chunk_part(outputs: Mapping[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    # a document's chunks never span two parts (chunk is keyed by doc_id)
-    chunks = outputs["chunks"]
-    tokens = pl.col("n_tokens").cast(pl.Int64)
-    merged = pl.col(MERGED_COLUMN).cast(pl.Int64).sum() if MERGED_COLUMN in chunks.collect_schema().names() else pl.lit(0, pl.Int64)
-    return {"chunks": collect(chunks.select(
-        pl.len().cast(pl.Int64).alias("chunks"), pl.col("doc_id").n_unique().cast(pl.Int64).alias("documents"),
-        tokens.sum().alias("total"), tokens.max().alias("max"), tokens.min().alias("min"), merged.alias("merged"),
-    ))}
-
-
-def _chunk_combine(parts: Mapping[str, pl.DataFrame]) -> dict[str, Any]:
-    stats = parts["chunks"].select(
-        pl.col("chunks", "documents", "total", "merged").sum(), pl.col("max").max(), pl.col("min").min()
-    ).row(0, named=True)
-    rows = int(stats["chunks"])
-    if rows == 0:
-        return {"chunks": {"chunks": 0}}
-    return {
-        "chunks": {
-            "chunks": rows,
-            "documents": int(stats["documents"]),
-            "tokens_total": int(stats["total"]),
-            "tokens_mean": round(stats["total"] / rows, 1),
-            "tokens_max": int(stats["max"] or 0),
-            "tokens_min": int(stats["min"] or 0),
-            "small_pieces_merged": int(stats["merged"]),
-        }
-    }
-
-
-summarize_chunk = PartwiseSummary(_chunk_part, _chunk_combine)
 
 
 STAGES: list[Stage] = [
