@@ -46,7 +46,7 @@ def run_command(
     """Train a LoRA adapter as the config says; write the run directory."""
     from train.config import ConfigError, load_config
     from train.data import require_export
-    from train.distributed import under_launcher
+    from train.distributed import leave_process_group, under_launcher
     from train.runner import run_training
 
     if processes > 1 and not under_launcher():
@@ -67,6 +67,8 @@ def run_command(
         report = run_training(cfg, export=not no_export)
     except Exception as exc:  # one line; the traceback with --debug
         fail(exc, debug)
+    finally:
+        leave_process_group()
     if "metrics" not in report:  # a data-parallel worker: the main process reports
         return
     m = report["metrics"]

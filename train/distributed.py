@@ -58,6 +58,20 @@ def barrier() -> None:
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
+def leave_process_group() -> None:
+    """Close this process's process group before it exits (no-op when not distributed).
+
+    A process that exits with its gloo/NCCL group open leaves the group's threads to the
+    C++ runtime at exit, which may abort ("terminate called without an active exception",
+    SIGABRT) after training succeeded, and the launcher then fails the whole run."""
+    if world_size() <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def accumulation_steps(effective_batch: int, per_device_batch: int) -> int:
     """Gradient accumulation that keeps the effective batch whatever the number of processes."""
     per_step = per_device_batch * world_size()

@@ -82,3 +82,24 @@ def test_two_processes_train_one_adapter(chat_export: Path, tmp_path: Path) -> N
     }
     assert report["metrics"]["last_train_loss"] < report["metrics"]["first_train_loss"]
     assert (out / "adapter" / "adapter_config.json").exists()
+
+
+def test_a_process_leaves_its_process_group_before_it_exits(monkeypatch) -> None:
+    """A launched process that exits with its group open may abort at exit (SIGABRT from
+    the group's threads) after training succeeded: the CLI leaves the group first."""
+    import socket
+
+    import torch.distributed as dist
+
+    from train.distributed import leave_process_group
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    leave_process_group()  # not launched: leaves nothing
+    assert dist.is_initialized()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    leave_process_group()
+    assert not dist.is_initialized()
