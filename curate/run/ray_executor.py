@@ -96,12 +96,14 @@ class RayExecutor:
     def warm_up(self) -> None:
         """Start a task worker per CPU of the cluster now, without waiting: a task's worker is
         a process of its own runtime environment (`_task_options`), which Ray starts at the
-        first such task; started here, they import while the driver runs the first stages."""
+        first such task; started here, they import while the driver runs the first stages.
+        Only when already connected: a run whose stages are all unchanged starts no cluster."""
         import ray
 
         from curate.run.executor import import_worker_modules
 
-        self.connect()
+        if not ray.is_initialized():
+            return
         remote = ray.remote(import_worker_modules).options(**self._task_options(io=False))
         self._warming = [remote.remote() for _ in range(self._default_partitions())]
 
