@@ -158,3 +158,18 @@ def test_ray_tasks_and_pools_get_one_native_thread_per_cpu_they_hold(ray_cluster
     assert RayExecutor(workers=2, threads_per_worker=2).map_tasks(polars_threads, [0, 1]) == [(2, "2")] * 2
     with RayServices(workers=2).pool() as pool:
         assert list(pool.map(polars_threads, [0, 1])) == [(1, "1")] * 2
+
+
+def test_wait_ready_starts_a_task_worker_per_cpu_before_the_run(ray_cluster) -> None:
+    """`wait_ready` (a benchmark's standing cluster) returns once every warm-up task ran in a
+    worker of the tasks' own runtime environment; the tasks after it run as usual."""
+    import ray
+
+    from tests.run.test_worker_threads import polars_threads
+
+    executor = RayExecutor(workers=2)
+    executor.wait_ready()
+    assert executor._warming and len(ray.wait(executor._warming, num_returns=len(executor._warming), timeout=0)[0]) == len(executor._warming)
+    assert executor.map_tasks(polars_threads, [0, 1]) == [(1, "1")] * 2
+    executor.close()
+    assert executor._warming == []
