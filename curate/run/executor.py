@@ -51,7 +51,7 @@ from curate.run.tasks import (
     run_task,
     slices_id,
 )
-from curate.run.worker_threads import local_worker_threads, spawn_environment, thread_env
+from curate.run.worker_threads import local_worker_env, spawn_environment
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -300,7 +300,7 @@ class LocalExecutor:
     def warm_up(self) -> None:
         if not (self.workers > 1 or self.isolate):
             return
-        with spawn_environment(thread_env(local_worker_threads(self.workers, self.threads_per_worker))):
+        with spawn_environment(local_worker_env(self.workers, self.threads_per_worker)):
             pool = self._shared_pool()
             for _ in range(self.workers):  # each submission spawns a process (up to `workers`)
                 pool.submit(import_worker_modules)
@@ -329,7 +329,7 @@ class LocalExecutor:
                 if stop is not None and stop(results[-1]):
                     break
             return results
-        with spawn_environment(thread_env(local_worker_threads(self.workers, self.threads_per_worker))):
+        with spawn_environment(local_worker_env(self.workers, self.threads_per_worker)):
             return self._run_pool(fn, jobs)
 
     def _run_pool(self, fn: Callable[[J], R], jobs: Sequence[J]) -> list[R]:

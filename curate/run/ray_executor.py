@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from curate.run.stage import Stage, StepKind
-from curate.run.worker_threads import thread_env
+from curate.run.worker_threads import ray_task_env
 
 if TYPE_CHECKING:
     from curate.run.config import RunSettings
@@ -120,11 +120,11 @@ class RayExecutor:
         # SPREAD: tasks go round the nodes (the default packs the driver's node first)
         return {
             "num_cpus": 0 if io else 1, "max_retries": self.max_retries, "scheduling_strategy": "SPREAD",
-            "runtime_env": {"env_vars": thread_env(self.threads_per_worker or 1)},
+            "runtime_env": {"env_vars": ray_task_env(self.threads_per_worker)},
         }
 
     def close(self) -> None:
-        """Nothing to release: the Ray cluster outlives a run (``ray.shutdown`` is the caller's)."""
+        """Forget the warm-up tasks; the Ray cluster outlives a run (``ray.shutdown`` is the caller's)."""
         self._warming = []
 
     def map_tasks(

@@ -24,7 +24,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from curate.run.worker_threads import local_worker_threads, spawn_environment, thread_env
+from curate.run.worker_threads import local_worker_env, ray_task_env, spawn_environment
 
 if TYPE_CHECKING:
     from curate.run.config import RateLimits
@@ -88,8 +88,7 @@ class LocalServices:
             return
         from concurrent.futures import ProcessPoolExecutor
 
-        env = thread_env(local_worker_threads(self.workers, self.threads_per_worker))
-        with spawn_environment(env), ProcessPoolExecutor(
+        with spawn_environment(local_worker_env(self.workers, self.threads_per_worker)), ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
             yield _WrappedPool(self.workers, pool)
@@ -124,7 +123,7 @@ class RayServices:
             return
         self._connect()
         ray_pool = Pool(processes=max(1, self.workers),
-                        ray_remote_args={"runtime_env": {"env_vars": thread_env(self.threads_per_worker or 1)}})
+                        ray_remote_args={"runtime_env": {"env_vars": ray_task_env(self.threads_per_worker)}})
         try:
             yield _WrappedPool(max(1, self.workers), ray_pool)
         finally:

@@ -17,22 +17,33 @@ from collections.abc import Iterator, Mapping
 THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS says, else all)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: `taskset -c 0,1` gives 2), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def local_worker_threads(workers: int, threads_per_worker: int | None) -> int:
     """The configured threads per worker, else an equal share of this machine's CPUs."""
     if threads_per_worker is not None:
         return threads_per_worker
-    return max(1, available_cpus() // max(1, workers))
+    return max(1, usable_cpus() // max(1, workers))
 
 
 def thread_env(threads: int) -> dict[str, str]:
     return dict.fromkeys(THREAD_VARIABLES, str(threads))
+
+
+def local_worker_env(workers: int, threads_per_worker: int | None) -> dict[str, str]:
+    """The environment of a local pool's worker processes."""
+    return thread_env(local_worker_threads(workers, threads_per_worker))
+
+
+def ray_task_env(threads_per_worker: int | None) -> dict[str, str]:
+    """The environment of a Ray task's worker: its configured threads, else the one CPU it holds."""
+    return thread_env(threads_per_worker or 1)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,6 @@ them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate.run.worker_threads import usable_cpus
 from curate.services.similarity.banding import (
     band_frame,
     band_keys,
@@ -84,14 +84,6 @@ _VERIFY_CHUNK = 50_000  # candidate pairs below which verification stays in one 
 # (2 threads, 200k rows, loaded 2-core machine: sys time 1.9 of 5.3 CPU-s at 50,000 rows a batch,
 # 0.8 of 3.7-4.4 at 16,384).
 SIGN_BATCH = 16_384
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity: `taskset -c 0,1` gives 2), else the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
