@@ -239,13 +239,23 @@ def run_one(
 
 
 def busy(result: dict[str, Any]) -> str:
-    """The share of `workers x wall time` of ingest and chunk that the tasks ran for (the rest:
-    planning, starting processes, waiting for the slowest task, commit, summaries)."""
+    """The share of `workers x wall time` of ingest and chunk that the tasks ran for, chunk's
+    bucketing round included (the rest: planning, starting processes, waiting for the slowest
+    task, commit, summaries)."""
     timing = [t for t in (result.get("timing") or {}).values() if t]
     wall = sum(t["run"] + t["commit"] + t["summary"] for t in timing)
     if not wall:
         return "-"
-    return f"{sum(t['task_sum'] for t in timing) / (result['workers'] * wall):.0%}"
+    tasks = sum(t["task_sum"] + t.get("bucketing_sum", 0.0) for t in timing)
+    return f"{tasks / (result['workers'] * wall):.0%}"
+
+
+def task_cpu(result: dict[str, Any]) -> str:
+    """The tasks' CPU time over their wall time (ingest and chunk): under 100%, they waited
+    (for the disk, or for a CPU another process held)."""
+    timing = [t for t in (result.get("timing") or {}).values() if t and "task_cpu_sum" in t]
+    wall = sum(t["task_sum"] for t in timing)
+    return f"{sum(t['task_cpu_sum'] for t in timing) / wall:.0%}" if wall else "-"
 
 
 def ray_label(result: dict[str, Any]) -> str:
@@ -261,8 +271,8 @@ def table(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = [
         "| workers | ingest s | chunk s | dedup s | total s | chunks/s | speed-up | efficiency "
-        "| workers busy | threads/worker | peak MiB driver, stages | peak MiB driver | peak MiB worker | same output |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| workers busy | tasks' CPU | threads/worker | peak MiB driver, stages | peak MiB driver | peak MiB worker | same output |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         s = r["seconds"]
@@ -274,7 +284,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['workers']}{ray_label(r)} | {s['discover'] + s['ingest']:.1f} "
             f"| {s['chunk']:.1f} | {dedup} | {s['total']:.1f} "
             f"| {r['chunks'] / s['total']:,.0f} | {speedup:.2f}x | {speedup / r['workers'] * base['workers']:.0%} "
-            f"| {busy(r)} | {r.get('threads_per_worker') or 'default'} "
+            f"| {busy(r)} | {task_cpu(r)} | {r.get('threads_per_worker') or 'default'} "
             f"| {r.get('peak_mb_driver_stages', float('nan')):,.0f} | {r['peak_mb_driver']:,.0f} | {worker} "
             f"| {'yes' if same else 'NO'} |"
         )

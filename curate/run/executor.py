@@ -124,6 +124,8 @@ class StageOutcome:
     reused: int = 0
     frames: dict[str, pl.DataFrame] | None = None  # a GLOBAL stage's outputs (it ran on the driver)
     task_seconds: list[float] = dataclasses.field(default_factory=list)  # each task run (not reused)
+    task_cpu_seconds: list[float] = dataclasses.field(default_factory=list)  # their workers' CPU time
+    bucketing_seconds: list[float] = dataclasses.field(default_factory=list)  # a keyed stage's first round
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
@@ -151,12 +153,13 @@ def _raise_first(stage: Stage, results: Sequence[TaskResult]) -> None:
 
 def plan_tasks(
     executor: Executor, stage: Stage, source: InputSource, store: ShardStore, reuse: bool
-) -> list[Task]:
-    """The stage's tasks; for a keyed stage cut into several, after its bucketing tasks ran."""
+) -> tuple[list[Task], list[TaskResult]]:
+    """The stage's tasks; for a keyed stage cut into several, after its bucketing tasks ran
+    (their results come second: they took part of the stage's time)."""
     slices = plan_slices(source.parts, executor.task_count(stage, source.rows))
     tasks = [Task(i, slices_id(i, s), slices=s) for i, s in enumerate(slices)]
     if not keyed(stage) or len(tasks) == 1:
-        return tasks
+        return tasks, []
     assert stage.key is not None
     jobs = [BucketJob(task, stage.key, len(tasks), store, reuse) for task in tasks]
     bucketed = executor.map_tasks(run_bucketing, jobs)
@@ -169,7 +172,7 @@ def plan_tasks(
     return [
         Task(i, f"b{i:05d}-{ids}", slices=schema, buckets=files)
         for i, files in enumerate(buckets) if files or (i == 0 and not any(buckets))
-    ]
+    ], bucketed
 
 
 def execute_stage(
@@ -180,7 +183,7 @@ def execute_stage(
     stopped. A task's exception is raised here after the other tasks finished."""
     if not reuse:
         store.forget()
-    tasks = plan_tasks(executor, stage, source, store, reuse)
+    tasks, bucketed = plan_tasks(executor, stage, source, store, reuse)
     jobs = [
         TaskJob(stage, dataclasses.replace(ctx, shard=t.index, num_shards=len(tasks), show_progress=False),
                 t, store, source.key, reuse)
@@ -192,8 +195,10 @@ def execute_stage(
     )
     _raise_first(stage, results)
     stopped = next((r for r in results if r.stopped is not None), None)
-    outcome = StageOutcome({}, tasks=len(tasks), reused=sum(r.reused for r in results),
-                           task_seconds=[r.seconds for r in results if not r.reused])
+    ran = [r for r in results if not r.reused]
+    outcome = StageOutcome({}, tasks=len(tasks), reused=len(results) - len(ran),
+                           task_seconds=[r.seconds for r in ran], task_cpu_seconds=[r.cpu_seconds for r in ran],
+                           bucketing_seconds=[r.seconds for r in bucketed if r.seconds])
     if stopped is not None:
         outcome.stopped = StageStopped(stopped.stopped or "stopped", {}, exit_code=stopped.exit_code)
     for output in stage.output_names:

@@ -91,18 +91,23 @@ def library_versions() -> dict[str, str]:
 
 
 def stage_timing(
-    started: float, executed: float, committed: float, finished: float, task_seconds: list[float]
+    started: float, executed: float, committed: float, finished: float, outcome: StageOutcome
 ) -> dict[str, float]:
     """Where a stage's wall time went: planning and running its tasks, committing their parts,
     its summary; and the tasks' own times (their sum against workers x the run's wall time
-    says how busy the workers were; their max, how long the slowest held the stage)."""
+    says how busy the workers were; their max, how long the slowest held the stage; their
+    CPU time against their wall time, whether they computed or waited), and a keyed stage's
+    bucketing round."""
+    seconds = outcome.task_seconds
     return {
         "run": round(executed - started, 3),
         "commit": round(committed - executed, 3),
         "summary": round(finished - committed, 3),
-        "task_sum": round(sum(task_seconds), 3),
-        "task_max": round(max(task_seconds, default=0.0), 3),
-        "task_min": round(min(task_seconds, default=0.0), 3),
+        "task_sum": round(sum(seconds), 3),
+        "task_max": round(max(seconds, default=0.0), 3),
+        "task_min": round(min(seconds, default=0.0), 3),
+        "task_cpu_sum": round(sum(outcome.task_cpu_seconds), 3),
+        "bucketing_sum": round(sum(outcome.bucketing_seconds), 3),
     }
 
 
@@ -231,7 +236,7 @@ class Runner:
         if stage.summarize is not None:
             entry["report"] = self._summary(stage, outcome, entries)
         entry["seconds"] = round(time.perf_counter() - started, 3)
-        entry["timing"] = stage_timing(started, executed, committed, time.perf_counter(), outcome.task_seconds)
+        entry["timing"] = stage_timing(started, executed, committed, time.perf_counter(), outcome)
         entry["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
         if stage.side_files and not is_url(self.run_dir.location):
             entry["side_files"] = {

@@ -82,6 +82,7 @@ class TaskResult:
     reused: bool = False  # found finished in the store (a resumed run)
     buckets: tuple[str | None, ...] = ()  # bucketing tasks: the file of each bucket (None: empty)
     seconds: float = 0.0  # the worker's wall time for the task (read, run, write)
+    cpu_seconds: float = 0.0  # the worker process's CPU time meanwhile (all its threads)
 
 
 def plan_slices(parts: Sequence[InputPart], tasks: int) -> list[tuple[Slice, ...]]:
@@ -215,7 +216,7 @@ def run_task(job: TaskJob) -> TaskResult:
         marker = store.marker(task.id)
         parts = {name: PartInfo.from_json(info) for name, info in marker["parts"].items()}
         return TaskResult(task.index, parts, reused=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = TaskResult(task.index)
     try:
         outputs = dict(job.stage.fn(read_task_input(task, job.input_key), job.ctx))
@@ -229,7 +230,7 @@ def run_task(job: TaskJob) -> TaskResult:
         result.parts[name] = write_part(frame, f"{store.folder(task.id)}/{name}.parquet", keys.get(name))
     if result.stopped is None:
         store.finish(task.id, {"parts": {n: p.to_json() for n, p in result.parts.items()}})
-    result.seconds = time.perf_counter() - started
+    result.seconds, result.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     return result
 
 
@@ -249,6 +250,7 @@ def run_bucketing(job: BucketJob) -> TaskResult:
     folder = f"{store.folder('bucketing')}/{task.id}"
     if job.reuse and path_exists(f"{folder}/{DONE_MARKER}"):
         return TaskResult(task.index, buckets=tuple(json.loads(read_text(f"{folder}/{DONE_MARKER}"))["buckets"]))
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         frame = read_task_input(task, None)
         bucket = (pl.col(job.key).hash(seed=0) % job.buckets).alias(BUCKET_COLUMN)
@@ -261,4 +263,5 @@ def run_bucketing(job: BucketJob) -> TaskResult:
     except Exception as error:
         return TaskResult(task.index, error=pickled_error(error))
     atomic_write_text(f"{folder}/{DONE_MARKER}", json.dumps({"buckets": files}))
-    return TaskResult(task.index, buckets=tuple(files))
+    return TaskResult(task.index, buckets=tuple(files), seconds=time.perf_counter() - started,
+                      cpu_seconds=time.process_time() - cpu_started)

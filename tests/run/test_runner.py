@@ -111,3 +111,16 @@ def test_config_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     path.write_text("run_dir: runs/x\ntask: {type: freeform, instruction: x}\n")
     config = load_config(path)
     assert config.run_path == path.parent.resolve() / "runs/x"
+
+
+def test_manifest_says_where_a_keyed_stage_spent_its_time(tmp_path: Path) -> None:
+    """`timing`: the tasks' wall and CPU seconds and the bucketing round of a keyed stage
+    (what bench/scale reads to tell waiting workers from slow ones)."""
+    config = _config(tmp_path, size=200)
+    Runner(config, [SOURCE, DOUBLE, GROUPS], executor=LocalExecutor(workers=1, partitions=3), show_progress=False).run()
+    stages = Runner(config, []).run_dir.load_manifest()["stages"]
+    groups, double = stages["groups"]["timing"], stages["double"]["timing"]
+    assert groups["bucketing_sum"] > 0 and double["bucketing_sum"] == 0  # only the keyed stage buckets
+    for timing in (groups, double):
+        assert 0 < timing["task_min"] <= timing["task_max"] <= timing["task_sum"] <= timing["run"]
+        assert timing["task_cpu_sum"] > 0
