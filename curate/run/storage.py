@@ -15,7 +15,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -59,24 +59,29 @@ def atomic_write_text(target: Path | str, text: str) -> None:
     write_local_atomic(target, text)
 
 
-def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
+Compression = Literal["zstd", "lz4"]  # zstd: artifacts (kept); lz4: scratch files read once (2x faster to write)
+
+
+def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None, compression: Compression = "zstd") -> bytes:
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", statistics=True, metadata=metadata)
+    frame.write_parquet(buffer, compression=compression, statistics=True, metadata=metadata)
     return buffer.getvalue()
 
 
-def atomic_write_parquet(frame: pl.DataFrame, target: Path | str, metadata: dict[str, str] | None = None) -> None:
+def atomic_write_parquet(
+    frame: pl.DataFrame, target: Path | str, metadata: dict[str, str] | None = None, compression: Compression = "zstd"
+) -> None:
     """Write a frame as Parquet (with key-value `metadata` in its footer) so that readers
     never see a half-written file."""
     if is_url(target):
         fs, path = filesystem(str(target))
-        fs.pipe_file(path, parquet_bytes(frame, metadata))
+        fs.pipe_file(path, parquet_bytes(frame, metadata, compression))
         return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata)
+        frame.write_parquet(tmp, compression=compression, statistics=True, metadata=metadata)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

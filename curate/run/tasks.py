@@ -258,7 +258,7 @@ def run_bucketing(job: BucketJob) -> TaskResult:
         files: list[str | None] = [None] * job.buckets
         for (index, *_), piece in pieces.items():
             target = f"{folder}/bucket-{int(index):05d}.parquet"
-            atomic_write_parquet(piece, target)
+            atomic_write_parquet(piece, target, compression="lz4")  # scratch, read once by task `index`
             files[int(index)] = target
     except Exception as error:
         return TaskResult(task.index, error=pickled_error(error))
